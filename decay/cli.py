@@ -1,0 +1,168 @@
+"""The ``decay`` command line (typer). Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
+app.add_typer(kafka_app, name="kafka")
+
+Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap servers")]
+
+
+def _settings(**overrides: Any) -> Any:
+    from decay.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _broker() -> Any:
+    from decay.kafka_broker import KafkaBroker, find_repo_root
+
+    return KafkaBroker(find_repo_root())
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Start the broker (fetching the jars with Maven the first time)."""
+    broker = _broker()
+    broker.start()
+    typer.echo(f"kafka running on {broker.bootstrap}")
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker."""
+    _broker().stop()
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Exit 0 when the broker serves clients."""
+    broker = _broker()
+    if not broker.is_running():
+        typer.echo("kafka is not running")
+        raise typer.Exit(1)
+    typer.echo(f"kafka running on {broker.bootstrap}")
+
+
+@app.command()
+def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
+    """Create the events, alerts and dead-letter topics when missing."""
+    from decay.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings(bootstrap=bootstrap, partitions=partitions)))
+    typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@app.command()
+def worker(
+    bootstrap: Bootstrap = None,
+    web_port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
+) -> None:
+    """Run a stream worker until SIGTERM / Ctrl-C."""
+    from faust import Worker
+
+    from decay.topics import ensure_topics
+    from stream_app.app import create_app
+
+    settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
+    asyncio.run(ensure_topics(settings))
+    built = create_app(settings)
+    Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="events file: .jsonl, .csv or .parquet")],
+    users: int = 2000,
+    days: float = 60.0,
+    seed: int = 7,
+    truth: Annotated[Path | None, typer.Option(help="ground-truth file (.csv/.parquet)")] = None,
+) -> None:
+    """Write a synthetic e-commerce event log (fixed seed) and its ground truth."""
+    from decay.eventlog import write_events
+    from decay.simulate import simulate as run
+
+    log = run(n_users=users, days=days, seed=seed)
+    write_events(log.events, out)
+    if truth is not None:
+        if truth.suffix == ".parquet":
+            log.truth.to_parquet(truth)
+        else:
+            log.truth.to_csv(truth, index=False)
+    typer.echo(f"{len(log.events)} events of {users} users over {days} days -> {out}")
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="event log (.jsonl/.csv/.parquet) or 'cdnow'")],
+    bootstrap: Bootstrap = None,
+    topic: Annotated[str | None, typer.Option(help="target topic")] = None,
+    rate: Annotated[float, typer.Option(help="events per second; 0: as fast as possible")] = 0,
+) -> None:
+    """Produce an event log to the events topic, in file order, keyed by user id."""
+    from decay.replay import replay_file
+
+    settings = _settings(bootstrap=bootstrap)
+    n = asyncio.run(replay_file(file, settings.bootstrap, topic or settings.events_topic, rate))
+    typer.echo(f"{n} events sent")
+
+
+@app.command()
+def alerts(
+    bootstrap: Bootstrap = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON alert per line")] = False,
+    from_beginning: bool = True,
+    max_alerts: Annotated[int, typer.Option(help="stop after this many; 0: never")] = 0,
+    idle_timeout: Annotated[float, typer.Option(help="stop after this long idle; 0: never")] = 0,
+) -> None:
+    """Print alerts as they arrive."""
+    from decay.alert_feed import follow_alerts, format_alert
+
+    settings = _settings(bootstrap=bootstrap)
+
+    def show(alert: dict[str, Any]) -> None:
+        typer.echo(json.dumps(alert) if as_json else format_alert(alert))
+
+    asyncio.run(
+        follow_alerts(
+            settings.bootstrap,
+            settings.alerts_topic,
+            show,
+            from_beginning=from_beginning,
+            max_alerts=max_alerts,
+            idle_timeout=idle_timeout,
+        )
+    )
+
+
+@app.command()
+def demo(
+    users: int = 3000,
+    days: float = 90.0,
+    seed: int = 7,
+) -> None:
+    """Broker, topics, worker, a simulated log replayed at full speed, alerts, a summary."""
+    from decay.demo import run_demo
+
+    raise typer.Exit(run_demo(users=users, days=days, seed=seed))
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,202 @@
+"""The event contract: parse and validate one message from the events topic.
+
+Pure logic (no I/O). A message either becomes an :class:`Event` or an :class:`Invalid`
+carrying a stable reason code; the stream app sends the latter to the dead-letter topic.
+Unknown JSON fields are ignored, as the contract says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, Final
+
+
+class EventType(IntEnum):
+    """Known event kinds; the integer is the code stored in state and fed to the model."""
+
+    VIEW = 0
+    CLICK = 1
+    CART = 2
+    PURCHASE = 3
+    WISHLIST = 4
+    SEARCH = 5
+    REMOVE_FROM_CART = 6
+    OTHER = 7
+
+
+EVENT_TYPES: Final[dict[str, EventType]] = {t.name.lower(): t for t in EventType}
+
+# Dead-letter reason codes. Stable strings: they are metric labels and part of the DLQ record.
+INVALID_JSON: Final = "invalid_json"
+NOT_AN_OBJECT: Final = "not_an_object"
+MISSING_FIELD: Final = "missing_field"
+WRONG_TYPE: Final = "wrong_type"
+BAD_TIMESTAMP: Final = "bad_timestamp"
+TIMESTAMP_OUT_OF_RANGE: Final = "timestamp_out_of_range"
+UNKNOWN_EVENT_TYPE: Final = "unknown_event_type"
+INVALID_VALUE: Final = "invalid_value"
+TOO_LARGE: Final = "too_large"
+KEY_MISMATCH: Final = "key_mismatch"
+REASONS: Final = (
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    MISSING_FIELD,
+    WRONG_TYPE,
+    BAD_TIMESTAMP,
+    TIMESTAMP_OUT_OF_RANGE,
+    UNKNOWN_EVENT_TYPE,
+    INVALID_VALUE,
+    TOO_LARGE,
+    KEY_MISMATCH,
+)
+
+MIN_TS_MS: Final = 631_152_000_000  # 1990-01-01T00:00:00Z: nothing older is e-commerce data
+MAX_ID_LEN: Final = 256
+MAX_TEXT_LEN: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    user_id: str
+    ts_ms: int
+    type: EventType
+    item_id: str | None = None
+    category: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds of a sane message. ``max_ts_ms`` is wall clock plus allowed skew, set by the caller
+    so that this module never reads the clock itself."""
+
+    max_ts_ms: int
+    min_ts_ms: int = MIN_TS_MS
+    max_bytes: int = 64 * 1024
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """RFC 3339 string or epoch milliseconds (int, or float without a fraction) -> epoch ms."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 2**62:
+            return int(value)
+        return None
+    if isinstance(value, str):
+        if not 10 <= len(value) <= 40:
+            return None
+        text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:  # RFC 3339 requires an offset; refuse to guess a zone
+            return None
+        return int(parsed.timestamp() * 1000)
+    return None
+
+
+def _text(obj: dict[str, Any], name: str, required: bool) -> str | Invalid | None:
+    value = obj.get(name)
+    if value is None:
+        return Invalid(MISSING_FIELD, name) if required else None
+    if not isinstance(value, str):
+        return Invalid(WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}")
+    limit = MAX_ID_LEN if name.endswith("_id") else MAX_TEXT_LEN
+    if required and not value.strip():
+        return Invalid(INVALID_VALUE, f"{name} is empty")
+    if len(value) > limit:
+        return Invalid(INVALID_VALUE, f"{name} longer than {limit} characters")
+    if value and (value[0] == "\x00" or not value.isprintable()):
+        return Invalid(INVALID_VALUE, f"{name} holds control characters")
+    return value
+
+
+def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event | Invalid:
+    """Parse one message value (and its key, which must equal ``user_id`` when present)."""
+    if raw is None:
+        return Invalid(INVALID_JSON, "empty message")
+    if len(raw) > limits.max_bytes:
+        return Invalid(TOO_LARGE, f"{len(raw)} bytes > {limits.max_bytes}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return Invalid(INVALID_JSON, str(exc)[:200])
+    if not isinstance(obj, dict):
+        return Invalid(NOT_AN_OBJECT, f"top level is {type(obj).__name__}")
+
+    fields: dict[str, str | None] = {}
+    for name, required in (
+        ("event_id", True),
+        ("user_id", True),
+        ("item_id", False),
+        ("category", False),
+    ):
+        got = _text(obj, name, required)
+        if isinstance(got, Invalid):
+            return got
+        fields[name] = got
+
+    kind = obj.get("type")
+    if kind is None:
+        return Invalid(MISSING_FIELD, "type")
+    if not isinstance(kind, str):
+        return Invalid(WRONG_TYPE, f"type must be a string, got {type(kind).__name__}")
+    event_type = EVENT_TYPES.get(kind.lower())
+    if event_type is None:
+        return Invalid(UNKNOWN_EVENT_TYPE, kind[:64])
+
+    if "ts" not in obj or obj["ts"] is None:
+        return Invalid(MISSING_FIELD, "ts")
+    ts_ms = parse_timestamp(obj["ts"])
+    if ts_ms is None:
+        return Invalid(BAD_TIMESTAMP, repr(obj["ts"])[:64])
+    if not limits.min_ts_ms <= ts_ms <= limits.max_ts_ms:
+        return Invalid(TIMESTAMP_OUT_OF_RANGE, str(ts_ms))
+
+    price = obj.get("price")
+    if price is not None:
+        if isinstance(price, bool) or not isinstance(price, int | float):
+            return Invalid(WRONG_TYPE, f"price must be a number, got {type(price).__name__}")
+        if not math.isfinite(price) or price < 0:
+            return Invalid(INVALID_VALUE, f"price {price!r}")
+        price = float(price)
+    quantity = obj.get("quantity")
+    if quantity is not None:
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            return Invalid(
+                WRONG_TYPE, f"quantity must be an integer, got {type(quantity).__name__}"
+            )
+        if not 0 <= quantity <= 1_000_000:
+            return Invalid(INVALID_VALUE, f"quantity {quantity}")
+
+    user_id = fields["user_id"]
+    event_id = fields["event_id"]
+    assert user_id is not None and event_id is not None
+    if key is not None and key != user_id.encode():
+        return Invalid(KEY_MISMATCH, "message key differs from user_id")
+    return Event(
+        event_id=event_id,
+        user_id=user_id,
+        ts_ms=ts_ms,
+        type=event_type,
+        item_id=fields["item_id"],
+        category=fields["category"],
+        price=price,
+        quantity=quantity,
+    )

@@ -1,0 +1,76 @@
+"""Produce an event log to Kafka, in file order, keyed by user id, with a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
+
+from decay.eventlog import frame_to_records, iter_event_records
+
+
+def _records(file: Path | str, chunk: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+    if str(file) in ("cdnow", "cdnow-sample"):
+        from decay.eventlog import cdnow_events
+
+        frame = cdnow_events(sample=str(file) == "cdnow-sample").sort_values("ts", kind="stable")
+        records = frame_to_records(frame)
+        for i in range(0, len(records), chunk):
+            yield records[i : i + chunk]
+    else:
+        yield from iter_event_records(Path(file), chunk)
+
+
+def encode(record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Kafka key (the user id) and value (the event as JSON) of one record."""
+    return str(record["user_id"]).encode(), json.dumps(record, separators=(",", ":")).encode()
+
+
+async def produce(
+    messages: Iterable[tuple[bytes | None, bytes]],
+    bootstrap: str,
+    topic: str,
+    rate: float = 0.0,
+    progress: tqdm | None = None,
+) -> int:
+    """Send (key, value) pairs; at most ``rate`` per second when rate > 0. Returns the count."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        pending = []
+        for key, value in messages:
+            pending.append(await producer.send(topic, value=value, key=key))
+            sent += 1
+            if progress is not None:
+                progress.update(1)
+            if rate > 0:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0.005:  # pace to the wall clock: that is what a rate means
+                    await asyncio.sleep(ahead)
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def replay_file(file: Path | str, bootstrap: str, topic: str, rate: float = 0.0) -> int:
+    def messages() -> Iterator[tuple[bytes | None, bytes]]:
+        for chunk in _records(file):
+            for record in chunk:
+                yield encode(record)
+
+    with tqdm(desc=f"replay -> {topic}", unit="ev", mininterval=0.5) as bar:
+        return await produce(messages(), bootstrap, topic, rate, bar)

@@ -1,0 +1,89 @@
+"""What a scorer is, and the baseline scorer: exponential decay with a fitted half-life.
+
+A scorer maps a batch of windows (one user each, right after an event) to the parameters of
+each user's interest curve. The stream app calls it once per micro-batch; the ONNX LSTM scorer
+(in ``stream_app``) and this baseline share the protocol, so the agent takes either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from decay.window import SESSION_GAP_MS, Window
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Per window: interest right after its last event, half-life of the curve, and the
+    dormancy deadline as seconds after the last event (``inf``: interest never falls that low)."""
+
+    peak: npt.NDArray[np.float64]
+    half_life_s: npt.NDArray[np.float64]
+    deadline_s: npt.NDArray[np.float64]
+
+
+class Scorer(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def score(self, windows: Sequence[Window], threshold: float) -> Scores: ...
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+        """Interest after ``silent_s`` seconds of silence, from the stored curve parameters."""
+        ...
+
+
+def fit_half_life(gaps_s: npt.ArrayLike) -> float:
+    """Maximum-likelihood half-life of an exponential fitted to inter-visit gaps (seconds).
+
+    Gaps shorter than a session break are within one visit and say nothing about decay.
+    """
+    gaps = np.asarray(gaps_s, dtype=np.float64)
+    gaps = gaps[gaps >= SESSION_GAP_MS / 1000.0]
+    if gaps.shape[0] == 0:
+        raise ValueError("no inter-visit gaps to fit a half-life from")
+    return math.log(2.0) * float(gaps.mean())
+
+
+def gaps_from_events(user_ids: npt.ArrayLike, ts_ms: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Gaps in seconds between consecutive events of the same user (any order in, vectorised)."""
+    users = np.asarray(user_ids)
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    order = np.lexsort((ts, users))
+    users, ts = users[order], ts[order]
+    same = users[1:] == users[:-1]
+    return (np.diff(ts)[same] / 1000.0).astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentialDecayScorer:
+    """I(t) = 2^(-Δ/h): every user's interest halves every ``half_life_s`` seconds of silence."""
+
+    half_life_s: float
+
+    @property
+    def version(self) -> str:
+        return f"exp-decay-h{self.half_life_s / HOUR_S:.1f}h"
+
+    def score(self, windows: Sequence[Window], threshold: float) -> Scores:
+        n = len(windows)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        deadline = self.half_life_s * math.log2(1.0 / threshold)
+        return Scores(
+            peak=np.ones(n),
+            half_life_s=np.full(n, self.half_life_s),
+            deadline_s=np.full(n, deadline),
+        )
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+        return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)

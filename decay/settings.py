@@ -1,0 +1,40 @@
+"""All configuration, in one frozen typed object. The environment is read here and only here.
+
+Every field can be set as ``DECAY_<NAME>`` (for example ``DECAY_BOOTSTRAP=127.0.0.1:9092``);
+the CLI passes its options as keyword arguments, which win over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DECAY_", frozen=True, extra="forbid")
+
+    bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="Kafka bootstrap servers")
+    app_id: str = Field("decay", description="Faust app id: consumer group and topic prefix")
+    events_topic: str = Field("events", description="topic of behaviour events")
+    alerts_topic: str = Field("alerts", description="topic the alerts are published on")
+    dead_letter_topic: str = Field("events-dlq", description="topic of rejected messages")
+    partitions: int = Field(4, ge=1, description="partitions of the topics the app creates")
+    data_dir: Path = Field(Path("var/worker"), description="RocksDB state and Faust data")
+    web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
+    web_port: int = Field(6066, ge=0, le=65535, description="HTTP port (/metrics, /users)")
+    batch_max: int = Field(2000, ge=1, description="most events in one micro-batch")
+    batch_within_s: float = Field(0.2, gt=0, description="longest wait to fill a batch")
+    window_events: int = Field(64, ge=1, le=4096, description="events kept per user")
+    grace_s: float = Field(3600.0, ge=0, description="event-time grace before the watermark")
+    threshold: float = Field(0.2, gt=0, lt=1, description="interest below this is dormancy")
+    half_life_hours: float = Field(
+        72.0, gt=0, description="half-life of the exponential-decay baseline scorer"
+    )
+    live: bool = Field(False, description="advance idle partitions' clocks with the wall clock")
+    idle_s: float = Field(30.0, gt=0, description="live mode: idle time before the clock moves")
+    commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    log_level: str = Field("info", description="worker log level")

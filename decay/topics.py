@@ -1,0 +1,32 @@
+"""Create the app's topics explicitly (the broker never auto-creates them)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from decay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
+    """Create the events, alerts and dead-letter topics when missing; returns those created."""
+    names = [settings.events_topic, settings.alerts_topic, settings.dead_letter_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+                await admin.create_topics(
+                    [NewTopic(n, settings.partitions, replication) for n in missing]
+                )
+            log.info("created topics %s with %d partitions", missing, settings.partitions)
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,416 @@
+"""The worker's logic for one micro-batch, free of Faust and Kafka.
+
+``Processor.process`` takes the records of a batch in the order the consumer delivered them
+(offset order within each partition) and returns what to write and what to send. The agent in
+``stream_app.agents`` is thin wiring around it; the unit tests drive it with an in-memory store.
+
+Event time (DESIGN.md "Time"): each partition keeps a watermark, the newest event time seen
+minus a grace period. A user's dormancy deadline is computed when the event arrives; it fires
+when the partition's watermark passes it and the user has had no event since. Deadlines are
+checked after every event, not once per batch, so the alerts (and their ids) do not depend on
+how records are cut into batches.
+
+Each batch is two passes: (1) validate, drop duplicates and update windows, collecting a window
+snapshot per applied event; the scorer is called once for all snapshots; (2) walk the events in
+order again, running the alert state machine and the deadline schedule.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from decay import alerts as al
+from decay.events import Event, Invalid, Limits, parse_event
+from decay.scoring import Scorer
+from decay.state import StateError, StoredAlert, UserState, decode_state, encode_state
+from decay.window import Window
+
+log = logging.getLogger(__name__)
+
+WATERMARK_KEY: Final = "\x00watermark"
+_WM = struct.Struct("<qq")  # newest event time seen, offset of the last record applied
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutAlert:
+    partition: int
+    user_id: str
+    kind: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """What a batch produced. ``writes`` maps (partition, key) to the new record."""
+
+    writes: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    alerts: list[OutAlert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late
+    resent: int = 0
+    score_seconds: float = 0.0
+
+
+class StateStore(Protocol):
+    """Per-partition key/value storage (a Faust RocksDB table in the worker)."""
+
+    def get(self, partition: int, key: str) -> bytes | None: ...
+
+    def scan(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    max_events: int = 64
+    grace_ms: int = 60 * 60 * 1000
+    threshold: float = 0.2
+    keep_alerts: int = 4
+    max_future_ms: int = 7 * 86_400_000
+
+
+@dataclass(slots=True)
+class _Partition:
+    max_ts: int
+    last_offset: int
+    # Pending deadline per user, and a heap over them that may hold superseded entries
+    # (they are skipped when popped, and purged when they outnumber the live ones).
+    current: dict[str, int] = field(default_factory=dict)
+    heap: list[tuple[int, str]] = field(default_factory=list)
+    last_seen_wall_ms: int = 0
+
+    def watermark(self, grace_ms: int) -> int:
+        return self.max_ts - grace_ms if self.max_ts else -(2**62)
+
+    def schedule(self, user_id: str, deadline_ms: int) -> None:
+        self.current[user_id] = deadline_ms
+        heapq.heappush(self.heap, (deadline_ms, user_id))
+        if len(self.heap) > 2 * len(self.current) + 1024:
+            self.heap = [(d, u) for u, d in self.current.items()]
+            heapq.heapify(self.heap)
+
+    def cancel(self, user_id: str) -> None:
+        self.current.pop(user_id, None)
+
+    def pop_due(self, watermark: int) -> Iterator[tuple[int, str]]:
+        heap = self.heap
+        while heap and heap[0][0] <= watermark:
+            deadline, user_id = heapq.heappop(heap)
+            if self.current.get(user_id) == deadline:
+                del self.current[user_id]
+                yield deadline, user_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    event: Event
+    offset: int
+    partition: int
+    window: Window
+    max_ts: int  # the partition's newest event time after this event
+
+
+class Processor:
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        scorer: Scorer,
+        store: StateStore,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.scorer = scorer
+        self.store = store
+        self.clock_ms = clock_ms
+        self._partitions: dict[int, _Partition] = {}
+
+    # -- partition lifecycle -------------------------------------------------------------
+
+    def revoke(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self._partitions.pop(p, None)
+
+    def active_partitions(self) -> list[int]:
+        return sorted(self._partitions)
+
+    def pending_deadlines(self) -> int:
+        return sum(len(p.current) for p in self._partitions.values())
+
+    def watermarks(self) -> dict[int, int]:
+        return {n: p.watermark(self.config.grace_ms) for n, p in self._partitions.items()}
+
+    def _activate(self, partition: int, first_offset: int, out: BatchOutput) -> _Partition:
+        """Rebuild a partition's deadline schedule from its stored users.
+
+        Records from ``first_offset`` on were not committed, so whatever processing them had
+        produced may not have reached the broker before a crash: re-send the alerts they
+        emitted (same ids) and re-write the states they touched (so the changelog has them).
+        """
+        raw = self.store.get(partition, WATERMARK_KEY)
+        max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
+        part = _Partition(max_ts=max_ts, last_offset=last_offset)
+        for user_id, value in self.store.scan(partition):
+            if user_id == WATERMARK_KEY:
+                continue
+            try:
+                st = decode_state(value)
+            except StateError:
+                log.exception("dropping undecodable state of a user in partition %d", partition)
+                continue
+            if st.deadline_ms and not st.dormant_since_ms:
+                part.current[user_id] = st.deadline_ms
+            if st.last_offset >= first_offset:
+                out.writes[(partition, user_id)] = value
+            for stored in st.alerts:
+                if stored.cause_offset >= first_offset:
+                    kind = al.Alert.from_json(stored.payload).kind
+                    out.alerts.append(OutAlert(partition, user_id, kind, stored.payload))
+                    out.resent += 1
+        part.heap = [(d, u) for u, d in part.current.items()]
+        heapq.heapify(part.heap)
+        self._partitions[partition] = part
+        log.info(
+            "partition %d active from offset %d: %d pending deadlines, %d alerts re-sent",
+            partition,
+            first_offset,
+            len(part.current),
+            out.resent,
+        )
+        return part
+
+    # -- the batch -----------------------------------------------------------------------
+
+    def process(self, records: Sequence[Record]) -> BatchOutput:
+        out = BatchOutput()
+        cache: dict[tuple[int, str], UserState] = {}
+        touched: set[tuple[int, str]] = set()
+        steps: list[_Step] = []
+        # Each user's window as pass 2 has reached it: as loaded, then as of its last step.
+        # A deadline that fires mid-batch must not see the user's later events of the batch.
+        windows: dict[tuple[int, str], Window] = {}
+        now = self.clock_ms()
+        limits = Limits(max_ts_ms=now + self.config.max_future_ms)
+        max_ts: dict[int, int] = {}
+
+        for rec in records:
+            part = self._partitions.get(rec.partition)
+            if part is None:
+                part = self._activate(rec.partition, rec.offset, out)
+            part.last_seen_wall_ms = now
+            if rec.offset <= part.last_offset:
+                out.counts["redelivered"] += 1  # after a crash: this record is applied already
+                continue
+            part.last_offset = rec.offset
+            parsed = parse_event(rec.value, rec.key, limits)
+            if isinstance(parsed, Invalid):
+                out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.detail))
+                out.counts["invalid"] += 1
+                continue
+            ukey = (rec.partition, parsed.user_id)
+            st = self._load(ukey, cache, windows)
+            touched.add(ukey)
+            if st.has_event(parsed.event_id):
+                out.counts["duplicate"] += 1
+                continue
+            newest = max_ts.get(rec.partition, part.max_ts)
+            late = parsed.ts_ms < newest - self.config.grace_ms
+            if not st.add(parsed, rec.offset, self.config.max_events):
+                out.counts["late"] += 1  # older than a full window: nothing to update
+                continue
+            out.counts["late" if late else "ok"] += 1
+            st.partition = rec.partition
+            max_ts[rec.partition] = max(newest, parsed.ts_ms)
+            steps.append(
+                _Step(parsed, rec.offset, rec.partition, st.window(), max_ts[rec.partition])
+            )
+
+        started = time.perf_counter()
+        scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+        out.score_seconds = time.perf_counter() - started
+        for i, step in enumerate(steps):
+            ukey = (step.partition, step.event.user_id)
+            st = cache[ukey]
+            part = self._partitions[step.partition]
+            windows[ukey] = step.window
+            if step.event.ts_ms >= step.window.last_ts_ms:
+                self._on_event(ukey, st, step, out)
+                deadline_s = float(scores.deadline_s[i])
+                st.peak_score = float(scores.peak[i])
+                st.half_life_s = float(scores.half_life_s[i])
+                if math.isfinite(deadline_s) and not st.dormant_since_ms:
+                    st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)
+                    part.schedule(step.event.user_id, st.deadline_ms)
+                else:
+                    st.deadline_ms = 0
+                    part.cancel(step.event.user_id)
+            part.max_ts = max(part.max_ts, step.max_ts)
+            self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
+
+        self._finish(out, cache, touched, {rec.partition for rec in records})
+        return out
+
+    def tick(self, now_ms: int, idle_ms: int) -> BatchOutput:
+        """Live mode: a partition with no record for ``idle_ms`` of wall-clock time moves its
+        event-time clock to ``now_ms - idle_ms``, so its silent users still become dormant.
+        The caller must see these alerts delivered before it applies the writes."""
+        out = BatchOutput()
+        cache: dict[tuple[int, str], UserState] = {}
+        touched: set[tuple[int, str]] = set()
+        windows: dict[tuple[int, str], Window] = {}
+        moved = set()
+        for n, part in self._partitions.items():
+            if now_ms - part.last_seen_wall_ms >= idle_ms and now_ms - idle_ms > part.max_ts:
+                part.max_ts = now_ms - idle_ms
+                moved.add(n)
+                self._fire_due(n, part, part.last_offset, cache, touched, windows, out)
+        self._finish(out, cache, touched, moved)
+        return out
+
+    def _finish(
+        self,
+        out: BatchOutput,
+        cache: dict[tuple[int, str], UserState],
+        touched: set[tuple[int, str]],
+        partitions: set[int],
+    ) -> None:
+        for ukey in touched:
+            out.writes[ukey] = encode_state(cache[ukey])
+        # The watermark record goes last: the changelog keeps per-partition order, so a
+        # recovered watermark implies the user records written before it were recovered too.
+        for p in sorted(partitions):
+            if p in self._partitions:
+                part = self._partitions[p]
+                out.writes[(p, WATERMARK_KEY)] = _WM.pack(part.max_ts, part.last_offset)
+
+    def _load(
+        self,
+        ukey: tuple[int, str],
+        cache: dict[tuple[int, str], UserState],
+        windows: dict[tuple[int, str], Window],
+    ) -> UserState:
+        st = cache.get(ukey)
+        if st is None:
+            raw = self.store.get(*ukey)
+            st = UserState(partition=ukey[0])
+            if raw is not None:
+                try:
+                    st = decode_state(raw)
+                except StateError:
+                    log.exception(
+                        "state of a user in partition %d is corrupt; starting anew", ukey[0]
+                    )
+            cache[ukey] = st
+            if st.n_events:
+                windows[ukey] = st.window()
+        return st
+
+    def _on_event(
+        self, ukey: tuple[int, str], st: UserState, step: _Step, out: BatchOutput
+    ) -> None:
+        """An event newer than the user's window end: closes an open dormancy episode."""
+        since = st.dormant_since_ms
+        if not since or step.event.ts_ms <= since:
+            return
+        prev = step.window.ts[:-1]
+        silent = step.event.ts_ms - (int(prev[-1]) if prev.shape[0] else since)
+        st.dormant_since_ms = 0
+        self._emit(
+            out,
+            st,
+            ukey,
+            step.offset,
+            kind=al.REENGAGED,
+            anchor_ms=since,
+            event_time_ms=step.event.ts_ms,
+            score=1.0,
+            reasons=al.reengaged_reasons(silent, since, step.event.type.name.lower()),
+        )
+
+    def _fire_due(
+        self,
+        partition: int,
+        part: _Partition,
+        cause_offset: int,
+        cache: dict[tuple[int, str], UserState],
+        touched: set[tuple[int, str]],
+        windows: dict[tuple[int, str], Window],
+        out: BatchOutput,
+    ) -> None:
+        for deadline, user_id in part.pop_due(part.watermark(self.config.grace_ms)):
+            ukey = (partition, user_id)
+            st = self._load(ukey, cache, windows)
+            if st.deadline_ms != deadline or st.dormant_since_ms:
+                log.warning("schedule and state disagree for a user of partition %d", partition)
+                continue
+            window = windows[ukey]
+            silent = deadline - window.last_ts_ms
+            score = self.scorer.interest(st.peak_score, st.half_life_s, silent / 1000.0)
+            st.deadline_ms = 0
+            st.dormant_since_ms = deadline
+            touched.add(ukey)
+            self._emit(
+                out,
+                st,
+                ukey,
+                cause_offset,
+                kind=al.DORMANT,
+                anchor_ms=deadline,
+                event_time_ms=deadline,
+                score=score,
+                reasons=al.dormant_reasons(
+                    silent, window.typical_gap_ms(), st.peak_score, score, window.n_total
+                ),
+            )
+
+    def _emit(
+        self,
+        out: BatchOutput,
+        st: UserState,
+        ukey: tuple[int, str],
+        cause_offset: int,
+        *,
+        kind: str,
+        anchor_ms: int,
+        event_time_ms: int,
+        score: float,
+        reasons: list[str],
+        category: str | None = None,
+    ) -> None:
+        alert = al.Alert(
+            alert_id=al.alert_id(kind, ukey[1], anchor_ms, category),
+            kind=kind,
+            user_id=ukey[1],
+            category=category,
+            score=round(score, 6),
+            peak_score=round(st.peak_score, 6),
+            half_life_hours=round(st.half_life_s / 3600.0, 3),
+            event_time=al.rfc3339(event_time_ms),
+            emitted_at=al.rfc3339(self.clock_ms()),
+            model_version=self.scorer.version,
+            reasons=reasons,
+        )
+        payload = alert.to_json()
+        st.remember_alert(StoredAlert(cause_offset, payload), self.config.keep_alerts)
+        out.alerts.append(OutAlert(ukey[0], ukey[1], kind, payload))

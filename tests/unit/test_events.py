@@ -1,0 +1,102 @@
+import json
+
+import pytest
+
+from decay import events as ev
+from decay.events import Event, EventType, Invalid, Limits, parse_event
+
+LIMITS = Limits(max_ts_ms=1_800_000_000_000)
+GOOD = {"event_id": "e1", "user_id": "u1", "ts": "2024-03-01T10:00:00Z", "type": "view"}
+
+
+def parse(obj: object, key: bytes | None = None) -> Event | Invalid:
+    return parse_event(json.dumps(obj).encode(), key, LIMITS)
+
+
+def test_valid_event_with_all_fields_and_unknown_ones_ignored() -> None:
+    got = parse(
+        {**GOOD, "item_id": "i9", "category": "books", "price": 12.5, "quantity": 2, "x": [1]},
+        key=b"u1",
+    )
+    assert got == Event("e1", "u1", 1_709_287_200_000, EventType.VIEW, "i9", "books", 12.5, 2)
+
+
+@pytest.mark.parametrize(
+    ("ts", "ms"),
+    [
+        (1_709_287_200_000, 1_709_287_200_000),
+        (1_709_287_200_000.0, 1_709_287_200_000),
+        ("2024-03-01T11:00:00+01:00", 1_709_287_200_000),
+        ("2024-03-01T10:00:00.250Z", 1_709_287_200_250),
+    ],
+)
+def test_timestamp_forms(ts: object, ms: int) -> None:
+    got = parse({**GOOD, "ts": ts})
+    assert isinstance(got, Event) and got.ts_ms == ms
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", ev.INVALID_JSON),
+        (b"\xff\xfe", ev.INVALID_JSON),
+        (None, ev.INVALID_JSON),
+        (b"[1, 2]", ev.NOT_AN_OBJECT),
+        (b'"text"', ev.NOT_AN_OBJECT),
+        (b"x" * 70_000, ev.TOO_LARGE),
+    ],
+)
+def test_undecodable_messages(raw: bytes | None, reason: str) -> None:
+    got = parse_event(raw, None, LIMITS)
+    assert isinstance(got, Invalid) and got.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"event_id": None}, ev.MISSING_FIELD),
+        ({"user_id": None}, ev.MISSING_FIELD),
+        ({"type": None}, ev.MISSING_FIELD),
+        ({"ts": None}, ev.MISSING_FIELD),
+        ({"event_id": 5}, ev.WRONG_TYPE),
+        ({"user_id": ["u"]}, ev.WRONG_TYPE),
+        ({"type": 3}, ev.WRONG_TYPE),
+        ({"category": 3}, ev.WRONG_TYPE),
+        ({"price": "9.99"}, ev.WRONG_TYPE),
+        ({"price": True}, ev.WRONG_TYPE),
+        ({"quantity": 1.5}, ev.WRONG_TYPE),
+        ({"ts": "yesterday"}, ev.BAD_TIMESTAMP),
+        ({"ts": "2024-03-01T10:00:00"}, ev.BAD_TIMESTAMP),  # no zone: refuse to guess
+        ({"ts": True}, ev.BAD_TIMESTAMP),
+        ({"ts": 1.5}, ev.BAD_TIMESTAMP),
+        ({"ts": 5}, ev.TIMESTAMP_OUT_OF_RANGE),
+        ({"ts": 1_900_000_000_000}, ev.TIMESTAMP_OUT_OF_RANGE),
+        ({"ts": "1970-01-01T00:00:00Z"}, ev.TIMESTAMP_OUT_OF_RANGE),
+        ({"type": "teleport"}, ev.UNKNOWN_EVENT_TYPE),
+        ({"user_id": "  "}, ev.INVALID_VALUE),
+        ({"user_id": "a\x00b"}, ev.INVALID_VALUE),
+        ({"event_id": "e" * 300}, ev.INVALID_VALUE),
+        ({"price": -1}, ev.INVALID_VALUE),
+        ({"quantity": -2}, ev.INVALID_VALUE),
+    ],
+)
+def test_each_reason(change: dict[str, object], reason: str) -> None:
+    obj = {**GOOD, **change}
+    obj = {k: v for k, v in obj.items() if v is not None}
+    got = parse(obj)
+    assert isinstance(got, Invalid), got
+    assert got.reason == reason, got
+
+
+def test_key_must_match_user() -> None:
+    got = parse(GOOD, key=b"someone-else")
+    assert isinstance(got, Invalid) and got.reason == ev.KEY_MISMATCH
+
+
+def test_every_reason_is_exercised() -> None:
+    # Keeps this file honest when a reason is added to the contract.
+    assert set(ev.REASONS) == {
+        ev.INVALID_JSON, ev.NOT_AN_OBJECT, ev.MISSING_FIELD, ev.WRONG_TYPE, ev.BAD_TIMESTAMP,
+        ev.TIMESTAMP_OUT_OF_RANGE, ev.UNKNOWN_EVENT_TYPE, ev.INVALID_VALUE, ev.TOO_LARGE,
+        ev.KEY_MISMATCH,
+    }  # fmt: skip

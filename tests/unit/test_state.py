@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from decay.events import Event, EventType
+from decay.state import (
+    StateError,
+    StoredAlert,
+    UserState,
+    decode_state,
+    encode_state,
+)
+
+
+def event(i: int, ts: int, cat: str | None = "books") -> Event:
+    return Event(f"e{i}", "u1", ts, EventType(i % 4), f"i{i}", cat, float(i), 1)
+
+
+def filled(n: int, max_events: int = 64) -> UserState:
+    st = UserState(partition=3)
+    for i in range(n):
+        st.add(event(i, 1_000_000 + i * 60_000, cat=f"c{i % 5}" if i % 7 else None), i, max_events)
+    return st
+
+
+def test_round_trip_is_exact() -> None:
+    st = filled(40)
+    st.deadline_ms, st.dormant_since_ms, st.peak_score, st.half_life_s = 123, 0, 0.75, 3600.0
+    st.remember_alert(StoredAlert(17, b'{"kind":"dormant"}'), keep=4)
+    back = decode_state(encode_state(st))
+    assert encode_state(back) == encode_state(st)
+    assert back.categories == st.categories and back.alerts == st.alerts
+    np.testing.assert_array_equal(back.ts, st.ts)
+    np.testing.assert_array_equal(back.ids, st.ids)
+    assert back.category_names() == st.category_names()
+
+
+def test_window_is_bounded_sorted_and_counts_everything() -> None:
+    st = filled(100, max_events=64)
+    assert st.n_events == 64 and st.n_total == 100
+    assert np.all(np.diff(st.ts) >= 0)
+    assert st.first_ts_ms == 1_000_000  # first ever, not first in window
+    assert len(encode_state(st)) < 64 * 22 + 200  # compact: about 22 bytes an event
+
+
+def test_out_of_order_insert_and_duplicates() -> None:
+    st = UserState()
+    assert st.add(event(1, 2000), 0, 4)
+    assert st.add(event(2, 1000), 1, 4)  # late but within the window: inserted in order
+    assert st.ts.tolist() == [1000, 2000]
+    assert st.has_event("e1") and not st.has_event("e9")
+    for i in range(3, 6):
+        st.add(event(i, 3000 + i), i, 4)
+    assert not st.add(event(9, 10), 9, 4)  # older than a full window
+
+
+def test_categories_pruned_when_evicted() -> None:
+    st = UserState()
+    st.add(event(0, 1, cat="old"), 0, 2)
+    st.add(event(1, 2, cat="new"), 1, 2)
+    st.add(event(2, 3, cat="new"), 2, 2)
+    assert st.categories == ["new"] and st.category_names() == ["new", "new"]
+
+
+def test_corrupt_record_raises_state_error() -> None:
+    raw = encode_state(filled(3))
+    with pytest.raises(StateError):
+        decode_state(raw[:-3])
+    with pytest.raises(StateError):
+        decode_state(b"\x09" + raw[1:])
