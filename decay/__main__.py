@@ -1,0 +1,3 @@
+from decay.cli import main
+
+main()
