@@ -37,4 +37,7 @@ class Settings(BaseSettings):
     live: bool = Field(False, description="advance idle partitions' clocks with the wall clock")
     idle_s: float = Field(30.0, gt=0, description="live mode: idle time before the clock moves")
     commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    session_timeout_s: float = Field(
+        30.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move"
+    )
     log_level: str = Field("info", description="worker log level")

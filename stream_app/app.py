@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from decay.scoring import ExponentialDecayScorer, Scorer
 from decay.settings import Settings
 from decay.state import decode_state
-from stream_app.queries import describe_user, partition_for
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
+from stream_app.queries import describe_user, partition_for
 from stream_app.store import FaustTableStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def create_app(
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_acks=-1,
         web_enabled=True,
         web_host=settings.web_host,

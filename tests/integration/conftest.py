@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +30,29 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         broker.stop()
 
 
+async def _warm_group_coordinator(bootstrap: str) -> None:
+    """Join and commit in a throwaway group, so the broker creates and loads its offsets topic.
+
+    On a brand-new broker the first group join races the creation of ``__consumer_offsets``
+    ("coordinator not available" / "marking the coordinator dead"); doing it once here keeps
+    that out of the tests' timings.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id="warm-up", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(consumer.commit({TopicPartition("__warm_up", 0): 0}), 60)
+    except Exception:  # the topic need not exist: the join is what warms the coordinator
+        pass
+    finally:
+        await consumer.stop()
+
+
 @pytest.fixture(scope="session")
 def bootstrap(kafka_broker: KafkaBroker) -> str:
-    """``bootstrap.servers`` of the session broker."""
+    """``bootstrap.servers`` of the session broker, its group coordinator ready."""
+    asyncio.run(_warm_group_coordinator(kafka_broker.bootstrap))
     return kafka_broker.bootstrap

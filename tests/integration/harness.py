@@ -1,0 +1,258 @@
+"""Small factories for the integration tests: a worker process, topics, producing, reading.
+
+Everything talks to the real broker started by ``deploy/kafka/kafka.sh`` (conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from decay.replay import produce
+from decay.scoring import ExponentialDecayScorer
+from decay.settings import Settings
+from decay.topics import ensure_topics
+from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
+from stream_app.store import MemoryStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Setup:
+    """One isolated deployment: its own topics, consumer group, state dir and HTTP port."""
+
+    name: str
+    bootstrap: str
+    data_dir: Path
+    partitions: int = 3
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def settings(self) -> Settings:
+        return Settings(
+            bootstrap=self.bootstrap,
+            app_id=f"{self.name}-app",
+            events_topic=f"{self.name}-events",
+            alerts_topic=f"{self.name}-alerts",
+            dead_letter_topic=f"{self.name}-dlq",
+            partitions=self.partitions,
+            data_dir=self.data_dir,
+        )
+
+    def env(self, web_port: int, **overrides: str) -> dict[str, str]:
+        s = self.settings()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
+        env.update(
+            DECAY_BOOTSTRAP=s.bootstrap,
+            DECAY_APP_ID=s.app_id,
+            DECAY_EVENTS_TOPIC=s.events_topic,
+            DECAY_ALERTS_TOPIC=s.alerts_topic,
+            DECAY_DEAD_LETTER_TOPIC=s.dead_letter_topic,
+            DECAY_PARTITIONS=str(s.partitions),
+            DECAY_DATA_DIR=str(s.data_dir),
+            DECAY_WEB_PORT=str(web_port),
+            DECAY_COMMIT_INTERVAL_S="0.5",
+            DECAY_SESSION_TIMEOUT_S="6",
+            DECAY_LOG_LEVEL=os.environ.get("TEST_WORKER_LOG_LEVEL", "warning"),
+        )
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    def create_topics(self) -> None:
+        asyncio.run(ensure_topics(self.settings()))
+
+
+class WorkerProcess:
+    """``python -m decay worker`` as a child process, with its log in a file."""
+
+    def __init__(self, setup: Setup, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "decay", "worker"],
+            env=setup.env(self.port, **env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Prometheus samples as {'name{labels}': value}; empty while the server is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def user(self, user_id: str) -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/users/{user_id}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def events_seen(self) -> float:
+        """Records handled so far, whatever their result."""
+        return sum(v for k, v in self.metrics().items() if k.startswith("decay_events_total"))
+
+    def wait_for(self, what: Callable[[], bool], timeout: float, label: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}) waiting for {label}")
+            if what():
+                return
+            time.sleep(0.2)  # polling a metrics endpoint: there is no event to wait on
+        raise AssertionError(f"timed out after {timeout}s waiting for {label}; see {self.log_path}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+
+def produce_messages(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
+) -> None:
+    asyncio.run(produce(messages, bootstrap, topic))
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0:
+        raise AssertionError(f"topic {topic}: error {described['error_code']}")
+    return sorted(p["partition"] for p in described["partitions"])
+
+
+async def _read_all(bootstrap: str, topic: str, timeout: float) -> list[Any]:
+    """Every message of a topic, up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end in {timeout}s")
+            batches = await consumer.getmany(*tps, timeout_ms=500)
+            for msgs in batches.values():
+                out.extend(msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+    return asyncio.run(_read_all(bootstrap, topic, timeout))
+
+
+def read_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in read_topic(bootstrap, topic)]
+
+
+def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+    """True when the group's committed offsets reached the end of every partition."""
+
+    async def check() -> bool:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                if (committed or 0) < ends[tp]:
+                    return False
+            return True
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(check())
+
+
+def oracle(
+    records: Sequence[Record], settings: Settings, now_ms: int, batch: int = 500
+) -> tuple[list[BatchOutput], MemoryStore]:
+    """The same records through the processor alone, in memory: what the worker must produce."""
+    store = MemoryStore()
+    scorer = ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
+    config = ProcessorConfig(
+        max_events=settings.window_events,
+        grace_ms=int(settings.grace_s * 1000),
+        threshold=settings.threshold,
+    )
+    proc = Processor(config, scorer, store, lambda: now_ms)
+    outs = []
+    for i in range(0, len(records), batch):
+        out = proc.process(records[i : i + batch])
+        for (p, k), v in out.writes.items():
+            store.put(p, k, v)
+        outs.append(out)
+    return outs, store
+
+
+def topic_records(bootstrap: str, topic: str) -> list[Record]:
+    """The events topic as the worker sees it: per partition, in offset order."""
+    msgs = read_topic(bootstrap, topic)
+    msgs.sort(key=lambda m: (m.partition, m.offset))
+    return [Record(m.partition, m.offset, m.key, m.value) for m in msgs]
+
+
+# aiokafka logs this at ERROR while a fresh broker elects its group coordinator, and retries.
+_BENIGN = ("GroupCoordinatorNotAvailableError",)
+
+
+def worker_log_errors(path: Path) -> list[str]:
+    text = path.read_text(errors="replace")
+    lines = re.findall(r"^.*(?:Traceback|\[ERROR\]).*$", text, flags=re.M)
+    return [line for line in lines if not any(b in line for b in _BENIGN)]
