@@ -162,6 +162,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # aiokafka narrates every group join at INFO; the CLI's own messages are what matter here.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:

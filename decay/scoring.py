@@ -29,6 +29,10 @@ class Scores:
     peak: npt.NDArray[np.float64]
     half_life_s: npt.NDArray[np.float64]
     deadline_s: npt.NDArray[np.float64]
+    # optional, from models that predict them (the ONNX hazard model does):
+    # P(next event's category bucket) [B, K], and expected events within the model's horizon
+    category_probs: npt.NDArray[np.float64] | None = None
+    expected_events: npt.NDArray[np.float64] | None = None
 
 
 class Scorer(Protocol):

@@ -85,12 +85,18 @@ class Setup:
 class WorkerProcess:
     """``python -m decay worker`` as a child process, with its log in a file."""
 
-    def __init__(self, setup: Setup, log_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        setup: Setup,
+        log_path: Path,
+        command: Sequence[str] = ("-m", "decay", "worker"),
+        **env: str,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "decay", "worker"],
+            [sys.executable, *command],
             env=setup.env(self.port, **env),
             stdout=self._log,
             stderr=subprocess.STDOUT,

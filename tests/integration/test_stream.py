@@ -215,3 +215,30 @@ def test_replays_with_other_batch_sizes_give_identical_alerts(
         results.append(sorted((a["alert_id"], a["kind"], a["score"]) for a in alerts))
     assert len(results[0]) > 10
     assert results[0] == results[1]
+
+
+def test_an_exception_in_the_agent_stops_the_worker_and_loses_nothing(
+    bootstrap: str, tmp_path: Path, sim_messages: list
+) -> None:
+    """Faust acks an event whose agent raised; ours must neither ack nor carry on."""
+    setup = setup_for("fault", bootstrap, tmp_path)
+    s = setup.settings()
+    produce_messages(bootstrap, s.events_topic, sim_messages)
+    log = tmp_path / "worker.log"
+    script = str(Path(__file__).with_name("faulty_worker.py"))
+    faulty = WorkerProcess(setup, log, command=(script,), **WORKER_ENV, FAIL_AFTER="4000")
+    assert faulty.proc.wait(timeout=180) != 0  # it stopped by itself, with an error
+    assert "InjectedFault" in log.read_text(errors="replace")
+    worker = WorkerProcess(setup, log, **WORKER_ENV)
+    try:
+        worker.wait_for(
+            lambda: committed_everything(bootstrap, s.app_id, s.events_topic), 180, "commits"
+        )
+        got = {a["alert_id"] for a in read_alerts(bootstrap, s.alerts_topic)}
+        want, state = expected_alerts(setup, now_ms=int(time.time() * 1000))
+        assert got == {a["alert_id"] for a in want}
+        for (_, user), raw in list(state.items())[:50]:
+            if not user.startswith("\x00"):
+                assert worker.user(user)[1]["events_seen"] == decode_state(raw).n_total
+    finally:
+        assert worker.stop() == 0

@@ -55,7 +55,10 @@ def test_dormant_fires_when_watermark_passes_deadline_then_reengaged() -> None:
     _, outs = run(store, [records])
     got = alerts_of(outs)
     deadline = T0 + 48 * HOUR
-    assert [(a["kind"], a["user_id"]) for a in got] == [("dormant", "alice"), ("reengaged", "alice")]
+    assert [(a["kind"], a["user_id"]) for a in got] == [
+        ("dormant", "alice"),
+        ("reengaged", "alice"),
+    ]
     dormant, back = got
     assert dormant["alert_id"] == al.alert_id("dormant", "alice", deadline)
     assert back["alert_id"] == al.alert_id("reengaged", "alice", deadline)

@@ -1,0 +1,52 @@
+"""A worker whose scorer raises once it has scored ``FAIL_AFTER`` windows: run as a script by
+the integration tests to check that an exception inside the agent loses nothing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from faust import Worker
+
+from decay.scoring import ExponentialDecayScorer, Scores
+from decay.settings import Settings
+from decay.window import Window
+from stream_app.app import create_app
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+@dataclass
+class FailingScorer:
+    inner: ExponentialDecayScorer
+    fail_after: int
+    scored: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    def score(self, windows: Sequence[Window], threshold: float) -> Scores:
+        self.scored[0] += len(windows)
+        if self.scored[0] > self.fail_after:
+            raise InjectedFault(f"injected after {self.scored[0]} windows")
+        return self.inner.score(windows, threshold)
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+        return self.inner.interest(peak, half_life_s, silent_s)
+
+
+def main() -> None:
+    settings = Settings()
+    scorer = FailingScorer(
+        ExponentialDecayScorer(settings.half_life_hours * 3600.0), int(os.environ["FAIL_AFTER"])
+    )
+    built = create_app(settings, scorer=scorer)
+    Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
