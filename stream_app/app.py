@@ -114,9 +114,23 @@ def create_app(
     def observe(out: BatchOutput) -> None:
         for result, n in out.counts.items():
             metrics.events.labels(result).inc(n)
+        for peak in out.peaks:
+            metrics.interest.observe(peak)
         metrics.pending_deadlines.set(processor.pending_deadlines())
+        metrics.users_tracked.set(processor.users_tracked())
+        now = time.time()
         for p, wm in processor.watermarks().items():
             metrics.watermark.labels(str(p)).set(max(wm, 0) / 1000.0)
+            metrics.watermark_lag.labels(str(p)).set(now - max(wm, 0) / 1000.0)
+
+    @app.timer(interval=5.0)
+    async def sample_lag() -> None:
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        metrics.recovery_remaining.set(recovery.active_remaining_total())
+        for p, last in processor.last_offsets().items():
+            highwater = app.consumer.highwater(TP(settings.events_topic, p))
+            if highwater is not None:
+                metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
 
     @app.agent(events)
     async def consume(stream: Any) -> None:  # a faust Stream; its stubs lack noack_take
@@ -142,6 +156,9 @@ def create_app(
                 return
             for event in batch:
                 await stream.ack(event)
+            now = time.time()
+            for event in batch:
+                metrics.event_to_score.observe(max(now - event.message.timestamp, 0.0))
             observe(out)
             metrics.scoring_seconds.observe(out.score_seconds)
             metrics.batch_size.observe(len(records))

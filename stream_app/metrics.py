@@ -18,6 +18,12 @@ class Metrics:
     scoring_seconds: Histogram
     pending_deadlines: Gauge
     watermark: Gauge
+    watermark_lag: Gauge
+    consumer_lag: Gauge
+    event_to_score: Histogram
+    interest: Histogram
+    users_tracked: Gauge
+    recovery_remaining: Gauge
     model_info: Gauge
 
     @classmethod
@@ -55,6 +61,38 @@ class Metrics:
                 "decay_watermark_seconds",
                 "Event-time watermark per partition",
                 ["partition"],
+                registry=registry,
+            ),
+            watermark_lag=Gauge(
+                "decay_watermark_lag_seconds",
+                "Wall clock minus the event-time watermark, per partition",
+                ["partition"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "decay_consumer_lag",
+                "Records in the events topic not yet processed, per partition",
+                ["partition"],
+                registry=registry,
+            ),
+            event_to_score=Histogram(
+                "decay_event_to_score_seconds",
+                "From the event's Kafka timestamp to its score",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                registry=registry,
+            ),
+            interest=Histogram(
+                "decay_interest_score",
+                "Interest right after each event",
+                buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+                registry=registry,
+            ),
+            users_tracked=Gauge(
+                "decay_users_tracked", "Users with state in this worker", registry=registry
+            ),
+            recovery_remaining=Gauge(
+                "decay_recovery_remaining_records",
+                "Changelog records still to restore into the tables",
                 registry=registry,
             ),
             model_info=Gauge(

@@ -72,6 +72,7 @@ class BatchOutput:
     counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late
     resent: int = 0
     score_seconds: float = 0.0
+    peaks: list[float] = field(default_factory=list)  # interest right after each event
 
 
 class StateStore(Protocol):
@@ -100,6 +101,7 @@ class _Partition:
     current: dict[str, int] = field(default_factory=dict)
     heap: list[tuple[int, str]] = field(default_factory=list)
     last_seen_wall_ms: int = 0
+    users: int = 0
 
     def watermark(self, grace_ms: int) -> int:
         return self.max_ts - grace_ms if self.max_ts else -(2**62)
@@ -158,6 +160,12 @@ class Processor:
     def pending_deadlines(self) -> int:
         return sum(len(p.current) for p in self._partitions.values())
 
+    def users_tracked(self) -> int:
+        return sum(p.users for p in self._partitions.values())
+
+    def last_offsets(self) -> dict[int, int]:
+        return {n: p.last_offset for n, p in self._partitions.items()}
+
     def watermarks(self) -> dict[int, int]:
         return {n: p.watermark(self.config.grace_ms) for n, p in self._partitions.items()}
 
@@ -174,6 +182,7 @@ class Processor:
         for user_id, value in self.store.scan(partition):
             if user_id == WATERMARK_KEY:
                 continue
+            part.users += 1
             try:
                 st = decode_state(value)
             except StateError:
@@ -240,6 +249,8 @@ class Processor:
                 out.counts["late"] += 1  # older than a full window: nothing to update
                 continue
             out.counts["late" if late else "ok"] += 1
+            if st.n_total == 1:
+                part.users += 1
             st.partition = rec.partition
             max_ts[rec.partition] = max(newest, parsed.ts_ms)
             steps.append(
@@ -249,6 +260,7 @@ class Processor:
         started = time.perf_counter()
         scores = self.scorer.score([s.window for s in steps], self.config.threshold)
         out.score_seconds = time.perf_counter() - started
+        out.peaks = scores.peak.tolist()
         for i, step in enumerate(steps):
             ukey = (step.partition, step.event.user_id)
             st = cache[ukey]
