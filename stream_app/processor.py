@@ -27,7 +27,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from decay import alerts as al
+from decay.categories import category_probabilities, recent_mix
 from decay.events import Event, Invalid, Limits, parse_event
 from decay.scoring import Scorer
 from decay.state import StateError, StoredAlert, UserState, decode_state, encode_state
@@ -37,6 +41,12 @@ log = logging.getLogger(__name__)
 
 WATERMARK_KEY: Final = "\x00watermark"
 _WM = struct.Struct("<qq")  # newest event time seen, offset of the last record applied
+
+
+def _f32(value: float) -> float:
+    """Round to what the stored state keeps (float32), so that a value does not depend on
+    whether it went through the store between two events, i.e. on the batch boundaries."""
+    return float(np.float32(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,12 @@ class ProcessorConfig:
     threshold: float = 0.2
     keep_alerts: int = 4
     max_future_ms: int = 7 * 86_400_000
+    # A category is strong once its interest reached cat_min_peak with at least cat_min_events
+    # events in the window; it decays (one alert) when it falls below cat_drop of that peak.
+    cat_min_peak: float = 0.3
+    cat_min_events: int = 3
+    cat_drop: float = 0.5
+    cat_rearm: float = 0.8  # a decayed category is strong again at this fraction of its peak
 
 
 @dataclass(slots=True)
@@ -269,8 +285,10 @@ class Processor:
             if step.event.ts_ms >= step.window.last_ts_ms:
                 self._on_event(ukey, st, step, out)
                 deadline_s = float(scores.deadline_s[i])
-                st.peak_score = float(scores.peak[i])
-                st.half_life_s = float(scores.half_life_s[i])
+                st.peak_score = _f32(scores.peak[i])
+                st.half_life_s = _f32(scores.half_life_s[i])
+                probs = None if scores.category_probs is None else scores.category_probs[i]
+                self._update_categories(ukey, st, step, probs, out)
                 if math.isfinite(deadline_s) and not st.dormant_since_ms:
                     st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)
                     part.schedule(step.event.user_id, st.deadline_ms)
@@ -360,6 +378,49 @@ class Processor:
             reasons=al.reengaged_reasons(silent, since, step.event.type.name.lower()),
         )
 
+    def _update_categories(
+        self,
+        ukey: tuple[int, str],
+        st: UserState,
+        step: _Step,
+        probs: npt.NDArray[np.float64] | None,
+        out: BatchOutput,
+    ) -> None:
+        cfg = self.config
+        counts = np.bincount(step.window.cats, minlength=256)
+        for name, p in category_probabilities(step.window, probs).items():
+            try:
+                j = st.categories.index(name)
+            except ValueError:
+                continue  # evicted from the window later in this batch
+            value = st.peak_score * p
+            if st.cat_fired[j]:
+                if value >= max(cfg.cat_rearm * st.cat_peaks[j], cfg.cat_min_peak):
+                    st.cat_fired[j], st.cat_peaks[j] = False, _f32(value)  # a new episode
+                continue
+            if counts[step.window.categories.index(name)] >= cfg.cat_min_events:
+                st.cat_peaks[j] = max(st.cat_peaks[j], _f32(value))
+            peak = st.cat_peaks[j]
+            if peak >= cfg.cat_min_peak and value < cfg.cat_drop * peak:
+                st.cat_fired[j] = True
+                self._emit(
+                    out,
+                    st,
+                    ukey,
+                    step.offset,
+                    kind=al.CATEGORY_DECAY,
+                    anchor_ms=step.event.ts_ms,
+                    event_time_ms=step.event.ts_ms,
+                    score=value,
+                    peak=peak,
+                    category=name,
+                    reasons=[
+                        f"interest in {name} fell to {value:.2f}, {value / peak:.0%} of its "
+                        f"peak {peak:.2f}",
+                        recent_mix(step.window),
+                    ],
+                )
+
     def _fire_due(
         self,
         partition: int,
@@ -409,6 +470,7 @@ class Processor:
         score: float,
         reasons: list[str],
         category: str | None = None,
+        peak: float | None = None,
     ) -> None:
         alert = al.Alert(
             alert_id=al.alert_id(kind, ukey[1], anchor_ms, category),
@@ -416,7 +478,7 @@ class Processor:
             user_id=ukey[1],
             category=category,
             score=round(score, 6),
-            peak_score=round(st.peak_score, 6),
+            peak_score=round(st.peak_score if peak is None else peak, 6),
             half_life_hours=round(st.half_life_s / 3600.0, 3),
             event_time=al.rfc3339(event_time_ms),
             emitted_at=al.rfc3339(self.clock_ms()),

@@ -106,7 +106,8 @@ def simulated_records(n_users: int = 60, n_events: int = 3000, partitions: int =
     out = []
     for u, t in zip(users.tolist(), ts.tolist(), strict=True):
         p = u % partitions
-        out.append(rec(offsets[p], f"u{u}", t, partition=p))
+        category = f"c{(u + offsets[p] // 60) % 3}"  # each user's favourite drifts
+        out.append(rec(offsets[p], f"u{u}", t, partition=p, category=category))
         offsets[p] += 1
     return out
 
@@ -124,6 +125,7 @@ def test_alerts_and_state_do_not_depend_on_batch_size() -> None:
         ids = [(a["alert_id"], a["kind"], a["score"]) for a in alerts_of(outs)]
         results.append((ids, store.data))
     assert len(results[0][0]) > 20  # the log does produce alerts
+    assert {kind for _, kind, _ in results[0][0]} == {"dormant", "reengaged", "category_decay"}
     for ids, data in results[1:]:
         assert ids == results[0][0]
         assert data == results[0][1]
@@ -167,3 +169,24 @@ def test_live_mode_tick_advances_idle_partitions() -> None:
     out = proc.tick(wall[0], idle_ms=HOUR)
     assert [a.kind for a in out.alerts] == ["dormant"]
     assert (0, "alice") in out.writes
+
+
+def test_category_decay_fires_once_when_a_strong_category_fades() -> None:
+    store = MemoryStore()
+    books = [rec(i, "alice", T0 + i * HOUR, category="books") for i in range(5)]
+    toys = [rec(5 + i, "alice", T0 + (5 + i) * HOUR, category="toys") for i in range(12)]
+    _, outs = run(store, [books + toys])
+    got = [a for a in alerts_of(outs) if a["kind"] == "category_decay"]
+    assert [a["category"] for a in got] == ["books"]
+    alert = got[0]
+    assert alert["score"] < 0.5 * alert["peak_score"] and alert["peak_score"] >= 0.3
+    assert alert["alert_id"] == al.alert_id(
+        "category_decay", "alice", int(pd_ts(alert["event_time"])), "books"
+    )
+    assert "books" in alert["reasons"][0] and "in toys" in alert["reasons"][1]
+
+
+def pd_ts(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
