@@ -16,7 +16,8 @@ from typing import Final
 DORMANT: Final = "dormant"
 CATEGORY_DECAY: Final = "category_decay"
 REENGAGED: Final = "reengaged"
-KINDS: Final = (DORMANT, CATEGORY_DECAY, REENGAGED)
+ERASED: Final = "erased"  # confirms an erasure request; not a change of interest
+KINDS: Final = (DORMANT, CATEGORY_DECAY, REENGAGED, ERASED)
 DAY_MS: Final = 86_400_000
 
 

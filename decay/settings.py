@@ -7,8 +7,9 @@ the CLI passes its options as keyword arguments, which win over the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -41,3 +42,31 @@ class Settings(BaseSettings):
         30.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move"
     )
     log_level: str = Field("info", description="worker log level")
+    scorer: Literal["onnx", "baseline"] = Field(
+        "onnx", description="the LSTM exported to ONNX, or the exponential-decay baseline"
+    )
+    model_path: Path | None = Field(
+        None, description="model.onnx to serve (default: the model shipped in stream_app/models)"
+    )
+    model_dir: Path | None = Field(
+        None, description="watched directory: the newest *.onnx there is rolled out live"
+    )
+    model_poll_s: float = Field(5.0, gt=0, description="how often model_dir is looked at")
+    erase_topic: str = Field("erase", description="user ids whose state is to be erased")
+    scores_topic: str | None = Field(None, description="optional topic of score changes")
+    score_min_change: float = Field(
+        0.1, gt=0, description="publish a score when it moved by more than this"
+    )
+    pseudonym_key: SecretStr | None = Field(
+        None, description="HMAC key: when set, user ids are pseudonymised at ingestion"
+    )
+    state_ttl_days: float = Field(
+        0.0, ge=0, description="delete users silent this long (event time); 0: keep"
+    )
+    ttl_sweep_s: float = Field(600.0, gt=0, description="how often expired users are swept")
+    category_min_peak: float = Field(
+        0.3, gt=0, le=1, description="category interest that makes a category strong"
+    )
+    category_drop: float = Field(
+        0.5, gt=0, lt=1, description="a strong category decays below this fraction of its peak"
+    )

@@ -9,7 +9,8 @@ Layout (version 1)::
                             deadline_ms, dormant_since_ms, peak_score, half_life_s,
                             n_categories, n_alerts, n_events
     events  ts int64[n] | type uint8[n] | category uint8[n] | price float32[n] | id uint64[n]
-    cats    per category: name length uint8, utf-8 name, peak float32, fired uint8
+    cats    per category of the window: name length uint8, utf-8 name
+    catalrt count uint8; per category: name length uint8, utf-8 name, peak float32, fired uint8
     alerts  per alert: cause_offset int64, length uint16, alert JSON bytes
 """
 
@@ -74,8 +75,10 @@ class UserState:
     prices: npt.NDArray[np.float32] = field(default_factory=lambda: _empty(np.float32))
     ids: npt.NDArray[np.uint64] = field(default_factory=lambda: _empty(np.uint64))
     categories: list[str] = field(default_factory=list)
-    cat_peaks: list[float] = field(default_factory=list)
-    cat_fired: list[bool] = field(default_factory=list)
+    # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
+    # window's category list, which event insertion prunes, so that only the alert logic
+    # (run in event order) changes it.
+    cat_alerts: dict[str, tuple[float, bool]] = field(default_factory=dict)
     alerts: list[StoredAlert] = field(default_factory=list)
 
     @property
@@ -149,8 +152,6 @@ class UserState:
             if len(self.categories) >= MAX_CATEGORIES:
                 return NO_CATEGORY
         self.categories.append(name)
-        self.cat_peaks.append(0.0)
-        self.cat_fired.append(False)
         return len(self.categories) - 1
 
     def _prune_categories(self) -> None:
@@ -163,8 +164,6 @@ class UserState:
             remap[old] = new
         self.cats = remap[self.cats]
         self.categories = [self.categories[i] for i in used]
-        self.cat_peaks = [self.cat_peaks[i] for i in used]
-        self.cat_fired = [self.cat_fired[i] for i in used]
 
 
 def encode_state(state: UserState) -> bytes:
@@ -191,7 +190,11 @@ def encode_state(state: UserState) -> bytes:
         state.prices.astype("<f4", copy=False).tobytes(),
         state.ids.astype("<u8", copy=False).tobytes(),
     ]
-    for name, peak, fired in zip(state.categories, state.cat_peaks, state.cat_fired, strict=True):
+    for name in state.categories:
+        raw = name.encode()[:255]
+        parts += [bytes([len(raw)]), raw]
+    parts.append(bytes([len(state.cat_alerts)]))
+    for name, (peak, fired) in state.cat_alerts.items():
         raw = name.encode()[:255]
         parts += [bytes([len(raw)]), raw, _CAT_TAIL.pack(peak, fired)]
     for alert in state.alerts:
@@ -234,15 +237,23 @@ def _decode(buf: memoryview) -> UserState:
         prices=take("<f4", n).astype(np.float32),
         ids=take("<u8", n).astype(np.uint64),
     )
-    for _ in range(n_cats):
+
+    def text() -> str:
+        nonlocal pos
         length = buf[pos]
         name = bytes(buf[pos + 1 : pos + 1 + length]).decode()
         pos += 1 + length
+        return name
+
+    for _ in range(n_cats):
+        st.categories.append(text())
+    n_cat_alerts = buf[pos]
+    pos += 1
+    for _ in range(n_cat_alerts):
+        name = text()
         cat_peak, fired = _CAT_TAIL.unpack_from(buf, pos)
         pos += _CAT_TAIL.size
-        st.categories.append(name)
-        st.cat_peaks.append(cat_peak)
-        st.cat_fired.append(bool(fired))
+        st.cat_alerts[name] = (cat_peak, bool(fired))
     for _ in range(n_alerts):
         cause, length = _ALERT_HEAD.unpack_from(buf, pos)
         pos += _ALERT_HEAD.size

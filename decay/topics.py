@@ -14,8 +14,17 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
-    """Create the events, alerts and dead-letter topics when missing; returns those created."""
-    names = [settings.events_topic, settings.alerts_topic, settings.dead_letter_topic]
+    """Create the app's topics when missing; returns those created. The erase topic has the
+    events topic's partition count: a user's erase request must reach the worker that holds
+    the user's state."""
+    names = [
+        settings.events_topic,
+        settings.alerts_topic,
+        settings.dead_letter_topic,
+        settings.erase_topic,
+    ]
+    if settings.scores_topic:
+        names.append(settings.scores_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:

@@ -10,15 +10,15 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from decay.scoring import ExponentialDecayScorer, Scorer
+from decay.scoring import Scorer
 from decay.settings import Settings
-from decay.state import decode_state
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
-from stream_app.queries import describe_user, partition_for
+from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
 from stream_app.store import FaustTableStore
+from stream_app.web import register_pages
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,15 @@ class Worker:
     registry: CollectorRegistry
 
 
-def default_scorer(settings: Settings) -> Scorer:
-    return ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
+def processor_config(settings: Settings) -> ProcessorConfig:
+    return ProcessorConfig(
+        max_events=settings.window_events,
+        grace_ms=int(settings.grace_s * 1000),
+        threshold=settings.threshold,
+        cat_min_peak=settings.category_min_peak,
+        cat_drop=settings.category_drop,
+        score_min_change=settings.score_min_change if settings.scores_topic else 0.0,
+    )
 
 
 def create_app(
@@ -46,7 +53,7 @@ def create_app(
     scorer: Scorer | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Worker:
-    scorer = scorer or default_scorer(settings)
+    scorer = scorer or load_scorer(settings)
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)
     metrics.model_info.labels(scorer.version).set(1)
@@ -67,26 +74,31 @@ def create_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         table_standby_replicas=0,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
     codecs: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    events = app.topic(settings.events_topic, partitions=settings.partitions, **raw, **codecs)
-    alerts = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw, **codecs)
-    dead = app.topic(settings.dead_letter_topic, partitions=settings.partitions, **raw, **codecs)
+
+    def topic(name: str) -> Any:
+        return app.topic(name, partitions=settings.partitions, **raw, **codecs)
+
+    events, alerts, dead = (
+        topic(settings.events_topic),
+        topic(settings.alerts_topic),
+        topic(settings.dead_letter_topic),
+    )
+    erase = topic(settings.erase_topic)  # co-partitioned with events: same key, same count
+    scores = topic(settings.scores_topic) if settings.scores_topic else None
     # Keys and values are raw bytes (values: decay.state's encoding): Faust then uses its raw
     # codec, which recovers from the changelog cleanly, unlike list/dict value types.
     table = app.Table(
         "user-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
     store = FaustTableStore(table, settings.events_topic)
-    config = ProcessorConfig(
-        max_events=settings.window_events,
-        grace_ms=int(settings.grace_s * 1000),
-        threshold=settings.threshold,
-    )
-    processor = Processor(config, scorer, store, _now_ms)
-    lock = asyncio.Lock()  # a batch and a live-mode tick never interleave their writes
+    pseudonym = pseudonymizer(settings)
+    processor = Processor(processor_config(settings), scorer, store, _now_ms, pseudonym)
+    lock = asyncio.Lock()  # batches, erasures, sweeps and rollouts never interleave
 
     async def publish(out: BatchOutput) -> list[Any]:
         futures = []
@@ -104,12 +116,17 @@ def create_app(
         for alert in out.alerts:
             futures.append(await alerts.send(key=alert.user_id.encode(), value=alert.payload))
             metrics.alerts.labels(alert.kind).inc()
+        if scores is not None:
+            for score in out.scores:
+                futures.append(await scores.send(key=score.user_id.encode(), value=score.payload))
         metrics.alerts_resent.inc(out.resent)
         return futures
 
     def apply_writes(out: BatchOutput) -> None:
         for (partition, key), value in out.writes.items():
             store.put(partition, key, value)
+        for partition, key in out.deletes:
+            store.delete(partition, key)
 
     def observe(out: BatchOutput) -> None:
         for result, n in out.counts.items():
@@ -123,14 +140,13 @@ def create_app(
             metrics.watermark.labels(str(p)).set(max(wm, 0) / 1000.0)
             metrics.watermark_lag.labels(str(p)).set(now - max(wm, 0) / 1000.0)
 
-    @app.timer(interval=5.0)
-    async def sample_lag() -> None:
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        metrics.recovery_remaining.set(recovery.active_remaining_total())
-        for p, last in processor.last_offsets().items():
-            highwater = app.consumer.highwater(TP(settings.events_topic, p))
-            if highwater is not None:
-                metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
+    async def settle(out: BatchOutput) -> None:
+        """For work no offset holds back (timers): see the messages delivered, then write."""
+        pending = await publish(out)
+        if pending:
+            await asyncio.gather(*pending)
+        apply_writes(out)
+        observe(out)
 
     @app.agent(events)
     async def consume(stream: Any) -> None:  # a faust Stream; its stubs lack noack_take
@@ -164,34 +180,66 @@ def create_app(
             metrics.batch_size.observe(len(records))
             metrics.batch_seconds.observe(time.perf_counter() - started)
 
+    @app.agent(erase)
+    async def erase_users(stream: Any) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            user = (msg.key or msg.value or b"").decode(errors="replace")
+            if not user:
+                log.warning("erase request without a user id at offset %d", msg.offset)
+            else:
+                try:
+                    async with lock:
+                        await settle(processor.erase(msg.partition, msg.offset, user))
+                except Exception as exc:  # unacked, so the request is not lost
+                    log.exception("erase request at offset %d failed; stopping", msg.offset)
+                    await app.crash(exc)
+                    return
+            await stream.ack(event)
+
     if settings.live:
 
         @app.timer(interval=min(settings.idle_s, 5.0))
         async def advance_idle_partitions() -> None:
             async with lock:
-                out = processor.tick(_now_ms(), int(settings.idle_s * 1000))
-                if out.alerts:
-                    # These alerts have no offset to hold back: see them delivered first.
-                    await asyncio.gather(*(await publish(out)))
-                apply_writes(out)
-            observe(out)
+                await settle(processor.tick(_now_ms(), int(settings.idle_s * 1000)))
+
+    if settings.state_ttl_days > 0:
+
+        @app.timer(interval=settings.ttl_sweep_s)
+        async def expire_idle_users() -> None:
+            async with lock:
+                await settle(processor.expire(int(settings.state_ttl_days * 86_400_000)))
+
+    if settings.model_dir is not None:
+
+        def refused(path: Any, exc: Exception) -> None:
+            metrics.models_refused.inc()
+
+        watcher = ModelWatcher(settings.model_dir, settings, refused)
+
+        @app.timer(interval=settings.model_poll_s)
+        async def roll_out_models() -> None:
+            new = await asyncio.to_thread(watcher.poll)
+            if new is None:
+                return
+            async with lock:  # between two batches: each batch is scored by one model
+                metrics.model_info.labels(processor.scorer.version).set(0)
+                processor.scorer = new
+                metrics.model_info.labels(new.version).set(1)
+
+    @app.timer(interval=5.0)
+    async def sample_lag() -> None:
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        metrics.recovery_remaining.set(recovery.active_remaining_total())
+        for p, last in processor.last_offsets().items():
+            highwater = app.consumer.highwater(TP(settings.events_topic, p))
+            if highwater is not None:
+                metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         processor.revoke([tp.partition for tp in revoked if tp.topic == settings.events_topic])
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type; Prometheus reads plain text as v0.0.4.
-        return web.bytes(generate_latest(registry), content_type="text/plain")
-
-    @app.page("/users/{user_id}")
-    async def user_page(web: Any, request: Any, user_id: str) -> Any:
-        partition = partition_for(user_id.encode(), settings.partitions)
-        raw = store.get(partition, user_id)
-        if raw is None:
-            return web.json({"error": "unknown user", "user_id": user_id}, status=404)
-        return web.json(describe_user(user_id, decode_state(raw), scorer, _now_ms()))
-
+    register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
     return Worker(app=app, processor=processor, metrics=metrics, registry=registry)

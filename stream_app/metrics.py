@@ -25,6 +25,7 @@ class Metrics:
     users_tracked: Gauge
     recovery_remaining: Gauge
     model_info: Gauge
+    models_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -94,6 +95,9 @@ class Metrics:
                 "decay_recovery_remaining_records",
                 "Changelog records still to restore into the tables",
                 registry=registry,
+            ),
+            models_refused=Counter(
+                "decay_models_refused", "Models refused at rollout", registry=registry
             ),
             model_info=Gauge(
                 "decay_model_info", "The scorer in use", ["version"], registry=registry

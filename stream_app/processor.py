@@ -18,13 +18,14 @@ order again, running the alert state machine and the deadline schedule.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import math
 import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 import numpy as np
@@ -77,7 +78,9 @@ class BatchOutput:
     """What a batch produced. ``writes`` maps (partition, key) to the new record."""
 
     writes: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    deletes: list[tuple[int, str]] = field(default_factory=list)
     alerts: list[OutAlert] = field(default_factory=list)
+    scores: list[OutAlert] = field(default_factory=list)  # for the optional scores topic
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late
     resent: int = 0
@@ -106,6 +109,8 @@ class ProcessorConfig:
     cat_min_events: int = 3
     cat_drop: float = 0.5
     cat_rearm: float = 0.8  # a decayed category is strong again at this fraction of its peak
+    # Publish a user's score when it moved by more than this since the last event; 0: never.
+    score_min_change: float = 0.0
 
 
 @dataclass(slots=True)
@@ -157,11 +162,13 @@ class Processor:
         scorer: Scorer,
         store: StateStore,
         clock_ms: Callable[[], int],
+        pseudonymize: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.scorer = scorer
         self.store = store
         self.clock_ms = clock_ms
+        self.pseudonymize = pseudonymize
         self._partitions: dict[int, _Partition] = {}
 
     # -- partition lifecycle -------------------------------------------------------------
@@ -253,6 +260,8 @@ class Processor:
                 out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.detail))
                 out.counts["invalid"] += 1
                 continue
+            if self.pseudonymize is not None:
+                parsed = replace(parsed, user_id=self.pseudonymize(parsed.user_id))
             ukey = (rec.partition, parsed.user_id)
             st = self._load(ukey, cache, windows)
             touched.add(ukey)
@@ -285,8 +294,12 @@ class Processor:
             if step.event.ts_ms >= step.window.last_ts_ms:
                 self._on_event(ukey, st, step, out)
                 deadline_s = float(scores.deadline_s[i])
+                before = st.peak_score
                 st.peak_score = _f32(scores.peak[i])
                 st.half_life_s = _f32(scores.half_life_s[i])
+                change = self.config.score_min_change
+                if change and (abs(st.peak_score - before) > change or st.n_total == 1):
+                    out.scores.append(self._score_message(ukey, st, step))
                 probs = None if scores.category_probs is None else scores.category_probs[i]
                 self._update_categories(ukey, st, step, probs, out)
                 if math.isfinite(deadline_s) and not st.dormant_since_ms:
@@ -300,6 +313,68 @@ class Processor:
 
         self._finish(out, cache, touched, {rec.partition for rec in records})
         return out
+
+    def erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
+        """Delete a user's state (a tombstone in the changelog) and confirm on the alerts topic.
+
+        ``user_id`` is as producers know it; with pseudonymisation on, its pseudonym is erased.
+        """
+        out = BatchOutput()
+        key = self.pseudonymize(user_id) if self.pseudonymize is not None else user_id
+        part = self._partitions.get(partition)
+        existed = self.store.get(partition, key) is not None
+        if part is not None:
+            part.cancel(key)
+            part.users -= existed
+        if existed:
+            out.deletes.append((partition, key))
+        now = self.clock_ms()
+        confirmation = al.Alert(
+            alert_id=al.alert_id(al.ERASED, key, offset),
+            kind=al.ERASED,
+            user_id=key,
+            category=None,
+            score=0.0,
+            peak_score=0.0,
+            half_life_hours=0.0,
+            event_time=al.rfc3339(now),
+            emitted_at=al.rfc3339(now),
+            model_version=self.scorer.version,
+            reasons=["state erased on request" if existed else "no state held for this user"],
+        )
+        out.alerts.append(OutAlert(partition, key, al.ERASED, confirmation.to_json()))
+        out.counts["erased" if existed else "erase_unknown"] += 1
+        return out
+
+    def expire(self, ttl_ms: int) -> BatchOutput:
+        """Delete the users of active partitions silent for longer than ``ttl_ms`` of event
+        time (the partition's watermark minus their last event). A periodic sweep."""
+        out = BatchOutput()
+        for n, part in self._partitions.items():
+            cutoff = part.watermark(self.config.grace_ms) - ttl_ms
+            for user_id, value in self.store.scan(n):
+                if user_id == WATERMARK_KEY:
+                    continue
+                try:
+                    last = decode_state(value).last_ts_ms
+                except StateError:
+                    last = cutoff - 1  # undecodable state is of no use to anyone: drop it
+                if last < cutoff:
+                    out.deletes.append((n, user_id))
+                    part.cancel(user_id)
+                    part.users -= 1
+        out.counts["expired"] += len(out.deletes)
+        return out
+
+    def _score_message(self, ukey: tuple[int, str], st: UserState, step: _Step) -> OutAlert:
+        payload = {
+            "user_id": ukey[1],
+            "score": round(st.peak_score, 6),
+            "half_life_hours": round(st.half_life_s / 3600.0, 3),
+            "event_time": al.rfc3339(step.event.ts_ms),
+            "model_version": self.scorer.version,
+        }
+        return OutAlert(ukey[0], ukey[1], "score", json.dumps(payload).encode())
 
     def tick(self, now_ms: int, idle_ms: int) -> BatchOutput:
         """Live mode: a partition with no record for ``idle_ms`` of wall-clock time moves its
@@ -388,21 +463,20 @@ class Processor:
     ) -> None:
         cfg = self.config
         counts = np.bincount(step.window.cats, minlength=256)
-        for name, p in category_probabilities(step.window, probs).items():
-            try:
-                j = st.categories.index(name)
-            except ValueError:
-                continue  # evicted from the window later in this batch
-            value = st.peak_score * p
-            if st.cat_fired[j]:
-                if value >= max(cfg.cat_rearm * st.cat_peaks[j], cfg.cat_min_peak):
-                    st.cat_fired[j], st.cat_peaks[j] = False, _f32(value)  # a new episode
+        shares = category_probabilities(step.window, probs)
+        # Categories gone from the window have nothing left to decay from.
+        st.cat_alerts = {n: v for n, v in st.cat_alerts.items() if n in shares}
+        for name, p in shares.items():
+            value = _f32(st.peak_score * p)
+            peak, fired = st.cat_alerts.get(name, (0.0, False))
+            if fired:
+                if value >= max(cfg.cat_rearm * peak, cfg.cat_min_peak):
+                    st.cat_alerts[name] = (value, False)  # strong again: a new episode
                 continue
             if counts[step.window.categories.index(name)] >= cfg.cat_min_events:
-                st.cat_peaks[j] = max(st.cat_peaks[j], _f32(value))
-            peak = st.cat_peaks[j]
+                peak = max(peak, value)
             if peak >= cfg.cat_min_peak and value < cfg.cat_drop * peak:
-                st.cat_fired[j] = True
+                st.cat_alerts[name] = (peak, True)
                 self._emit(
                     out,
                     st,
@@ -420,6 +494,8 @@ class Processor:
                         recent_mix(step.window),
                     ],
                 )
+            elif peak > 0:
+                st.cat_alerts[name] = (peak, False)
 
     def _fire_due(
         self,

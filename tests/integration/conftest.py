@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 from decay.kafka_broker import KafkaBroker, find_repo_root
 
-# Not 19092/19093: those are the developer's demo broker (deploy/kafka/kafka.sh defaults).
-TEST_KAFKA_PORT = 19192
-TEST_KAFKA_CONTROLLER_PORT = 19193
+
+def _free_ports(n: int) -> list[int]:
+    """Free loopback ports (not 19092/19093, the developer's demo broker, and not another test
+    session's: several sessions may run on one machine)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A fresh single-node broker for the whole session, on its own data dir and ports."""
+    port, controller_port = _free_ports(2)
     broker = KafkaBroker(
         find_repo_root(),
         data_dir=tmp_path_factory.mktemp("kafka"),
-        port=TEST_KAFKA_PORT,
-        controller_port=TEST_KAFKA_CONTROLLER_PORT,
+        port=port,
+        controller_port=controller_port,
     )
     broker.start()
     try:

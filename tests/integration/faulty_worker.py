@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 from faust import Worker
 
-from decay.scoring import ExponentialDecayScorer, Scores
+from decay.scoring import Scorer, Scores
 from decay.settings import Settings
 from decay.window import Window
 from stream_app.app import create_app
+from stream_app.rollout import load_scorer
 
 
 class InjectedFault(RuntimeError):
@@ -21,7 +22,7 @@ class InjectedFault(RuntimeError):
 
 @dataclass
 class FailingScorer:
-    inner: ExponentialDecayScorer
+    inner: Scorer
     fail_after: int
     scored: list[int] = field(default_factory=lambda: [0])
 
@@ -41,9 +42,7 @@ class FailingScorer:
 
 def main() -> None:
     settings = Settings()
-    scorer = FailingScorer(
-        ExponentialDecayScorer(settings.half_life_hours * 3600.0), int(os.environ["FAIL_AFTER"])
-    )
+    scorer = FailingScorer(load_scorer(settings), int(os.environ["FAIL_AFTER"]))
     built = create_app(settings, scorer=scorer)
     Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
 

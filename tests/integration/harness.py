@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from decay.replay import produce
-from decay.scoring import ExponentialDecayScorer
 from decay.settings import Settings
 from decay.topics import ensure_topics
-from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
+from stream_app.app import processor_config
+from stream_app.processor import BatchOutput, Processor, Record
+from stream_app.rollout import load_scorer, pseudonymizer
 from stream_app.store import MemoryStore
 
 
@@ -39,43 +40,43 @@ def free_port() -> int:
 
 @dataclass
 class Setup:
-    """One isolated deployment: its own topics, consumer group, state dir and HTTP port."""
+    """One isolated deployment: its own topics, consumer group, state dir and HTTP port.
+
+    ``overrides`` are Settings fields; the worker's environment is derived from the same
+    Settings object, so a test's in-memory oracle and its worker cannot disagree.
+    """
 
     name: str
     bootstrap: str
     data_dir: Path
     partitions: int = 3
-    extra_env: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
-    def settings(self) -> Settings:
-        return Settings(
-            bootstrap=self.bootstrap,
-            app_id=f"{self.name}-app",
-            events_topic=f"{self.name}-events",
-            alerts_topic=f"{self.name}-alerts",
-            dead_letter_topic=f"{self.name}-dlq",
-            partitions=self.partitions,
-            data_dir=self.data_dir,
-        )
+    def settings(self, **more: Any) -> Settings:
+        fields: dict[str, Any] = {
+            "bootstrap": self.bootstrap,
+            "app_id": f"{self.name}-app",
+            "events_topic": f"{self.name}-events",
+            "alerts_topic": f"{self.name}-alerts",
+            "dead_letter_topic": f"{self.name}-dlq",
+            "erase_topic": f"{self.name}-erase",
+            "partitions": self.partitions,
+            "data_dir": self.data_dir,
+            "commit_interval_s": 0.5,
+            "session_timeout_s": 6.0,
+            "log_level": os.environ.get("TEST_WORKER_LOG_LEVEL", "warning"),
+        }
+        return Settings(**{**fields, **self.overrides, **more})
 
-    def env(self, web_port: int, **overrides: str) -> dict[str, str]:
-        s = self.settings()
+    def env(self, web_port: int, **more: Any) -> dict[str, str]:
+        s = self.settings(web_port=web_port, **more)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-        env.update(
-            DECAY_BOOTSTRAP=s.bootstrap,
-            DECAY_APP_ID=s.app_id,
-            DECAY_EVENTS_TOPIC=s.events_topic,
-            DECAY_ALERTS_TOPIC=s.alerts_topic,
-            DECAY_DEAD_LETTER_TOPIC=s.dead_letter_topic,
-            DECAY_PARTITIONS=str(s.partitions),
-            DECAY_DATA_DIR=str(s.data_dir),
-            DECAY_WEB_PORT=str(web_port),
-            DECAY_COMMIT_INTERVAL_S="0.5",
-            DECAY_SESSION_TIMEOUT_S="6",
-            DECAY_LOG_LEVEL=os.environ.get("TEST_WORKER_LOG_LEVEL", "warning"),
-        )
-        env.update(self.extra_env)
-        env.update(overrides)
+        for name, value in s.model_dump().items():
+            if value is None:
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            env[f"DECAY_{name.upper()}"] = str(value)
         return env
 
     def create_topics(self) -> None:
@@ -90,14 +91,15 @@ class WorkerProcess:
         setup: Setup,
         log_path: Path,
         command: Sequence[str] = ("-m", "decay", "worker"),
-        **env: str,
+        extra_env: dict[str, str] | None = None,
+        **settings: Any,
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, *command],
-            env=setup.env(self.port, **env),
+            env={**setup.env(self.port, **settings), **(extra_env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -231,13 +233,13 @@ def oracle(
 ) -> tuple[list[BatchOutput], MemoryStore]:
     """The same records through the processor alone, in memory: what the worker must produce."""
     store = MemoryStore()
-    scorer = ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
-    config = ProcessorConfig(
-        max_events=settings.window_events,
-        grace_ms=int(settings.grace_s * 1000),
-        threshold=settings.threshold,
+    proc = Processor(
+        processor_config(settings),
+        load_scorer(settings),
+        store,
+        lambda: now_ms,
+        pseudonymizer(settings),
     )
-    proc = Processor(config, scorer, store, lambda: now_ms)
     outs = []
     for i in range(0, len(records), batch):
         out = proc.process(records[i : i + batch])

@@ -27,8 +27,6 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.kafka
 
-WORKER_ENV = {"DECAY_HALF_LIFE_HOURS": "24", "DECAY_THRESHOLD": "0.2"}
-
 
 def simulated_messages(users: int, days: float, seed: int) -> list[tuple[bytes | None, bytes]]:
     frame = simulate(n_users=users, days=days, seed=seed).events
@@ -42,7 +40,7 @@ def sim_messages() -> list[tuple[bytes | None, bytes]]:
 
 
 def setup_for(name: str, bootstrap: str, tmp_path: Path) -> Setup:
-    setup = Setup(name, bootstrap, tmp_path / f"{name}-state", extra_env=dict(WORKER_ENV))
+    setup = Setup(name, bootstrap, tmp_path / f"{name}-state")
     setup.create_topics()
     return setup
 
@@ -56,7 +54,7 @@ def run_to_end(worker: WorkerProcess, setup: Setup, total: int, timeout: float =
 
 
 def expected_alerts(setup: Setup, now_ms: int) -> tuple[list[dict], dict]:
-    s = setup.settings().model_copy(update={"half_life_hours": 24.0, "threshold": 0.2})
+    s = setup.settings()
     outs, store = oracle(topic_records(s.bootstrap, s.events_topic), s, now_ms)
     alerts = [json.loads(a.payload) for out in outs for a in out.alerts]
     flat = {(p, k): v for p, kv in store.data.items() for k, v in kv.items()}
@@ -69,7 +67,7 @@ def test_simulated_log_gives_the_expected_alerts(
     setup = setup_for("sim", bootstrap, tmp_path)
     s = setup.settings()
     produce_messages(bootstrap, s.events_topic, sim_messages)
-    worker = WorkerProcess(setup, tmp_path / "worker.log", **WORKER_ENV)
+    worker = WorkerProcess(setup, tmp_path / "worker.log")
     try:
         run_to_end(worker, setup, len(sim_messages))
         got = read_alerts(bootstrap, s.alerts_topic)
@@ -133,7 +131,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(
     mixed: list[tuple[tuple[bytes | None, bytes], str | None]] = [(m, None) for m in valid] + bad
     rng.shuffle(mixed)
     produce_messages(bootstrap, s.events_topic, [m for m, _ in mixed])
-    worker = WorkerProcess(setup, tmp_path / "worker.log", **WORKER_ENV)
+    worker = WorkerProcess(setup, tmp_path / "worker.log")
     try:
         run_to_end(worker, setup, len(mixed))
         dead = read_topic(bootstrap, s.dead_letter_topic)
@@ -171,11 +169,11 @@ def test_sigkill_mid_stream_loses_nothing(
     s = setup.settings()
     produce_messages(bootstrap, s.events_topic, sim_messages)
     log = tmp_path / "worker.log"
-    first = WorkerProcess(setup, log, **WORKER_ENV, DECAY_BATCH_MAX="200")
+    first = WorkerProcess(setup, log, batch_max=200)
     third = len(sim_messages) // 3
     first.wait_for(lambda: first.events_seen() >= third, 180, "a third of the log")
     first.kill()
-    second = WorkerProcess(setup, log, **WORKER_ENV, DECAY_BATCH_MAX="200")
+    second = WorkerProcess(setup, log, batch_max=200)
     try:
         run_to_end(second, setup, len(sim_messages) - third)
         got = read_alerts(bootstrap, s.alerts_topic)
@@ -205,8 +203,8 @@ def test_replays_with_other_batch_sizes_give_identical_alerts(
         setup = setup_for(f"batch{batch}", bootstrap, tmp_path)
         s = setup.settings()
         produce_messages(bootstrap, s.events_topic, messages)
-        worker = WorkerProcess(setup, tmp_path / f"worker{batch}.log", **WORKER_ENV,
-                               DECAY_BATCH_MAX=batch)  # fmt: skip
+        worker = WorkerProcess(setup, tmp_path / f"worker{batch}.log",
+                               batch_max=int(batch))  # fmt: skip
         try:
             run_to_end(worker, setup, len(messages))
         finally:
@@ -226,10 +224,10 @@ def test_an_exception_in_the_agent_stops_the_worker_and_loses_nothing(
     produce_messages(bootstrap, s.events_topic, sim_messages)
     log = tmp_path / "worker.log"
     script = str(Path(__file__).with_name("faulty_worker.py"))
-    faulty = WorkerProcess(setup, log, command=(script,), **WORKER_ENV, FAIL_AFTER="4000")
+    faulty = WorkerProcess(setup, log, command=(script,), extra_env={"FAIL_AFTER": "4000"})
     assert faulty.proc.wait(timeout=180) != 0  # it stopped by itself, with an error
     assert "InjectedFault" in log.read_text(errors="replace")
-    worker = WorkerProcess(setup, log, **WORKER_ENV)
+    worker = WorkerProcess(setup, log)
     try:
         worker.wait_for(
             lambda: committed_everything(bootstrap, s.app_id, s.events_topic), 180, "commits"

@@ -106,7 +106,7 @@ def simulated_records(n_users: int = 60, n_events: int = 3000, partitions: int =
     out = []
     for u, t in zip(users.tolist(), ts.tolist(), strict=True):
         p = u % partitions
-        category = f"c{(u + offsets[p] // 60) % 3}"  # each user's favourite drifts
+        category = f"c{(u + offsets[p] // 60 + int(rng.integers(0, 2))) % 9}"  # tastes drift
         out.append(rec(offsets[p], f"u{u}", t, partition=p, category=category))
         offsets[p] += 1
     return out
@@ -119,9 +119,11 @@ def batches_of(records: list[Record], size: int) -> list[list[Record]]:
 def test_alerts_and_state_do_not_depend_on_batch_size() -> None:
     records = simulated_records()
     results = []
+    small_window = ProcessorConfig(grace_ms=HOUR, threshold=0.25, max_events=12)
     for size in (1, 7, 250, len(records)):
         store = MemoryStore()
-        _, outs = run(store, batches_of(records, size))
+        proc = Processor(small_window, SCORER, store, lambda: NOW)  # categories get evicted
+        _, outs = run(store, batches_of(records, size), proc=proc)
         ids = [(a["alert_id"], a["kind"], a["score"]) for a in alerts_of(outs)]
         results.append((ids, store.data))
     assert len(results[0][0]) > 20  # the log does produce alerts

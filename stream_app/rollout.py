@@ -1,0 +1,78 @@
+"""Model loading and live rollout: the newest model in a watched directory replaces the one
+in use between two batches; a model that does not fit this worker is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from decay.scoring import ExponentialDecayScorer, Scorer
+from decay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def shipped_model() -> Path:
+    """The model that ships inside the package (stream_app/models/model.onnx)."""
+    return Path(str(resources.files("stream_app") / "models" / "model.onnx"))
+
+
+def load_scorer(settings: Settings, path: Path | None = None) -> Scorer:
+    """The scorer the settings ask for. Raises ``ModelMismatchError`` for a foreign model."""
+    if settings.scorer == "baseline":
+        return ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
+    from stream_app.onnx_scorer import OnnxScorer
+
+    return OnnxScorer(path or settings.model_path or shipped_model())
+
+
+def pseudonymizer(settings: Settings) -> Callable[[str], str] | None:
+    """Keyed HMAC-SHA256 of user ids (first 128 bits, hex), or None when no key is set."""
+    if settings.pseudonym_key is None:
+        return None
+    key = settings.pseudonym_key.get_secret_value().encode()
+
+    def pseudonym(user_id: str) -> str:
+        return "p" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    return pseudonym
+
+
+@dataclass
+class ModelWatcher:
+    """Remembers which file of ``directory`` is served; ``poll`` returns a new scorer when a
+    newer file appears and loads cleanly, else None. Refusals are logged and counted."""
+
+    directory: Path
+    settings: Settings
+    on_refused: Callable[[Path, Exception], None]
+    current: tuple[str, float, int] | None = None
+    refused: set[tuple[str, float, int]] = field(default_factory=set)
+
+    def newest(self) -> Path | None:
+        models = [p for p in self.directory.glob("*.onnx") if p.is_file()]
+        return max(models, key=lambda p: (p.stat().st_mtime, p.name), default=None)
+
+    def poll(self) -> Scorer | None:
+        path = self.newest()
+        if path is None:
+            return None
+        stat = path.stat()
+        ident = (str(path), stat.st_mtime, stat.st_size)
+        if ident == self.current or ident in self.refused:
+            return None
+        try:
+            scorer = load_scorer(self.settings, path)
+        except Exception as exc:  # a refused model must never stop the worker
+            self.refused.add(ident)
+            log.error("model %s refused, keeping the current one: %s", path.name, exc)
+            self.on_refused(path, exc)
+            return None
+        self.current = ident
+        log.info("model %s loaded: version %s", path.name, scorer.version)
+        return scorer
