@@ -54,6 +54,17 @@ def kafka_status() -> None:
     typer.echo(f"kafka running on {broker.bootstrap}")
 
 
+@app.command("settings")
+def show_settings() -> None:
+    """Every setting as a markdown table: name, default, environment variable, meaning."""
+    from decay.settings import Settings
+
+    typer.echo("| setting | default | environment | meaning |\n| --- | --- | --- | --- |")
+    for name, info in Settings.model_fields.items():
+        default = "" if info.default is None else info.default
+        typer.echo(f"| {name} | `{default}` | `DECAY_{name.upper()}` | {info.description} |")
+
+
 @app.command()
 def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
     """Create the events, alerts and dead-letter topics when missing."""
@@ -144,6 +155,30 @@ def alerts(
             idle_timeout=idle_timeout,
         )
     )
+
+
+@app.command()
+def user(
+    user_id: str,
+    url: Annotated[str, typer.Option(help="any worker; it routes to the owner")] = (
+        "http://127.0.0.1:6066"
+    ),
+) -> None:
+    """What user ID is interested in right now (asks a worker's /users/{id})."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    target = f"{url.rstrip('/')}/users/{urllib.parse.quote(user_id, safe='')}"
+    try:
+        with urllib.request.urlopen(target, timeout=10) as response:
+            typer.echo(json.dumps(json.loads(response.read()), indent=2))
+    except urllib.error.HTTPError as exc:
+        typer.echo(f"{exc.code}: {exc.read().decode(errors='replace')}", err=True)
+        raise typer.Exit(1) from exc
+    except urllib.error.URLError as exc:
+        typer.echo(f"cannot reach a worker at {url}: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()

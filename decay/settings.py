@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     erase_topic: str = Field("erase", description="user ids whose state is to be erased")
     scores_topic: str | None = Field(None, description="optional topic of score changes")
     score_min_change: float = Field(
-        0.1, gt=0, description="publish a score when it moved by more than this"
+        0.1, ge=0, description="publish a score when it moved by more than this (0: always)"
     )
     pseudonym_key: SecretStr | None = Field(
         None, description="HMAC key: when set, user ids are pseudonymised at ingestion"

@@ -44,7 +44,8 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         threshold=settings.threshold,
         cat_min_peak=settings.category_min_peak,
         cat_drop=settings.category_drop,
-        score_min_change=settings.score_min_change if settings.scores_topic else 0.0,
+        publish_scores=settings.scores_topic is not None,
+        score_min_change=settings.score_min_change,
     )
 
 

@@ -109,8 +109,10 @@ class ProcessorConfig:
     cat_min_events: int = 3
     cat_drop: float = 0.5
     cat_rearm: float = 0.8  # a decayed category is strong again at this fraction of its peak
-    # Publish a user's score when it moved by more than this since the last event; 0: never.
-    score_min_change: float = 0.0
+    # Publish a user's score after an event when it moved by more than score_min_change
+    # since the user's previous event (0: after every event).
+    publish_scores: bool = False
+    score_min_change: float = 0.1
 
 
 @dataclass(slots=True)
@@ -297,9 +299,6 @@ class Processor:
                 before = st.peak_score
                 st.peak_score = _f32(scores.peak[i])
                 st.half_life_s = _f32(scores.half_life_s[i])
-                change = self.config.score_min_change
-                if change and (abs(st.peak_score - before) > change or st.n_total == 1):
-                    out.scores.append(self._score_message(ukey, st, step))
                 probs = None if scores.category_probs is None else scores.category_probs[i]
                 self._update_categories(ukey, st, step, probs, out)
                 if math.isfinite(deadline_s) and not st.dormant_since_ms:
@@ -308,6 +307,9 @@ class Processor:
                 else:
                     st.deadline_ms = 0
                     part.cancel(step.event.user_id)
+                moved = abs(st.peak_score - before) > self.config.score_min_change
+                if self.config.publish_scores and (moved or self.config.score_min_change == 0):
+                    out.scores.append(self._score_message(ukey, st, step))
             part.max_ts = max(part.max_ts, step.max_ts)
             self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
 
@@ -369,9 +371,11 @@ class Processor:
     def _score_message(self, ukey: tuple[int, str], st: UserState, step: _Step) -> OutAlert:
         payload = {
             "user_id": ukey[1],
-            "score": round(st.peak_score, 6),
-            "half_life_hours": round(st.half_life_s / 3600.0, 3),
+            "event_id": step.event.event_id,
             "event_time": al.rfc3339(step.event.ts_ms),
+            "score": st.peak_score,
+            "half_life_hours": st.half_life_s / 3600.0,
+            "deadline": al.rfc3339(st.deadline_ms) if st.deadline_ms else None,
             "model_version": self.scorer.version,
         }
         return OutAlert(ukey[0], ukey[1], "score", json.dumps(payload).encode())

@@ -192,3 +192,48 @@ def pd_ts(text: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_erase_deletes_and_confirms() -> None:
+    store = MemoryStore()
+    proc, _ = run(store, [[rec(0, "alice", T0), rec(1, "bob", T0 + HOUR)]])
+    out = proc.erase(0, 7, "alice")
+    assert out.deletes == [(0, "alice")]
+    (confirmation,) = [json.loads(a.payload) for a in out.alerts]
+    assert confirmation["kind"] == "erased" and confirmation["user_id"] == "alice"
+    assert confirmation["alert_id"] == al.alert_id("erased", "alice", 7)
+    assert proc.pending_deadlines() == 1  # bob's only
+    assert proc.erase(0, 8, "nobody").deletes == []
+
+
+def test_expire_sweeps_users_silent_longer_than_the_ttl() -> None:
+    store = MemoryStore()
+    proc, _ = run(store, [[rec(0, "alice", T0), rec(1, "bob", T0 + 20 * DAY)]])
+    out = proc.expire(ttl_ms=10 * DAY)
+    assert out.deletes == [(0, "alice")] and out.counts["expired"] == 1
+
+
+def test_pseudonyms_replace_user_ids_everywhere() -> None:
+    from decay.settings import Settings
+    from stream_app.rollout import pseudonymizer
+
+    pseudo = pseudonymizer(Settings(pseudonym_key="secret"))
+    assert pseudo is not None and pseudo("alice") == pseudo("alice") != pseudo("bob")
+    assert pseudonymizer(Settings(pseudonym_key="other"))("alice") != pseudo("alice")  # type: ignore[misc]
+    store = MemoryStore()
+    proc = Processor(CONFIG, SCORER, store, lambda: NOW, pseudo)
+    records = [rec(0, "alice", T0), rec(1, "bob", T0 + 3 * DAY)]
+    _, outs = run(store, [records], proc=proc)
+    assert set(store.data[0]) == {pseudo("alice"), pseudo("bob"), WATERMARK_KEY}
+    assert {a["user_id"] for a in alerts_of(outs)} == {pseudo("alice")}
+    assert "secret" not in repr(Settings(pseudonym_key="secret"))
+
+
+def test_scores_are_published_when_asked() -> None:
+    store = MemoryStore()
+    config = ProcessorConfig(grace_ms=HOUR, threshold=0.25, publish_scores=True, score_min_change=0)
+    proc = Processor(config, SCORER, store, lambda: NOW)
+    _, outs = run(store, [[rec(0, "alice", T0), rec(1, "alice", T0 + HOUR)]], proc=proc)
+    scores = [json.loads(s.payload) for s in outs[0].scores]
+    assert [s["event_id"] for s in scores] == ["alice-0", "alice-1"]
+    assert scores[0]["score"] == 1.0 and scores[0]["deadline"] == al.rfc3339(T0 + 48 * HOUR)

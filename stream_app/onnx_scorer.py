@@ -1,0 +1,120 @@
+"""The LSTM scorer: a model.onnx (with its card) behind the ``Scorer`` protocol.
+
+No TensorFlow here: onnxruntime runs the graph (one session, one thread, one ``run`` per
+batch), ``decay.features`` encodes the windows exactly as training did, and
+``decay.survival`` turns the predicted hazard into peak interest, half-life and the dormancy
+deadline. A model whose feature encoding differs from this code's is refused at load time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from decay import survival
+from decay.features import FeatureSpec, encode_windows
+from decay.scoring import HOUR_S, Scores
+from decay.window import Window
+from training.card import CardError, ModelCard, card_of_session
+
+INPUTS = ("x", "lengths", "elapsed_h")
+OUTPUTS = ("log_hazard", "category_logits", "log_count")
+
+
+class ModelMismatchError(RuntimeError):
+    """The model was trained for another feature encoding (or is not a decay model)."""
+
+
+def check_card(card: ModelCard, spec: FeatureSpec) -> None:
+    """Raise :class:`ModelMismatchError` unless the card's encoding is ``spec``'s."""
+    problems = []
+    if card.feature_spec_version != spec.version:
+        problems.append(f"feature spec {card.feature_spec_version!r} != {spec.version!r}")
+    if card.seq_len != spec.seq_len:
+        problems.append(f"seq_len {card.seq_len} != {spec.seq_len}")
+    if card.cat_buckets != spec.cat_buckets:
+        problems.append(f"category buckets {card.cat_buckets} != {spec.cat_buckets}")
+    if tuple(card.feature_names) != spec.feature_names:
+        problems.append("feature names differ")
+    missing = [n for n in (*INPUTS, *OUTPUTS) if n not in (*card.input_names, *card.output_names)]
+    if missing:
+        problems.append(f"graph lacks {missing}")
+    if problems:
+        raise ModelMismatchError(
+            f"model {card.model_version!r} does not match this worker's features: "
+            + "; ".join(problems)
+        )
+
+
+class OnnxScorer:
+    """Scores windows with an exported decay model."""
+
+    def __init__(self, path: str | Path, spec: FeatureSpec | None = None) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            card = card_of_session(self._session)
+        except CardError as exc:
+            raise ModelMismatchError(f"{path}: {exc}") from exc
+        ours = spec or FeatureSpec()
+        check_card(card, ours)
+        self.card = card
+        # the model's own bins and horizon; the encoding is ours (checked equal above)
+        self.spec = FeatureSpec(
+            version=ours.version,
+            seq_len=ours.seq_len,
+            cat_buckets=ours.cat_buckets,
+            bin_edges_h=tuple(card.bin_edges_h),
+            horizon_h=float(card.horizon_h),
+        )
+
+    @property
+    def version(self) -> str:
+        return self.card.model_version
+
+    def predict(
+        self, windows: Sequence[Window], elapsed_h: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Raw heads for a batch: ``log_hazard`` [B, M], ``category_logits`` [B, K],
+        ``log_count`` [B, 1]."""
+        x, lengths = encode_windows(windows, self.spec)
+        x = x[:, : max(int(lengths.max(initial=0)), 1)]  # no need to feed all the padding
+        if elapsed_h is None:
+            elapsed = np.zeros((len(windows), 1), dtype=np.float32)
+        else:
+            elapsed = np.asarray(elapsed_h, dtype=np.float32).reshape(-1, 1)
+        got = self._session.run(list(OUTPUTS), {"x": x, "lengths": lengths, "elapsed_h": elapsed})
+        return dict(zip(OUTPUTS, got, strict=True))
+
+    def score(self, windows: Sequence[Window], threshold: float) -> Scores:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if not windows:
+            empty = np.zeros(0)
+            return Scores(peak=empty, half_life_s=empty, deadline_s=empty)
+        out = self.predict(windows)
+        rate = np.exp(out["log_hazard"].astype(np.float64))
+        edges, horizon = self.spec.bin_edges_h, self.spec.horizon_h
+        logits = out["category_logits"].astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        return Scores(
+            peak=survival.peak_interest(rate, edges, horizon),
+            half_life_s=survival.half_life(rate, edges, horizon) * HOUR_S,
+            deadline_s=survival.deadline(rate, edges, horizon, threshold) * HOUR_S,
+            category_probs=probs,
+            expected_events=np.exp(out["log_count"][:, 0].astype(np.float64)),
+        )
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+        """From the two stored parameters: an exponential through the peak and the half-life
+        (exact at both; the deadline itself comes from the full hazard in ``score``)."""
+        if not math.isfinite(half_life_s) or half_life_s <= 0:
+            return peak if math.isinf(half_life_s) else 0.0
+        return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
