@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	deploy/prometheus/install.sh
 	$(BIN)/python -m pytest
 
 clean:
