@@ -1,0 +1,135 @@
+"""Training commands (typer): train, evaluate, export. TensorFlow is imported inside them.
+
+Mount in the main CLI with ``app.add_typer(training.cli.app)`` (commands at top level), or run
+``python -m training.cli ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+evaluate_app = typer.Typer(invoke_without_command=True, help="Score models against baselines.")
+app.add_typer(evaluate_app, name="evaluate")
+
+Arch = Annotated[str, typer.Option(help="lstm or gru")]
+
+
+def _quiet_tensorflow() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+@app.command()
+def train(
+    events: Annotated[Path, typer.Option(help="event log (.jsonl/.csv/.parquet) or 'cdnow'")],
+    out: Annotated[Path, typer.Option(help="model directory to write")],
+    arch: Arch = "lstm",
+    epochs: int = 15,
+    max_examples: int = 60_000,
+    units: int = 32,
+    seed: int = 0,
+    clean: Annotated[bool, typer.Option(help="clean the log first (report printed)")] = True,
+) -> None:
+    """Train the hazard model on an event log (time-based validation split)."""
+    _quiet_tensorflow()
+    from training.data import clean as clean_log
+    from training.data import load_events
+    from training.train import TrainConfig
+    from training.train import train as run
+
+    if arch not in ("lstm", "gru"):
+        raise typer.BadParameter("arch must be lstm or gru")
+    df = load_events(str(events) if str(events).startswith("cdnow") else events)
+    if clean:
+        df, _ = clean_log(df)
+    cfg = TrainConfig(
+        arch=arch, epochs=epochs, max_examples=max_examples, units=units, seed=seed, verbose=2
+    )
+    result = run(df, out, config=cfg)
+    typer.echo(json.dumps(result.summary, indent=2))
+
+
+@evaluate_app.callback()
+def evaluate(
+    ctx: typer.Context,
+    events: Annotated[Path | None, typer.Option(help="evaluate on this log (time split)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """``evaluate --events FILE``: models vs baselines on a time split of a log."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if events is None:
+        raise typer.BadParameter("give --events FILE, or use 'evaluate cdnow'")
+    _quiet_tensorflow()
+    from training.data import clean, load_events
+    from training.evaluate import markdown_table, run_events, write_report
+
+    df, _ = clean(load_events(events))
+    report = run_events(df)
+    typer.echo(markdown_table(report))
+    if json_out is not None:
+        write_report(report, json_out)
+
+
+@evaluate_app.command("cdnow")
+def evaluate_cdnow(
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    plots: Annotated[Path | None, typer.Option(help="directory for PNG plots")] = None,
+    models: Annotated[
+        str, typer.Option(help="comma-separated: exp-decay,arima,bgnbd,pareto,lstm,gru")
+    ] = "exp-decay,arima,bgnbd,pareto,lstm,gru",
+    model_dir: Annotated[Path | None, typer.Option(help="keep the trained models here")] = None,
+    validation: Annotated[
+        bool, typer.Option(help="split weeks 1-39 only (26 vs 13 weeks), to choose settings")
+    ] = False,
+) -> None:
+    """The CDNOW protocol of DESIGN.md: one markdown table, and JSON."""
+    _quiet_tensorflow()
+    from training.evaluate import markdown_table, run_cdnow, write_report
+
+    report = run_cdnow(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        plots_dir=plots,
+        model_dir=model_dir,
+        validation=validation,
+    )
+    typer.echo(markdown_table(report))
+    if json_out is not None:
+        write_report(report, json_out)
+        typer.echo(f"report -> {json_out}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="model directory from 'train'")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write (card.json goes next to it)")],
+    metrics: Annotated[
+        Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
+    ] = None,
+) -> None:
+    """Export to ONNX (LSTM op with sequence_lens), check parity with TensorFlow, add the card."""
+    _quiet_tensorflow()
+    from training.export import export as run
+
+    holdout = json.loads(metrics.read_text()).get("models", {}) if metrics else None
+    card, parity = run(model, out, holdout_metrics=holdout)
+    typer.echo(
+        f"{card.model_version}: parity max abs {parity.max_abs:.2e} on {parity.n} inputs; "
+        f"{out.stat().st_size / 1024:.0f} KiB"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
