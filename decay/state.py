@@ -53,8 +53,14 @@ class StoredAlert:
     payload: bytes
 
 
-def _empty(dtype: type) -> Any:  # Any: one helper for several typed arrays
-    return np.zeros(0, dtype=dtype)
+# The window in memory: one record array (one allocation per event added, not five).
+EVENT_DTYPE: Final = np.dtype(
+    [("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8")]
+)
+
+
+def _no_events() -> Any:
+    return np.zeros(0, dtype=EVENT_DTYPE)
 
 
 @dataclass(slots=True)
@@ -69,11 +75,7 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    ts: npt.NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
-    types: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
-    cats: npt.NDArray[np.uint8] = field(default_factory=lambda: _empty(np.uint8))
-    prices: npt.NDArray[np.float32] = field(default_factory=lambda: _empty(np.float32))
-    ids: npt.NDArray[np.uint64] = field(default_factory=lambda: _empty(np.uint64))
+    rows: Any = field(default_factory=_no_events)  # EVENT_DTYPE records, oldest first
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -82,8 +84,28 @@ class UserState:
     alerts: list[StoredAlert] = field(default_factory=list)
 
     @property
+    def ts(self) -> npt.NDArray[np.int64]:
+        return self.rows["ts"]
+
+    @property
+    def types(self) -> npt.NDArray[np.uint8]:
+        return self.rows["type"]
+
+    @property
+    def cats(self) -> npt.NDArray[np.uint8]:
+        return self.rows["cat"]
+
+    @property
+    def prices(self) -> npt.NDArray[np.float32]:
+        return self.rows["price"]
+
+    @property
+    def ids(self) -> npt.NDArray[np.uint64]:
+        return self.rows["id"]
+
+    @property
     def n_events(self) -> int:
-        return int(self.ts.shape[0])
+        return int(self.rows.shape[0])
 
     @property
     def last_ts_ms(self) -> int:
@@ -103,24 +125,29 @@ class UserState:
         evicted at once); the caller counts it as late.
         """
         n = self.n_events
-        if n >= max_events and event.ts_ms < int(self.ts[0]):
+        rows = self.rows
+        if n >= max_events and event.ts_ms < int(rows[0]["ts"]):
             return False
-        pos = int(np.searchsorted(self.ts, event.ts_ms, side="right"))
         cat = self._category_index(event.category)
-        price = np.float32(event.price if event.price is not None else 0.0)
-        self.ts = np.insert(self.ts, pos, event.ts_ms)
-        self.types = np.insert(self.types, pos, np.uint8(event.type))
-        self.cats = np.insert(self.cats, pos, np.uint8(cat))
-        self.prices = np.insert(self.prices, pos, price)
-        self.ids = np.insert(self.ids, pos, np.uint64(event_id_hash(event.event_id)))
+        price = event.price if event.price is not None else 0.0
+        record = (event.ts_ms, int(event.type), cat, price, event_id_hash(event.event_id))
+        # A new array each time: windows handed out earlier stay as they were.
+        new = np.empty(n + 1, dtype=EVENT_DTYPE)
+        if n == 0 or event.ts_ms >= int(rows[-1]["ts"]):  # the usual case: newest last
+            new[:n] = rows
+            new[n] = record
+        else:
+            pos = int(np.searchsorted(rows["ts"], event.ts_ms, side="right"))
+            new[:pos] = rows[:pos]
+            new[pos] = record
+            new[pos + 1 :] = rows[pos:]
+        self.rows = new
         if n == 0 or event.ts_ms < self.first_ts_ms:
             self.first_ts_ms = event.ts_ms
         self.n_total += 1
         self.last_offset = max(self.last_offset, offset)
         if self.n_events > max_events:
-            drop = self.n_events - max_events
-            self.ts, self.types, self.cats = self.ts[drop:], self.types[drop:], self.cats[drop:]
-            self.prices, self.ids = self.prices[drop:], self.ids[drop:]
+            self.rows = self.rows[self.n_events - max_events :]
             self._prune_categories()
         return True
 
@@ -162,7 +189,9 @@ class UserState:
         remap = np.full(256, NO_CATEGORY, dtype=np.uint8)
         for new, old in enumerate(used):
             remap[old] = new
-        self.cats = remap[self.cats]
+        rows = self.rows.copy()
+        rows["cat"] = remap[rows["cat"]]
+        self.rows = rows
         self.categories = [self.categories[i] for i in used]
 
 
@@ -231,12 +260,12 @@ def _decode(buf: memoryview) -> UserState:
         dormant_since_ms=dormant,
         peak_score=peak,
         half_life_s=half_life,
-        ts=take("<i8", n).astype(np.int64),
-        types=take("u1", n),
-        cats=take("u1", n),
-        prices=take("<f4", n).astype(np.float32),
-        ids=take("<u8", n).astype(np.uint64),
     )
+    rows = np.empty(n, dtype=EVENT_DTYPE)
+    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
+        rows[name] = take(dtype, n)
+    rows["id"] = take("<u8", n)
+    st.rows = rows
 
     def text() -> str:
         nonlocal pos
