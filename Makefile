@@ -22,6 +22,7 @@ lint: $(STAMP)
 
 test: lint
 	deploy/prometheus/install.sh
+	deploy/ui/install-chromium.sh
 	$(BIN)/python -m pytest
 
 clean:

@@ -15,6 +15,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
 app.add_typer(kafka_app, name="kafka")
 
+
+def _mount_training() -> None:
+    """train / evaluate / export, when the training package is installed (it imports no
+    TensorFlow until a command runs)."""
+    try:
+        from training.cli import app as training_app
+    except ImportError:  # a worker-only install
+        return
+    app.add_typer(training_app)
+
+
+_mount_training()
+
 Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap servers")]
 
 
@@ -183,14 +196,21 @@ def user(
 
 @app.command()
 def demo(
-    users: int = 3000,
-    days: float = 90.0,
-    seed: int = 7,
+    data: Annotated[str, typer.Option(help="cdnow (the real purchase log) or sim")] = "cdnow",
+    users: Annotated[int, typer.Option(help="sim: users")] = 2000,
+    days: Annotated[float, typer.Option(help="sim: days")] = 60.0,
+    seed: Annotated[int, typer.Option(help="sim: seed")] = 7,
+    horizon_days: Annotated[
+        float | None, typer.Option(help="'stayed away' horizon; default 90 (cdnow), 14 (sim)")
+    ] = None,
 ) -> None:
-    """Broker, topics, worker, a simulated log replayed at full speed, alerts, a summary."""
+    """Broker, model and baseline workers, a log replayed at full speed, alerts, a summary."""
     from decay.demo import run_demo
 
-    raise typer.Exit(run_demo(users=users, days=days, seed=seed))
+    if data not in ("cdnow", "sim"):
+        raise typer.BadParameter("--data must be cdnow or sim")
+    code = run_demo(data, users=users, days=days, seed=seed, horizon_days=horizon_days)  # type: ignore[arg-type]
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """``make demo``: the whole pipeline on one machine, then a summary of what it found.
 
-Starts the broker (unless one runs), creates a fresh set of topics, starts a worker process,
-replays a simulated log at full speed in event time, prints alerts as they arrive, and ends
-with the alerts by kind and how many ``dormant`` users really stayed away. Everything it
+Starts the broker (unless one runs), creates a fresh set of topics, starts two workers on the
+same events topic (the shipped ONNX model, and the exponential-decay baseline, each with its
+own group and alerts topic), replays a log at full speed in event time (the CDNOW purchase log
+by default, or the simulator's), prints the model's alerts as they arrive, and ends with the
+alerts by kind and how many ``dormant`` users really stayed away, for both. Everything it
 started is stopped at the end, on an error, or on Ctrl-C.
 """
 
@@ -18,14 +20,16 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from decay.alert_feed import follow_alerts, format_alert
-from decay.eventlog import write_events
+from decay.eventlog import cdnow_events, write_events
 from decay.kafka_broker import KafkaBroker, find_repo_root
 from decay.replay import replay_file
 from decay.scoring import fit_half_life, gaps_from_events
@@ -34,6 +38,10 @@ from decay.simulate import simulate
 from decay.topics import ensure_topics
 
 DAY_MS = 86_400_000
+PASSED = (
+    *("bootstrap", "app_id", "events_topic", "alerts_topic", "dead_letter_topic"),
+    *("erase_topic", "data_dir", "web_port", "half_life_hours", "scorer", "partitions"),
+)
 
 
 def _free_port() -> int:
@@ -91,94 +99,160 @@ def dormant_outcome(alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_
     return Outcome(judged, stayed, recent)
 
 
-def run_demo(users: int, days: float, seed: int, horizon_days: float = 14.0, show: int = 40) -> int:
+def base_rate(events: pd.DataFrame, horizon_ms: int) -> float:
+    """For reference: the share of all events after which the user had no event within the
+    horizon (events closer than the horizon to the end excluded)."""
+    ev = events.sort_values(["user_id", "ts"], kind="stable")
+    nxt = ev.groupby("user_id")["ts"].shift(-1)
+    judged = ev["ts"] + horizon_ms <= int(events["ts"].max())
+    stayed = nxt.isna() | (nxt - ev["ts"] > horizon_ms)
+    return float(stayed[judged].mean())
+
+
+@dataclass
+class DemoWorker:
+    label: str
+    settings: Settings
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.label} worker exited with {self.proc.returncode}; see {self.log.name}"
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def _start_worker(label: str, settings: Settings, run_dir: Path) -> DemoWorker:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
+    dumped = settings.model_dump()
+    env.update({f"DECAY_{name.upper()}": str(dumped[name]) for name in PASSED})
+    env["DECAY_LOG_LEVEL"] = "warning"
+    log = (run_dir / f"worker-{label}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "decay", "worker"], env=env, stdout=log, stderr=log
+    )
+    return DemoWorker(label, settings, proc, log)
+
+
+def _load(
+    data: str, users: int, days: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    if data == "cdnow":
+        return cdnow_events(sample=False), None
+    log = simulate(n_users=users, days=days, seed=seed)
+    return log.events, log.truth
+
+
+def run_demo(
+    data: Literal["cdnow", "sim"] = "cdnow",
+    users: int = 2000,
+    days: float = 60.0,
+    seed: int = 7,
+    horizon_days: float | None = None,
+    show: int = 30,
+) -> int:
     root = find_repo_root()
     run = time.strftime("%Y%m%d-%H%M%S")
     run_dir = root / "var" / "demo" / run
     run_dir.mkdir(parents=True, exist_ok=True)
+    horizon = horizon_days if horizon_days is not None else (90.0 if data == "cdnow" else 14.0)
     broker = KafkaBroker(root)
     started_broker = not broker.is_running()
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[DemoWorker] = []
     try:
         state = "starting" if started_broker else "already running"
         print(f"== broker: {state} on {broker.bootstrap}")
         broker.start()
 
-        print(f"== simulating {users} users over {days:g} days (seed {seed})")
-        log = simulate(n_users=users, days=days, seed=seed)
-        events = log.events
+        what = "the CDNOW purchase log" if data == "cdnow" else f"{users} simulated users"
+        print(f"== loading {what}")
+        events, truth = _load(data, users, days, seed)
         log_file = run_dir / "events.jsonl"
         write_events(events, log_file)
-        # The baseline's half-life is fitted on the first half of the log only.
-        calib = events[events["ts"] < log.start_ms + (log.end_ms - log.start_ms) // 2]
+        # The baseline's half-life is fitted on the first half of the log's time only.
+        t0, t1 = int(events["ts"].min()), int(events["ts"].max())
+        calib = events[events["ts"] < t0 + (t1 - t0) // 2]
         half_life_s = fit_half_life(gaps_from_events(calib["user_id"], calib["ts"]))
-        print(f"   {len(events):,} events; fitted half-life {half_life_s / 3600:.1f} h")
-
-        port = _free_port()
-        settings = Settings(
-            bootstrap=broker.bootstrap,
-            app_id=f"demo-{run}",
-            events_topic=f"demo-{run}-events",
-            alerts_topic=f"demo-{run}-alerts",
-            dead_letter_topic=f"demo-{run}-dlq",
-            data_dir=run_dir / "state",
-            web_port=port,
-            half_life_hours=half_life_s / 3600.0,
+        print(
+            f"   {len(events):,} events of {events['user_id'].nunique():,} users; baseline "
+            f"half-life fitted on the first half: {half_life_s / 86400:.1f} days"
         )
-        asyncio.run(ensure_topics(settings))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-        passed = ["bootstrap", "app_id", "events_topic", "alerts_topic", "dead_letter_topic"]
-        passed += ["data_dir", "web_port", "half_life_hours"]
-        dumped = settings.model_dump()
-        env.update({f"DECAY_{name.upper()}": str(dumped[name]) for name in passed})
-        env["DECAY_LOG_LEVEL"] = "warning"
-        worker_log = (run_dir / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "decay", "worker"], env=env, stdout=worker_log, stderr=worker_log
-        )
-        print(f"== worker pid {worker.pid}; metrics at http://127.0.0.1:{port}/metrics")
-        print(f"   one user: http://127.0.0.1:{port}/users/{events['user_id'].iloc[0]}")
 
-        print(f"== replaying {log_file.name} at full speed")
-        sent = asyncio.run(replay_file(log_file, settings.bootstrap, settings.events_topic))
+        common: dict[str, Any] = {
+            "bootstrap": broker.bootstrap,
+            "events_topic": f"demo-{run}-events",
+            "dead_letter_topic": f"demo-{run}-dlq",
+            "erase_topic": f"demo-{run}-erase",
+            "half_life_hours": half_life_s / 3600.0,
+        }
+        for label, scorer in (("model", "onnx"), ("baseline", "baseline")):
+            settings = Settings(
+                **common,
+                app_id=f"demo-{run}-{label}",
+                alerts_topic=f"demo-{run}-alerts-{label}",
+                data_dir=run_dir / f"state-{label}",
+                web_port=_free_port(),
+                scorer=scorer,
+            )
+            asyncio.run(ensure_topics(settings))
+            workers.append(_start_worker(label, settings, run_dir))
+        model = workers[0]
+        port = model.settings.web_port
+        print(f"== workers started; model worker metrics: http://127.0.0.1:{port}/metrics")
+        print(f"   one user's page: http://127.0.0.1:{port}/ui/users/{events['user_id'].iloc[0]}")
 
-        print("== alerts as they arrive")
-        seen: list[dict[str, Any]] = []
+        print(f"== replaying {log_file.name} at full speed (event time)")
+        sent = asyncio.run(replay_file(log_file, broker.bootstrap, common["events_topic"]))
+
+        print("== the model's alerts as they arrive")
+        seen = [0]
 
         def on_alert(alert: dict[str, Any]) -> None:
-            seen.append(alert)
-            if len(seen) <= show:
+            seen[0] += 1
+            if seen[0] <= show:
                 print("  ", format_alert(alert))
-            elif len(seen) % 500 == 0:
-                print(f"   ... {len(seen)} alerts so far")
+            elif seen[0] % 1000 == 0:
+                print(f"   ... {seen[0]} alerts so far")
 
-        def done() -> bool:
-            if worker is not None and worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.returncode}; see {worker_log.name}")
-            return _events_seen(port) >= sent
+        def all_read() -> bool:
+            for w in workers:
+                w.check()
+            return all(_events_seen(w.settings.web_port) >= sent for w in workers)
 
-        asyncio.run(follow_alerts(settings.bootstrap, settings.alerts_topic, on_alert, stop=done))
-        # The worker has read everything: read the topic again until it has been quiet for a
-        # while, which also collects alerts still in flight at that moment.
-        final = _read_all_alerts(settings)
-        print_summary(final, events, log.truth, horizon_days)
+        _follow(model.settings, on_alert, stop=all_read)
+        results = {w.label: _read_all_alerts(w.settings) for w in workers}
+        print_summary(results, events, truth, horizon)
         return 0
     except KeyboardInterrupt:
         print("\n== interrupted; stopping everything")
         return 130
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        for w in workers:
+            w.stop()
         if started_broker:
             broker.stop()
         print(f"== stopped; logs and data in {run_dir}")
 
 
+def _follow(
+    settings: Settings, on_alert: Callable[[dict[str, Any]], None], stop: Callable[[], bool]
+) -> None:
+    asyncio.run(follow_alerts(settings.bootstrap, settings.alerts_topic, on_alert, stop=stop))
+
+
 def _read_all_alerts(settings: Settings) -> list[dict[str, Any]]:
+    """Every alert of the topic, read until it has been quiet for a while (which also collects
+    alerts still in flight when the worker read its last event)."""
     got: list[dict[str, Any]] = []
     asyncio.run(
         follow_alerts(settings.bootstrap, settings.alerts_topic, got.append, idle_timeout=3.0)
@@ -187,31 +261,33 @@ def _read_all_alerts(settings: Settings) -> list[dict[str, Any]]:
 
 
 def print_summary(
-    alerts: list[dict[str, Any]], events: pd.DataFrame, truth: pd.DataFrame, horizon_days: float
+    results: dict[str, list[dict[str, Any]]],
+    events: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    horizon_days: float,
 ) -> None:
-    unique = {a["alert_id"]: a for a in alerts}
-    kinds = Counter(a["kind"] for a in unique.values())
+    horizon_ms = int(horizon_days * DAY_MS)
     print("\n== summary")
     print(f"   events replayed: {len(events):,} from {events['user_id'].nunique():,} users")
-    print(f"   alerts: {len(unique):,} ({len(alerts) - len(unique)} duplicates)")
-    for kind in ("dormant", "reengaged", "category_decay"):
-        print(f"     {kind:<15}{kinds.get(kind, 0):>7,}")
-    outcome = dormant_outcome(list(unique.values()), events, int(horizon_days * DAY_MS))
-    print(
-        f"   dormant users who did not come back within {horizon_days:g} days: "
-        f"{outcome.stayed_away:,} of {outcome.judged:,} ({outcome.share:.1%}); "
-        f"{outcome.too_recent:,} alerts too close to the end of the log to judge"
-    )
-    churned = set(truth.loc[truth["churned"].astype(bool), "user_id"])
-    dormant_users = {a["user_id"] for a in unique.values() if a["kind"] == "dormant"}
-    if dormant_users:
-        share = len(dormant_users & churned) / len(dormant_users)
+    header = "dormant | reengaged | category_decay | duplicates | stayed away"
+    print(f"   {'':<9}| {header}")
+    summary: dict[str, Any] = {"horizon_days": horizon_days}
+    for label, alerts in results.items():
+        unique = {a["alert_id"]: a for a in alerts}
+        kinds = Counter(a["kind"] for a in unique.values())
+        out = dormant_outcome(list(unique.values()), events, horizon_ms)
         print(
-            f"   users with a dormant alert who churned for good (simulator's truth): {share:.1%}"
-            f" (all users: {len(churned) / len(truth):.1%})"
+            f"   {label:<9}| {kinds['dormant']:>7,} | {kinds['reengaged']:>9,} | "
+            f"{kinds['category_decay']:>14,} | {len(alerts) - len(unique):>10,} | "
+            f"{out.stayed_away:,} of {out.judged:,} ({out.share:.1%})"
         )
-    print(json.dumps({"alerts": dict(kinds), "dormant_stayed_away_share": outcome.share}))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(run_demo(users=2000, days=60.0, seed=7))
+        summary[label] = {**kinds, "judged": out.judged, "stayed_away_share": out.share}
+    print(
+        f"   'stayed away': dormant alerts after which the user had no event within "
+        f"{horizon_days:g} days (alerts nearer the end of the log are not judged); for "
+        f"reference, after a random event the share is {base_rate(events, horizon_ms):.1%}"
+    )
+    if truth is not None:
+        churned = set(truth.loc[truth["churned"].astype(bool), "user_id"])
+        print(f"   simulator's truth: {len(churned) / len(truth):.1%} of users churned for good")
+    print(json.dumps(summary, default=float))

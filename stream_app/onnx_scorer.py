@@ -16,10 +16,10 @@ import numpy as np
 import onnxruntime as ort
 
 from decay import survival
+from decay.card import CardError, ModelCard, card_of_session
 from decay.features import FeatureSpec, encode_windows
 from decay.scoring import HOUR_S, Scores
 from decay.window import Window
-from training.card import CardError, ModelCard, card_of_session
 
 INPUTS = ("x", "lengths", "elapsed_h")
 OUTPUTS = ("log_hazard", "category_logits", "log_count")

@@ -191,6 +191,11 @@ class Processor:
     def last_offsets(self) -> dict[int, int]:
         return {n: p.last_offset for n, p in self._partitions.items()}
 
+    def newest_event_ms(self, partition: int) -> int | None:
+        """The partition's event-time clock (newest event seen), None before its first."""
+        part = self._partitions.get(partition)
+        return part.max_ts if part is not None and part.max_ts else None
+
     def watermarks(self) -> dict[int, int]:
         return {n: p.watermark(self.config.grace_ms) for n, p in self._partitions.items()}
 
@@ -519,7 +524,10 @@ class Processor:
                 continue
             window = windows[ukey]
             silent = deadline - window.last_ts_ms
-            score = self.scorer.interest(st.peak_score, st.half_life_s, silent / 1000.0)
+            # The deadline is where the scorer's interest curve crosses the threshold, so the
+            # interest at this moment is the threshold itself (the stored two-parameter curve
+            # would only approximate it).
+            score = self.config.threshold
             st.deadline_ms = 0
             st.dormant_since_ms = deadline
             touched.add(ukey)

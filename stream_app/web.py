@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
 from decay.settings import Settings
-from decay.state import decode_state
+from decay.state import UserState, decode_state
+from stream_app import ui
 from stream_app.processor import Processor
 from stream_app.queries import describe_user, partition_for
 from stream_app.store import FaustTableStore
@@ -30,14 +32,35 @@ def register_pages(
         # aiohttp refuses a charset inside content_type; Prometheus reads plain text as v0.0.4.
         return web.bytes(generate_latest(registry), content_type="text/plain")
 
-    @app.page("/users/{user_id}")
-    @app.table_route(table=table, match_info="user_id")
-    async def user_page(web: Any, request: Any, user_id: str) -> Any:
+    def lookup(user_id: str) -> tuple[str, UserState, int] | None:
         # Producers key events by the id they know; its partition says where the state is,
         # under the pseudonym when pseudonymisation is on.
         partition = partition_for(user_id.encode(), settings.partitions)
         key = pseudonym(user_id) if pseudonym is not None else user_id
         raw = store.get(partition, key)
         if raw is None:
+            return None
+        # "Now" is the wall clock when live; replaying history, the partition's event time.
+        now = now_ms() if settings.live else processor.newest_event_ms(partition) or now_ms()
+        return key, decode_state(raw), now
+
+    @app.page("/users/{user_id}")
+    @app.table_route(table=table, match_info="user_id")
+    async def user_json(web: Any, request: Any, user_id: str) -> Any:
+        found = lookup(user_id)
+        if found is None:
             return web.json({"error": "unknown user"}, status=404)
-        return web.json(describe_user(key, decode_state(raw), processor.scorer, now_ms()))
+        key, st, now = found
+        return web.json(describe_user(key, st, processor.scorer, now))
+
+    @app.page("/ui/users/{user_id}")
+    @app.table_route(table=table, match_info="user_id")
+    async def user_html(web: Any, request: Any, user_id: str) -> Any:
+        found = lookup(user_id)
+        if found is None:
+            return web.html("<!doctype html><p>Unknown user.</p>", status=404)
+        key, st, now = found
+        page = await asyncio.to_thread(
+            ui.user_page, key, st, processor.scorer, settings.threshold, now
+        )
+        return web.html(page)

@@ -143,7 +143,7 @@ def ece(p: F64, label: npt.NDArray[np.bool_], bins: int = 10) -> float:
     for b in range(bins):
         m = idx == b
         if m.any():
-            total += m.mean() * abs(float(p[m].mean()) - float(label[m].mean()))
+            total += float(m.mean()) * abs(float(p[m].mean()) - float(label[m].mean()))
     return total
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from decay.card import ModelCard, write_card
 from decay.features import FeatureSpec
-from training.card import ModelCard, write_card
 
 log = logging.getLogger(__name__)
 OPSET = 17

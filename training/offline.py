@@ -15,8 +15,8 @@ import onnxruntime as ort
 import pandas as pd
 
 from decay import survival
+from decay.card import card_of_session
 from decay.features import FeatureSpec, gather_windows, prepare_events
-from training.card import card_of_session
 
 
 def score_log(

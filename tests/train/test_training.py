@@ -1,0 +1,310 @@
+"""Training side: labels, a tiny model trained, exported, served; the CDNOW protocol end to end.
+
+Needs the train extra (TensorFlow). Everything is small: the whole file runs in about a
+minute on two cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from decay.events import Event, EventType
+from decay.features import HOUR_MS, FeatureSpec, encode_log, prepare_events
+from decay.simulate import simulate
+from decay.state import UserState
+from training.labels import calendar_cuts, event_cuts
+
+pytestmark = pytest.mark.train
+
+T0 = 1_700_000_000_000
+DAY = 24 * HOUR_MS
+
+
+def _tiny_log() -> pd.DataFrame:
+    rows = [
+        ("a", 0), ("a", 2 * HOUR_MS), ("a", 3 * DAY),  # returns after 3 days
+        ("b", 0), ("b", HOUR_MS),  # churns: never seen again
+        ("c", 9 * DAY),  # a single event, late
+    ]  # fmt: skip
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(len(rows))],
+            "user_id": [u for u, _ in rows],
+            "ts": [T0 + t for _, t in rows],
+            "type": ["view"] * len(rows),
+            "category": ["shoes"] * len(rows),
+            "price": [np.nan] * len(rows),
+        }
+    )
+
+
+def test_labels_censor_churned_users_instead_of_dropping_them() -> None:
+    spec = FeatureSpec(horizon_h=48.0)
+    table = prepare_events(_tiny_log(), spec)
+    end = T0 + 10 * DAY
+    ex = event_cuts(table, end, spec.horizon_h)
+    assert len(ex) == 6  # every event is an example, churned users included
+    by = {
+        (str(table.users[u]), float(d), bool(o))
+        for u, d, o in zip(ex.user, ex.duration_h, ex.observed, strict=True)
+    }
+    assert ("a", 2.0, True) in by and ("a", 70.0, True) in by
+    assert ("a", 7 * 24.0, False) in by  # a's last event: censored at the end, 7 days later
+    assert ("b", 1.0, True) in by
+    assert ("b", 10 * 24.0 - 1.0, False) in by  # b churned: censored, not negative
+    assert ("c", 24.0, False) in by
+    assert np.all(ex.next_bucket[~ex.observed] == -1)
+    # a cut at day 1: a is silent since 2 h (elapsed 22 h), next event 70 h after its last
+    cuts = calendar_cuts(table, [T0 + DAY], end, spec.horizon_h)
+    assert len(cuts) == 2  # c has no event before the cut
+    a = int(np.nonzero(table.users[cuts.user] == "a")[0][0])
+    assert cuts.elapsed_h[a] == 22.0 and cuts.duration_h[a] == 70.0 and cuts.observed[a]
+    assert cuts.count[a] == 1.0 and cuts.exposure[a] == 1.0  # day 3 = cut + 48 h, inclusive
+    # nothing after end_ms leaks into a label
+    early = event_cuts(table, T0 + 2 * DAY, spec.horizon_h)
+    assert not early.observed[early.duration_h > 2 * 24].any()
+    assert early.exposure.min() >= 0.0 and early.count.max() <= 1.0
+
+
+@pytest.fixture(scope="module")
+def sim() -> pd.DataFrame:
+    return simulate(n_users=150, days=12, seed=5).events
+
+
+@pytest.fixture(scope="module")
+def trained(sim: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(units=8, epochs=2, max_examples=3000, batch_size=128, verbose=0)
+    train(sim, out, spec=FeatureSpec(seq_len=16, horizon_h=72.0), config=cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Path) -> tuple[Path, object, object]:
+    from training.export import export
+
+    onnx_path = trained / "model.onnx"
+    card, parity = export(trained, onnx_path, holdout_metrics={"LSTM": {"auc": 0.5}})
+    return onnx_path, card, parity
+
+
+def test_export_uses_the_onnx_lstm_op_and_matches_tensorflow(
+    exported: tuple[Path, object, object],
+) -> None:
+    import onnx
+
+    path, _card, parity = exported
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    assert "LSTM" in ops and "Loop" not in ops and "Scan" not in ops
+    lstm = next(n for n in model.graph.node if n.op_type == "LSTM")
+    assert lstm.input[4]  # sequence_lens is fed
+    assert model.opset_import[0].version >= 17
+    assert parity.n == 1000 and parity.rtol == 1e-5  # type: ignore[attr-defined]
+    assert path.stat().st_size < 5 * 1024 * 1024
+
+
+def test_parity_includes_empty_and_length_one_windows(trained: Path) -> None:
+    from training.export import check_parity, parity_inputs, to_onnx
+    from training.train import load
+
+    result = load(trained)
+    feeds = parity_inputs(result.spec, 1000)
+    assert (feeds["lengths"] == 0).sum() >= 100 and (feeds["lengths"] == 1).sum() >= 100
+    proto = to_onnx(result.model, result.spec)
+    got = check_parity(result.model, proto.SerializeToString(), result.spec, 1000, rtol=1e-5)
+    assert got.max_abs < 1e-4
+
+
+def test_card_round_trip(exported: tuple[Path, object, object]) -> None:
+    from decay.card import ModelCard, read_card
+
+    path, card, _ = exported
+    back = read_card(path)
+    assert back == card
+    assert isinstance(back, ModelCard)
+    assert back.feature_spec_version == "fs1" and back.seq_len == 16
+    assert back.horizon_h == 72.0 and back.bin_edges_h == FeatureSpec().bin_edges_h
+    assert set(back.input_names) == {"x", "lengths", "elapsed_h"}
+    assert back.holdout_metrics == {"LSTM": {"auc": 0.5}}
+    assert back.training_data["events"] > 0 and back.created_at and back.code_version
+    on_disk = (path.parent / "card.json").read_text()
+    assert '"feature_spec_version": "fs1"' in on_disk
+
+
+def test_worker_refuses_a_model_of_another_feature_spec(
+    exported: tuple[Path, object, object], tmp_path: Path
+) -> None:
+    import onnx
+
+    from decay.card import write_card
+    from stream_app.onnx_scorer import ModelMismatchError, OnnxScorer
+
+    path, card, _ = exported
+    with pytest.raises(ModelMismatchError, match="seq_len 16 != 64"):
+        OnnxScorer(path)  # this worker encodes 64 events; the model was trained on 16
+    OnnxScorer(path, FeatureSpec(seq_len=16))  # the matching spec loads
+    other = onnx.load(str(path))
+    write_card(other, dataclasses.replace(card, feature_spec_version="fs0"))  # type: ignore[type-var]
+    bad = tmp_path / "old.onnx"
+    onnx.save_model(other, str(bad))
+    with pytest.raises(ModelMismatchError, match="feature spec 'fs0' != 'fs1'"):
+        OnnxScorer(bad, FeatureSpec(seq_len=16))
+    bare = onnx.load(str(path))
+    del bare.metadata_props[:]
+    onnx.save_model(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ModelMismatchError, match="no decay model card"):
+        OnnxScorer(tmp_path / "bare.onnx", FeatureSpec(seq_len=16))
+
+
+def test_stream_scorer_agrees_with_tensorflow_on_the_training_path(
+    sim: pd.DataFrame, trained: Path, exported: tuple[Path, object, object]
+) -> None:
+    """Stream side (UserState -> window -> ONNX) vs training side (log -> TF): same heads."""
+    from decay import survival
+    from stream_app.onnx_scorer import OnnxScorer
+    from training.train import load
+
+    spec16 = FeatureSpec(seq_len=16, horizon_h=72.0)
+    scorer = OnnxScorer(exported[0], FeatureSpec(seq_len=16))
+    head = sim.head(400)
+    states: dict[str, UserState] = {}
+    for offset, row in enumerate(head.itertuples(index=False)):
+        st = states.setdefault(row.user_id, UserState())
+        cat = None if pd.isna(row.category) else str(row.category)
+        price = None if pd.isna(row.price) else float(row.price)
+        ev = Event(row.event_id, row.user_id, int(row.ts), EventType[row.type.upper()],
+                   None, cat, price)  # fmt: skip
+        st.add(ev, offset, 16)
+    users = sorted(states)
+    stream = scorer.predict([states[u].window() for u in users])
+    result = load(trained)
+    cut = int(head["ts"].max())
+    x, lengths = encode_log(head, users, np.full(len(users), cut), spec16)
+    zeros = np.zeros((len(users), 1), np.float32)
+    tf_out = result.model.predict({"x": x, "lengths": lengths, "elapsed_h": zeros}, verbose=0)
+    for name in ("log_hazard", "category_logits", "log_count"):
+        np.testing.assert_allclose(stream[name], tf_out[name], rtol=1e-5, atol=1e-5)
+    scores = scorer.score([states[u].window() for u in users], threshold=0.3)
+    rate = np.exp(tf_out["log_hazard"].astype(np.float64))
+    want = survival.deadline(rate, spec16.bin_edges_h, 72.0, 0.3) * 3600.0
+    np.testing.assert_allclose(scores.deadline_s, want, rtol=1e-4)
+    assert np.all((scores.peak > 0) & (scores.peak <= 1))
+    assert scores.category_probs is not None
+    np.testing.assert_allclose(scores.category_probs.sum(axis=1), 1.0)
+    hl = float(scores.half_life_s[0])
+    if math.isfinite(hl):
+        assert scorer.interest(1.0, hl, hl) == pytest.approx(0.5)
+    assert scorer.version.startswith("lstm-fs1-")
+
+
+def test_gru_variant_trains_but_export_refuses_a_loop_graph(sim: pd.DataFrame) -> None:
+    """tf2onnx 1.17 turns Keras 3's GRU into a Loop, not the GRU op: export must say so."""
+    from training.export import ExportError, to_onnx
+    from training.train import TrainConfig, train
+
+    spec = FeatureSpec(seq_len=16, horizon_h=72.0)
+    cfg = TrainConfig(arch="gru", units=8, epochs=1, max_examples=300, verbose=0)
+    result = train(sim, None, spec=spec, config=cfg)
+    assert result.model.get_layer("rnn").__class__.__name__ == "GRU"
+    with pytest.raises(ExportError, match="Loop"):
+        to_onnx(result.model, spec)
+
+
+def test_tiny_cdnow_run_end_to_end(tmp_path: Path) -> None:
+    from training.evaluate import CDNOW_TRAIN, markdown_table, run_cdnow, write_report
+
+    cfg = dataclasses.replace(
+        CDNOW_TRAIN, units=8, epochs=1, max_examples=2000, refit=False, verbose=0
+    )
+    report = run_cdnow(
+        models=("bgnbd", "lstm"), config=cfg, plots_dir=tmp_path / "plots", n_samples=2
+    )
+    assert report["customers"] == 2357 and report["actual_holdout_total"] == 1882
+    assert report["bgnbd_matches_fhl"]
+    bg = report["models"]["BG/NBD"]
+    assert bg["corr"] == pytest.approx(0.626, abs=0.001)
+    assert bg["total"] == pytest.approx(1653, abs=1)
+    assert bg["auc"] == pytest.approx(0.757, abs=0.001)
+    assert bg["brier"] == pytest.approx(0.161, abs=0.001)
+    lstm = report["models"]["LSTM"]
+    assert 0.0 <= lstm["brier"] <= 1.0 and 0.0 <= lstm["auc"] <= 1.0
+    table = markdown_table(report)
+    assert "| LSTM |" in table and "LSTM beats BG/NBD and Pareto/NBD on" in table
+    write_report(report, tmp_path / "r.json")
+    assert (tmp_path / "plots" / "calibration.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "interest_curves.png").stat().st_size > 1000
+
+
+def test_cleaning_reports_and_fixes_what_the_stream_would_reject(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from training.data import clean, collapse_same_day
+
+    base = _tiny_log()
+    burst = pd.DataFrame(
+        {
+            "event_id": [f"bot{i}" for i in range(200)],
+            "user_id": "bot",
+            "ts": T0 + np.arange(200) * 100,  # 200 events in 20 seconds
+            "type": "view",
+            "category": "shoes",
+            "price": np.nan,
+        }
+    )
+    bad = pd.DataFrame(
+        {
+            "event_id": ["e0", "x1", "x2", "x3"],  # e0 duplicates the first event
+            "user_id": ["a", "a", "a", "a"],
+            "ts": [T0, 5, T0 + 1, T0 + 2],  # 5 ms after the epoch: not e-commerce data
+            "type": ["view", "view", "teleport", "cart"],
+            "category": ["shoes", "shoes", "shoes", None],
+            "price": [np.nan, np.nan, np.nan, -3.0],
+        }
+    )
+    df, rep = clean(pd.concat([base, burst, bad], ignore_index=True), max_ts_ms=T0 + 30 * DAY)
+    assert rep.duplicates == 1
+    assert rep.invalid == {"missing id": 0, "unknown type": 1, "bad timestamp": 1}
+    assert rep.bot_users == 1 and rep.bot_events == 200
+    assert rep.prices_fixed == 1 and rep.categories_filled == 1
+    assert len(df) == rep.rows_out == len(base) + 1
+    assert (df["category"] == "unknown").sum() == 1 and df["ts"].is_monotonic_increasing
+    assert "bot-like users:     1" in capsys.readouterr().out
+    # CDNOW rule: two purchases on one day are one purchase-day
+    two = pd.DataFrame(
+        {
+            "event_id": ["p1", "p2", "p3"],
+            "user_id": ["c1", "c1", "c1"],
+            "ts": [T0, T0 + HOUR_MS, T0 + 3 * DAY],
+            "type": "purchase",
+            "category": "music",
+            "price": [10.0, 20.0, 5.0],
+            "quantity": [1, 1, 2],
+        }
+    )
+    days = collapse_same_day(two)
+    assert len(days) == 2 and days["price"].tolist() == [15.0, 5.0]
+
+
+def test_quantile_bin_edges_put_observed_gaps_in_every_bin() -> None:
+    from training.train import quantile_edges
+
+    log = simulate(n_users=80, days=8, seed=2).events
+    spec = FeatureSpec()
+    table = prepare_events(log, spec)
+    ex = event_cuts(table, int(table.ts.max()), spec.horizon_h)
+    edges = quantile_edges(ex, 6)
+    assert edges[0] == 0.0 and np.all(np.diff(edges) > 0)
+    gaps = ex.duration_h[ex.observed]
+    counts = np.histogram(gaps, bins=[*edges, np.inf])[0]
+    assert np.all(counts > 0)
+    with pytest.raises(ValueError, match="too few observed gaps"):
+        quantile_edges(ex.take(np.arange(5)), 6)
