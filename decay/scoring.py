@@ -45,6 +45,13 @@ class Scorer(Protocol):
         """Interest after ``silent_s`` seconds of silence, from the stored curve parameters."""
         ...
 
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Exact interest of each window after the silences ``silent_s`` ([K] for all, or
+        [B, K]), as [B, K]; for pages and offline use, where scoring again is affordable."""
+        ...
+
 
 def fit_half_life(gaps_s: npt.ArrayLike) -> float:
     """Maximum-likelihood half-life of an exponential fitted to inter-visit gaps (seconds).
@@ -91,3 +98,9 @@ class ExponentialDecayScorer:
 
     def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
         return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
+
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        silent = np.maximum(np.atleast_2d(silent_s), 0.0)
+        return np.broadcast_to(2.0 ** (-silent / self.half_life_s), (len(windows), silent.shape[1]))

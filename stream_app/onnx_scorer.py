@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from decay import survival
@@ -111,6 +112,18 @@ class OnnxScorer:
             category_probs=probs,
             expected_events=np.exp(out["log_count"][:, 0].astype(np.float64)),
         )
+
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Exact interest curves from the full hazard (not the two stored parameters)."""
+        if not windows:
+            return np.zeros((0, np.atleast_2d(silent_s).shape[1]))
+        rate = np.exp(self.predict(windows)["log_hazard"].astype(np.float64))
+        silent_h = np.broadcast_to(
+            np.atleast_2d(silent_s) / HOUR_S, (len(windows), np.atleast_2d(silent_s).shape[1])
+        )
+        return survival.interest(rate, self.spec.bin_edges_h, self.spec.horizon_h, silent_h)
 
     def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
         """From the two stored parameters: an exponential through the peak and the half-life

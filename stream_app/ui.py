@@ -46,22 +46,19 @@ def prefix_windows(st: UserState) -> list[Window]:
     ]
 
 
-def interest_curve(st: UserState, scorer: Scorer, threshold: float, end_ms: int) -> Curve:
+def interest_curve(st: UserState, scorer: Scorer, end_ms: int, points: int = 12) -> Curve:
+    """After each event of the window, the exact curve until the next event (or ``end_ms``)."""
     windows = prefix_windows(st)
     if not windows:
         return Curve([], [])
-    scores = scorer.score(windows, threshold)
-    ts: list[int] = []
-    values: list[float] = []
-    stops = [*st.ts.tolist()[1:], end_ms]
-    for k, (start, stop) in enumerate(zip(st.ts.tolist(), stops, strict=True)):
-        for t in np.linspace(start, max(stop, start), 12).tolist():
-            ts.append(int(t))
-            silent_s = (t - start) / 1000.0
-            values.append(
-                scorer.interest(float(scores.peak[k]), float(scores.half_life_s[k]), silent_s)
-            )
-    return Curve(ts, values)
+    starts = st.ts.tolist()
+    stops = [*starts[1:], end_ms]
+    frac = np.linspace(0.0, 1.0, points)
+    spans = np.maximum(np.array(stops, dtype=np.float64) - np.array(starts), 0.0)
+    silent_ms = spans[:, None] * frac[None, :]  # [events, points]
+    values = scorer.curves(windows, silent_ms / 1000.0)
+    ts = (np.array(starts, dtype=np.float64)[:, None] + silent_ms).astype(np.int64)
+    return Curve(ts.ravel().tolist(), values.ravel().tolist())
 
 
 def _svg(curve: Curve, st: UserState, threshold: float) -> str:
@@ -132,7 +129,7 @@ def user_page(user_id: str, st: UserState, scorer: Scorer, threshold: float, now
     # Replayed history ends long before the wall clock: draw up to the deadline instead.
     end = max(last, st.deadline_ms or last)
     end = end + max((end - st.first_ts_ms) // 10, 3_600_000)
-    curve = interest_curve(st, scorer, threshold, end)
+    curve = interest_curve(st, scorer, end)
     silent_s = max(now_ms - last, 0) / 1000.0
     interest_now = scorer.interest(st.peak_score, st.half_life_s, silent_s)
     alerts = [json.loads(a.payload) for a in reversed(st.alerts)]

@@ -32,3 +32,21 @@ def test_exponential_curve_and_deadline() -> None:
     assert s.deadline_s.tolist() == [14400.0, 14400.0]  # two half-lives to reach 1/4
     assert scorer.interest(1.0, 7200.0, 7200.0) == pytest.approx(0.5)
     assert scorer.interest(1.0, 7200.0, -5.0) == 1.0
+
+
+def test_exact_curves_cross_the_threshold_at_the_deadline() -> None:
+    from decay.events import Event, EventType
+    from decay.state import UserState
+    from stream_app.onnx_scorer import OnnxScorer
+    from stream_app.rollout import shipped_model
+
+    st = UserState()
+    for i in range(6):
+        st.add(Event(f"e{i}", "u", 1_704_067_200_000 + i * 86_400_000, EventType.VIEW), i, 64)
+    for scorer in (OnnxScorer(shipped_model()), ExponentialDecayScorer(half_life_s=36_000.0)):
+        s = scorer.score([st.window()], threshold=0.2)
+        deadline = float(s.deadline_s[0])
+        assert np.isfinite(deadline)
+        at = scorer.curves([st.window()], np.array([0.0, deadline]))[0]
+        assert at[0] == pytest.approx(float(s.peak[0]), rel=1e-6)
+        assert at[1] == pytest.approx(0.2, rel=1e-4)
