@@ -102,7 +102,11 @@ def worker(
     settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
     asyncio.run(ensure_topics(settings))
     built = create_app(settings)
-    Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
+    runner = Worker(built.app, loglevel=settings.log_level)
+    # Faust's console spinner, on at levels >= WARN, lowers the root logger to DEBUG so that
+    # it spins on every record: every library debug message then gets built. No spinner.
+    runner.spinner = None
+    runner.execute_from_commandline()
 
 
 @app.command()

@@ -1,0 +1,696 @@
+"""Throughput of one worker against its references, all measured in the same run.
+
+    .venv/bin/python bench/throughput.py --users 100000 --events 300000 --json out.json
+
+One topic of simulator traffic (``decay.simulate``, the first ``--events`` events in time
+order, keyed by user id, ``--partitions`` partitions) is produced once to a private broker
+(``KafkaBroker`` on ports 19392/19393, data in /tmp/bench-kafka). Then each contender, in its
+own child process and its own consumer group / Faust app id, reads the whole topic from the
+beginning, one after the other (never two at once: the machine has 2 cores):
+
+  raw          aiokafka consumer, getmany() loop, no processing (reference ceiling)
+  faust_count  a Faust agent that only counts (same Faust app settings as the worker)
+  naive        a Faust agent doing, per event: parse, RocksDB table get + decode, window
+               update, one scorer call, encode + table set (bench/naive.py)
+  worker       stream_app.app.create_app: micro-batches, RocksDB state, scoring, alerts
+               and dead letters out, offsets acked after each batch, with the ONNX LSTM
+               scorer (stream_app/models/model.onnx; `decay worker`'s default)
+  worker_baseline  the same worker with the exponential-decay baseline scorer
+
+Per run: ``seconds`` = wall time from the first event in hand to the last event processed,
+``events/s`` = N / seconds, ``wall`` = from the child's launch (imports, group join,
+assignment, table recovery included) to the last event. With ``--repeat`` each contender runs
+that many times (rounds interleaved) and the table shows the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the child runs this file as a script
+    sys.path.insert(0, str(REPO))
+
+BENCH_PORT = 19392
+BENCH_CONTROLLER_PORT = 19393
+BROKER_DIR = Path("/tmp/bench-kafka")
+WORK_DIR = Path("/tmp/bench-work")
+MODEL = REPO / "stream_app" / "models" / "model.onnx"
+CONTENDERS = ("raw", "faust_count", "naive", "worker", "worker_baseline")
+LABELS = {
+    "raw": "(a) raw aiokafka consume",
+    "faust_count": "(b) Faust agent, count only",
+    "naive": "(c) naive Faust, per-event RocksDB + score",
+    "worker": "(d) decay worker, ONNX LSTM scorer",
+    "worker_baseline": "(d') decay worker, exp-decay scorer",
+}
+SCORER = {"worker": "onnx", "worker_baseline": "baseline"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------------ child side
+
+
+class Probe:
+    """First and last event times of one contender; writes the result, then stops it."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.n = int(spec["n"])
+        self.t_first: float | None = None
+        self.n_first = 1  # events in hand at t_first (the raw consumer gets a whole fetch)
+        self.cpu_first = 0.0
+        self.done = False
+        self.extra: dict[str, Any] = {}
+
+    def first(self, n_first: int = 1) -> None:
+        if self.t_first is None:
+            self.t_first = time.time()
+            self.n_first = n_first
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            self.cpu_first = ru.ru_utime + ru.ru_stime
+
+    def finish(self, count: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        t_last = time.time()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        measured = t_last - (self.t_first or t_last)
+        # The events after the first delivery took `measured`; scale to all of them (a no-op
+        # for the Faust contenders, whose first delivery is one event).
+        rest = count - self.n_first
+        cpu = ru.ru_utime + ru.ru_stime
+        result = {
+            "count": count,
+            "n_first": self.n_first,
+            "t_launch": self.spec["t_launch"],
+            "t_first": self.t_first,
+            "t_last": t_last,
+            "measured_s": measured,
+            "seconds": measured * count / rest if rest > 0 else float("nan"),
+            "wall": t_last - self.spec["t_launch"],
+            "cpu_s": cpu,
+            # CPU of this process between the first and the last event: robust to the other
+            # tenants of a shared machine (wall-clock rates are not), blind to the broker's.
+            "cpu_interval_s": cpu - self.cpu_first,
+            "events_per_cpu_s": rest / (cpu - self.cpu_first) if cpu > self.cpu_first else None,
+            "loadavg_at_end": os.getloadavg(),
+            "peak_rss_mb": peak_rss_mb(),
+            **self.extra,
+        }
+        Path(self.spec["out"]).write_text(json.dumps(result))
+
+
+def peak_rss_mb() -> float | None:
+    """VmHWM of this process (ru_maxrss would carry the parent's peak across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def child_settings(spec: dict[str, Any]) -> Any:
+    from decay.settings import Settings
+
+    return Settings(
+        bootstrap=spec["bootstrap"],
+        app_id=spec["group"],
+        events_topic=spec["topic"],
+        alerts_topic=f"{spec['group']}-alerts",
+        dead_letter_topic=f"{spec['group']}-dlq",
+        partitions=spec["partitions"],
+        data_dir=Path(spec["data_dir"]),
+        web_port=free_port(),
+        half_life_hours=spec["half_life_hours"],
+        log_level=spec["loglevel"],
+    )
+
+
+async def run_raw(spec: dict[str, Any]) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    probe = Probe(spec)
+    consumer = AIOKafkaConsumer(
+        spec["topic"],
+        bootstrap_servers=spec["bootstrap"],
+        group_id=spec["group"],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        count = 0
+        deadline = time.monotonic() + spec["timeout"]
+        while count < probe.n and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            got = sum(len(msgs) for msgs in batches.values())
+            if got:
+                probe.first(got)
+                count += got
+        probe.finish(count)
+    finally:
+        await consumer.stop()
+
+
+def stop_soon() -> None:
+    """SIGTERM to ourselves: the Faust worker's own graceful shutdown (flush, commit)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_faust(spec: dict[str, Any]) -> None:
+    import faust
+
+    from bench.naive import build_count_app, build_naive_app
+
+    kind = spec["kind"]
+    settings = child_settings(spec)
+    probe = Probe(spec)
+    if kind == "faust_count":
+        app = build_count_app(settings, probe, stop_soon)
+    elif kind == "naive":
+        app = build_naive_app(settings, probe, stop_soon)
+    elif kind in SCORER:
+        app = build_worker(settings, probe, SCORER[kind])
+    else:
+        raise SystemExit(f"unknown contender {kind}")
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        # "info" is Settings.log_level's default. At "warning" or above, faust.Worker sets the
+        # root logger to DEBUG for its terminal spinner, and every aiokafka/faust debug
+        # record is then built (see bench/README.md).
+        faust.Worker(app, loglevel=spec["loglevel"], quiet=True).execute_from_commandline()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(spec["profile"])
+
+
+def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
+    """decay's own app, unchanged, with two read-only hooks: the first call of the
+    processor (first event in hand) and the last metric a batch records (after its state
+    writes, its sends and its acks). The scorer is chosen explicitly, never by default."""
+    from decay.scoring import ExponentialDecayScorer
+    from decay.topics import ensure_topics
+    from stream_app.app import create_app
+    from stream_app.onnx_scorer import OnnxScorer
+
+    asyncio.run(ensure_topics(settings))
+    if scorer_kind == "onnx":
+        scorer: Any = OnnxScorer(MODEL)
+    else:
+        scorer = ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
+    built = create_app(settings, scorer=scorer)
+    probe.extra["scorer_version"] = built.processor.scorer.version
+    processor, metrics = built.processor, built.metrics
+    seen = [0]
+    process = processor.process
+
+    def counted(records: Any) -> Any:
+        probe.first()
+        out = process(records)
+        seen[0] += len(records)
+        return out
+
+    processor.process = counted  # type: ignore[method-assign]
+
+    class BatchSeconds:
+        """Stands in for the histogram the agent observes last in each batch."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def observe(self, value: float) -> None:
+            self.inner.observe(value)
+            if seen[0] >= probe.n and not probe.done:
+                probe.extra["results"] = samples(built.registry, "decay_events_total")
+                probe.extra["alerts_emitted"] = samples(built.registry, "decay_alerts_total")
+                probe.extra["dead_letters"] = samples(built.registry, "decay_dead_letters_total")
+                probe.extra["scoring_s"] = samples(built.registry, "decay_scoring_seconds_sum")
+                probe.extra["batches"] = samples(built.registry, "decay_batch_seconds_count")
+                probe.finish(seen[0])
+                asyncio.get_event_loop().call_soon(stop_soon)
+
+    object.__setattr__(metrics, "batch_seconds", BatchSeconds(metrics.batch_seconds))
+    return built.app
+
+
+def samples(registry: Any, name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in registry.collect():
+        for s in metric.samples:
+            if s.name == name:
+                label = ",".join(f"{v}" for v in s.labels.values()) or "all"
+                out[label] = s.value
+    return out
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    if spec["kind"] == "raw":
+        asyncio.run(run_raw(spec))
+    else:
+        run_faust(spec)
+
+
+# ----------------------------------------------------------------------- parent side
+
+
+def machine_note() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiokafka
+    import faust
+
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "faust": faust.__version__,
+        "aiokafka": aiokafka.__version__,
+    }
+
+
+async def warm_coordinator(bootstrap: str) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id="bench-warm-up", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(consumer.commit({TopicPartition("__warm_up", 0): 0}), 60)
+    except Exception:  # the join is what warms the coordinator
+        pass
+    finally:
+        await consumer.stop()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def count_messages(bootstrap: str, topic: str) -> int:
+    """Messages in a topic (sum of end minus beginning offsets); -1 when it does not exist."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return -1
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        return int(sum(ends[tp] - begins[tp] for tp in tps))
+    finally:
+        await consumer.stop()
+
+
+def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
+    """Simulate, keep the first ``--events`` events in time order, produce them once."""
+    from decay.eventlog import frame_to_records
+    from decay.replay import encode, produce
+    from decay.scoring import fit_half_life, gaps_from_events
+    from decay.simulate import simulate
+
+    t = time.monotonic()
+    log = simulate(n_users=args.users, days=args.days, seed=args.seed)
+    events = log.events
+    if len(events) < args.events:
+        raise SystemExit(
+            f"the simulation gave {len(events):,} events < --events {args.events:,}: "
+            "raise --users or --days"
+        )
+    events = events.iloc[: args.events]  # sorted by ts: a prefix in event time
+    sim_s = time.monotonic() - t
+    # As `decay demo` does: the baseline's half-life is fitted on the replayed log.
+    half_life_h = fit_half_life(gaps_from_events(events["user_id"], events["ts"])) / 3600.0
+    messages = [encode(r) for r in frame_to_records(events)]
+    asyncio.run(create_topic(bootstrap, topic, args.partitions))
+    t = time.monotonic()
+    sent = asyncio.run(produce(messages, bootstrap, topic))
+    produce_s = time.monotonic() - t
+    span_h = (int(events["ts"].iloc[-1]) - int(events["ts"].iloc[0])) / 3.6e6
+    info = {
+        "topic": topic,
+        "partitions": args.partitions,
+        "events": sent,
+        "simulated_users": args.users,
+        "simulated_days": args.days,
+        "seed": args.seed,
+        "distinct_users": int(events["user_id"].nunique()),
+        "event_time_span_h": round(span_h, 1),
+        "mean_bytes": round(sum(len(v) for _, v in messages) / len(messages), 1),
+        "half_life_hours": round(half_life_h, 3),
+        "simulate_s": round(sim_s, 1),
+        "produce_s": round(produce_s, 1),
+        "produce_events_per_s": round(sent / produce_s),
+    }
+    print(
+        f"topic {topic}: {sent:,} events of {info['distinct_users']:,} users over "
+        f"{span_h:.1f} h of event time, {info['mean_bytes']} B each; produced in "
+        f"{produce_s:.1f} s; fitted half-life {half_life_h:.1f} h",
+        flush=True,
+    )
+    return info
+
+
+def run_child(
+    kind: str,
+    label: str,
+    args: argparse.Namespace,
+    common: dict[str, Any],
+    run_dir: Path,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    group = f"{common['run']}-{label}"
+    out = run_dir / f"{label}.json"
+    spec = {
+        **common,
+        "kind": kind,
+        "group": group,
+        "out": str(out),
+        "data_dir": str(run_dir / label),
+        "timeout": args.timeout,
+        "loglevel": args.faust_loglevel,
+        "profile": str(profile) if profile else None,
+        "t_launch": time.time(),
+    }
+    log_path = run_dir / f"{label}.log"
+    env = dict(os.environ)
+    env = {k: v for k, v in env.items() if not k.startswith("DECAY_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        # Wait for the result file, bounded; then give the child time to shut down.
+        deadline = time.monotonic() + args.timeout
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+    if not out.exists():
+        tail = log_path.read_text(errors="replace")[-3000:]
+        return {
+            "kind": kind,
+            "label": label,
+            "error": f"no result (exit {proc.returncode})",
+            "log": str(log_path),
+            "log_tail": tail,
+        }
+    result = json.loads(out.read_text())
+    result.update(kind=kind, label=label, exit_code=proc.returncode, log=str(log_path))
+    result["shutdown_s"] = round(time.time() - result["t_last"], 1)
+    if kind.startswith("worker"):
+        result["alerts_in_topic"] = asyncio.run(
+            count_messages(common["bootstrap"], f"{group}-alerts")
+        )
+    if result["count"] < common["n"]:
+        result["error"] = f"only {result['count']} of {common['n']} events before the timeout"
+    return result
+
+
+def summarize(results: list[dict[str, Any]], kinds: list[str], n: int) -> list[dict[str, Any]]:
+    rows = []
+    for kind in kinds:
+        ok = [r for r in results if r["kind"] == kind and "error" not in r]
+        if not ok:
+            rows.append({"kind": kind, "runs": 0})
+            continue
+        secs = statistics.median(r["seconds"] for r in ok)
+        rows.append(
+            {
+                "kind": kind,
+                "runs": len(ok),
+                "events": n,
+                "seconds": secs,
+                "events_per_s": n / secs,
+                "wall": statistics.median(r["wall"] for r in ok),
+                "cpu_s": statistics.median(r["cpu_s"] for r in ok),
+                "events_per_cpu_s": statistics.median(r["events_per_cpu_s"] or 0 for r in ok),
+                "events_per_s_runs": [round(n / r["seconds"]) for r in ok],
+            }
+        )
+    base = next((r for r in rows if r["kind"] == "faust_count" and r.get("runs")), None)
+    for row in rows:
+        if base and row.get("runs"):
+            row["ratio_to_faust_count"] = row["events_per_s"] / base["events_per_s"]
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| contender | events | seconds | events/s | ratio to (b) | wall incl. startup (s) "
+        "| child CPU incl. startup (s) | events per CPU-second | runs (events/s each) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        label = LABELS[row["kind"]]
+        if not row.get("runs"):
+            lines.append(f"| {label} | - | failed | - | - | - | - | - | - |")
+            continue
+        ratio = row.get("ratio_to_faust_count")
+        lines.append(
+            f"| {label} | {row['events']:,} | {row['seconds']:.1f} | {row['events_per_s']:,.0f} "
+            f"| {f'{ratio:.2f}' if ratio is not None else '-'} | {row['wall']:.1f} "
+            f"| {row['cpu_s']:.1f} | {row['events_per_cpu_s']:,.0f} "
+            f"| {', '.join(f'{x:,}' for x in row['events_per_s_runs'])} |"
+        )
+    return "\n".join(lines)
+
+
+def print_profile(path: Path, top: int) -> str:
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buf)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return buf.getvalue()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100_000, help="simulated users")
+    parser.add_argument("--days", type=float, default=30.0, help="simulated days")
+    parser.add_argument("--events", type=int, default=60_000, help="events in the topic")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
+    parser.add_argument(
+        "--contenders", default=",".join(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=0.0, help="per run, seconds (default: 120 + events/250)"
+    )
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--profile",
+        choices=CONTENDERS,
+        help="after the timed runs, one more "
+        "run of this contender under cProfile (not in the table)",
+    )
+    parser.add_argument(
+        "--profile-events", type=int, default=0, help="events for the profiled run (default: all)"
+    )
+    parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument(
+        "--faust-loglevel",
+        default="info",
+        help="log level of the Faust contenders (Settings.log_level default)",
+    )
+    parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
+    args = parser.parse_args()
+    kinds = [k.strip() for k in args.contenders.split(",") if k.strip()]
+    unknown = set(kinds) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}")
+    if "worker" in kinds and not MODEL.exists():
+        print(f"no {MODEL}: skipping worker", flush=True)
+        kinds.remove("worker")
+    args.timeout = args.timeout or 120.0 + args.events / 250.0
+    args.repeat = max(1, min(args.repeat, 20))
+
+    from decay.kafka_broker import KafkaBroker, find_repo_root
+
+    run = time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
+    run_dir = WORK_DIR / run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = machine_note()
+    broker = KafkaBroker(
+        find_repo_root(REPO),
+        data_dir=BROKER_DIR,
+        port=BENCH_PORT,
+        controller_port=BENCH_CONTROLLER_PORT,
+    )
+    started = time.monotonic()
+    results: list[dict[str, Any]] = []
+    try:
+        print(f"broker on {broker.bootstrap} (data {BROKER_DIR})", flush=True)
+        broker.start()
+        asyncio.run(warm_coordinator(broker.bootstrap))
+        topic_info = make_topic(args, broker.bootstrap, f"{run}-events")
+        common = {
+            "run": run,
+            "bootstrap": broker.bootstrap,
+            "topic": topic_info["topic"],
+            "partitions": args.partitions,
+            "n": topic_info["events"],
+            "half_life_hours": topic_info["half_life_hours"],
+        }
+        for rep in range(args.repeat):
+            for kind in kinds:
+                label = f"{kind}-{rep}"
+                r = run_child(kind, label, args, common, run_dir)
+                results.append(r)
+                if "error" in r:
+                    print(f"  {label}: FAILED: {r['error']} (log {r['log']})", flush=True)
+                    print(r.get("log_tail", ""), flush=True)
+                else:
+                    extra = ""
+                    if kind.startswith("worker"):
+                        extra = (
+                            f", alerts in topic {r['alerts_in_topic']:,}, "
+                            f"results {r.get('results')}"
+                        )
+                    print(
+                        f"  {label}: {r['count']:,} events in {r['seconds']:.1f} s = "
+                        f"{r['count'] / max(r['seconds'], 1e-9):,.0f}/s (wall {r['wall']:.1f} s, "
+                        f"CPU {r['cpu_s']:.1f} s){extra}",
+                        flush=True,
+                    )
+        rows = summarize(results, kinds, common["n"])
+        text = table(rows)
+        print()
+        print(
+            f"{meta['date_utc']}, {meta['cpus']} CPUs ({meta['cpu_model']}), "
+            f"load at start {', '.join(f'{x:.2f}' for x in meta['loadavg_at_start'])}"
+        )
+        print(text, flush=True)
+        profile_text = None
+        if args.profile:
+            prof = run_dir / f"{args.profile}.prof"
+            pargs = argparse.Namespace(**vars(args))
+            pcommon = dict(common)
+            if args.profile_events:
+                pcommon["n"] = min(args.profile_events, common["n"])
+            print(
+                f"\nprofiling {args.profile} on {pcommon['n']:,} events (cProfile) ...", flush=True
+            )
+            r = run_child(args.profile, f"profile-{args.profile}", pargs, pcommon, run_dir, prof)
+            if prof.exists():
+                profile_text = print_profile(prof, args.profile_top)
+                print(profile_text)
+                print(
+                    f"(profile: {prof}; run under cProfile: "
+                    f"{r.get('count', 0) / max(r.get('seconds', 1e-9), 1e-9):,.0f} events/s)"
+                )
+            else:
+                print(f"profile run failed: {r.get('error')} (log {r.get('log')})")
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "meta": {
+                            **meta,
+                            "command": " ".join(sys.argv),
+                            "total_s": round(time.monotonic() - started, 1),
+                        },
+                        "topic": topic_info,
+                        "summary": rows,
+                        "runs": [{k: v for k, v in r.items() if k != "log_tail"} for r in results],
+                        "table_markdown": text,
+                        "profile": profile_text,
+                    },
+                    indent=2,
+                )
+            )
+            print(f"wrote {args.json}")
+        return 0 if all("error" not in r for r in results) else 1
+    finally:
+        try:
+            asyncio.run(delete_topics(broker.bootstrap, run))
+        except Exception as exc:  # the broker may be down already
+            print(f"could not delete the run's topics: {exc!r}")
+        if not args.keep_broker:
+            broker.stop()
+        shutil.rmtree(run_dir / "state", ignore_errors=True)
+        for d in run_dir.iterdir():
+            if d.is_dir():  # Faust/RocksDB data of each run; logs and results stay
+                shutil.rmtree(d, ignore_errors=True)
+        print(f"total {time.monotonic() - started:.0f} s; logs in {run_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+        child_main(json.loads(sys.argv[2]))
+    else:
+        sys.exit(main())
