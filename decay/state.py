@@ -31,6 +31,7 @@ from decay.window import Window
 VERSION: Final = 1
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
+MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
 _HEADER = struct.Struct("<BBhqIqqqffBBH")
 _CAT_TAIL = struct.Struct("<fB")
 _ALERT_HEAD = struct.Struct("<qH")
@@ -163,9 +164,14 @@ class UserState:
             first_ts_ms=self.first_ts_ms,
         )
 
-    def remember_alert(self, alert: StoredAlert, keep: int) -> None:
+    def remember_alert(self, alert: StoredAlert, keep: int, unconfirmed_from: int) -> None:
+        """Keep the last ``keep`` alerts, and every alert caused by a record at or after
+        ``unconfirmed_from`` (the partition's committed offset): after a crash those are the
+        ones that may never have reached the broker, and must be sent again."""
         self.alerts.append(alert)
-        del self.alerts[:-keep]
+        if len(self.alerts) > keep:
+            older = [a for a in self.alerts[:-keep] if a.cause_offset >= unconfirmed_from]
+            self.alerts = (older + self.alerts[-keep:])[-MAX_ALERTS:]
 
     def _category_index(self, name: str | None) -> int:
         if name is None:

@@ -103,6 +103,16 @@ def create_app(
     processor = Processor(processor_config(settings), scorer, store, _now_ms, pseudonym)
     lock = asyncio.Lock()  # batches, erasures, sweeps and rollouts never interleave
 
+    def committed_offsets() -> dict[int, int]:
+        # Faust keeps here what it last committed (or found committed at assignment): the
+        # next offset to consume, per partition. It has no public accessor.
+        offsets = app.consumer._committed_offset  # type: ignore[attr-defined]
+        return {
+            tp.partition: offset
+            for tp, offset in list(offsets.items())
+            if tp.topic == settings.events_topic and offset is not None
+        }
+
     async def publish(out: BatchOutput) -> list[Any]:
         futures = []
         for dl in out.dead_letters:
@@ -164,6 +174,7 @@ def create_app(
             ]
             try:
                 async with lock:
+                    processor.committed = committed_offsets()
                     out = processor.process(records)
                     apply_writes(out)
                     await publish(out)

@@ -171,6 +171,9 @@ class Processor:
         self.store = store
         self.clock_ms = clock_ms
         self.pseudonymize = pseudonymize
+        # Committed offset (next to consume) per partition, kept current by the caller: alerts
+        # caused by records from there on are kept in state until committed (see _activate).
+        self.committed: dict[int, int] = {}
         self._partitions: dict[int, _Partition] = {}
 
     # -- partition lifecycle -------------------------------------------------------------
@@ -574,5 +577,8 @@ class Processor:
             reasons=reasons,
         )
         payload = alert.to_json()
-        st.remember_alert(StoredAlert(cause_offset, payload), self.config.keep_alerts)
+        unconfirmed_from = self.committed.get(ukey[0], 0)
+        st.remember_alert(
+            StoredAlert(cause_offset, payload), self.config.keep_alerts, unconfirmed_from
+        )
         out.alerts.append(OutAlert(ukey[0], ukey[1], kind, payload))

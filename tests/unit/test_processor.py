@@ -237,3 +237,28 @@ def test_scores_are_published_when_asked() -> None:
     scores = [json.loads(s.payload) for s in outs[0].scores]
     assert [s["event_id"] for s in scores] == ["alice-0", "alice-1"]
     assert scores[0]["score"] == 1.0 and scores[0]["deadline"] == al.rfc3339(T0 + 48 * HOUR)
+
+
+def test_crash_with_many_alerts_in_flight_loses_none() -> None:
+    """Alerts of uncommitted records may die with the worker; the restarted one must send
+    them again, however many a user collected since the last commit."""
+    records = simulated_records(n_users=20, n_events=3000)
+    whole = MemoryStore()
+    _, outs = run(whole, batches_of(records, 100))
+    expected = {a["alert_id"] for a in alerts_of(outs)}
+
+    store = MemoryStore()
+    proc = Processor(CONFIG, SCORER, store, lambda: NOW)
+    _, first = run(store, batches_of(records[:500], 100), proc=proc)
+    committed: dict[int, int] = {}
+    for r in records[:500]:  # Faust committed up to here, then nothing more
+        committed[r.partition] = r.offset + 1
+    proc.committed = committed
+    run(store, batches_of(records[500:2500], 100), proc=proc)  # its alerts are lost
+    held = [len(decode_state(v).alerts) for users in store.data.values()
+            for k, v in users.items() if k != WATERMARK_KEY]  # fmt: skip
+    assert max(held) > CONFIG.keep_alerts
+    restarted = Processor(CONFIG, SCORER, store, lambda: NOW)
+    _, second = run(store, batches_of(records[500:], 100), proc=restarted)
+    got = {a["alert_id"] for a in alerts_of(first + second)}
+    assert got == expected

@@ -25,7 +25,7 @@ def filled(n: int, max_events: int = 64) -> UserState:
 def test_round_trip_is_exact() -> None:
     st = filled(40)
     st.deadline_ms, st.dormant_since_ms, st.peak_score, st.half_life_s = 123, 0, 0.75, 3600.0
-    st.remember_alert(StoredAlert(17, b'{"kind":"dormant"}'), keep=4)
+    st.remember_alert(StoredAlert(17, b'{"kind":"dormant"}'), keep=4, unconfirmed_from=0)
     back = decode_state(encode_state(st))
     assert encode_state(back) == encode_state(st)
     assert back.categories == st.categories and back.alerts == st.alerts
@@ -67,3 +67,13 @@ def test_corrupt_record_raises_state_error() -> None:
         decode_state(raw[:-3])
     with pytest.raises(StateError):
         decode_state(b"\x09" + raw[1:])
+
+
+def test_unconfirmed_alerts_are_kept_beyond_the_last_few() -> None:
+    st = UserState()
+    for offset in range(10):
+        st.remember_alert(StoredAlert(offset, b"{}"), keep=4, unconfirmed_from=3)
+    assert [a.cause_offset for a in st.alerts] == list(range(3, 10))
+    for offset in range(10, 12):
+        st.remember_alert(StoredAlert(offset, b"{}"), keep=4, unconfirmed_from=11)
+    assert [a.cause_offset for a in st.alerts] == [8, 9, 10, 11]
