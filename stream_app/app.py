@@ -73,6 +73,7 @@ def create_app(
         producer_acks=-1,
         web_enabled=True,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust binds to web_bind, by default every interface
         web_port=settings.web_port,
         web_in_thread=False,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
