@@ -80,13 +80,20 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
 ) -> None:
-    """Run a stream worker until SIGTERM / Ctrl-C."""
+    """Run a stream worker until SIGTERM / Ctrl-C. Exits 2 when Kafka refuses the credentials."""
     from faust import Worker
 
+    from decay.kafka_client import KafkaAuthError, check_credentials
     from decay.topics import ensure_topics
     from stream_app.app import create_app
 
     settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
+    try:
+        # Before any client starts: they would log and retry a refused login forever.
+        asyncio.run(check_credentials(settings))
+    except KafkaAuthError as exc:
+        logging.getLogger("decay.worker").error("%s; not starting the worker", exc)
+        raise typer.Exit(2) from None
     asyncio.run(ensure_topics(settings))
     built = create_app(settings)
     Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
@@ -125,7 +132,7 @@ def replay(
     from decay.replay import replay_file
 
     settings = _settings(bootstrap=bootstrap)
-    n = asyncio.run(replay_file(file, settings.bootstrap, topic or settings.events_topic, rate))
+    n = asyncio.run(replay_file(file, settings, topic or settings.events_topic, rate))
     typer.echo(f"{n} events sent")
 
 
@@ -147,7 +154,7 @@ def alerts(
 
     asyncio.run(
         follow_alerts(
-            settings.bootstrap,
+            settings,
             settings.alerts_topic,
             show,
             from_beginning=from_beginning,
