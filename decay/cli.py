@@ -24,6 +24,19 @@ def _settings(**overrides: Any) -> Any:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _authenticated(settings: Any, command: str) -> Any:
+    """``settings`` once Kafka accepted its credentials; else one error line and exit 2.
+    Checked before any client starts: aiokafka clients log a refused login and retry forever."""
+    from decay.kafka_client import KafkaAuthError, check_credentials
+
+    try:
+        asyncio.run(check_credentials(settings))
+    except KafkaAuthError as exc:
+        logging.getLogger(f"decay.{command}").error("%s; not starting the %s", exc, command)
+        raise typer.Exit(2) from None
+    return settings
+
+
 def _broker() -> Any:
     from decay.kafka_broker import KafkaBroker, find_repo_root
 
@@ -70,7 +83,8 @@ def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
     """Create the events, alerts and dead-letter topics when missing."""
     from decay.topics import ensure_topics
 
-    created = asyncio.run(ensure_topics(_settings(bootstrap=bootstrap, partitions=partitions)))
+    settings = _authenticated(_settings(bootstrap=bootstrap, partitions=partitions), "topics")
+    created = asyncio.run(ensure_topics(settings))
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -83,17 +97,11 @@ def worker(
     """Run a stream worker until SIGTERM / Ctrl-C. Exits 2 when Kafka refuses the credentials."""
     from faust import Worker
 
-    from decay.kafka_client import KafkaAuthError, check_credentials
     from decay.topics import ensure_topics
     from stream_app.app import create_app
 
     settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
-    try:
-        # Before any client starts: they would log and retry a refused login forever.
-        asyncio.run(check_credentials(settings))
-    except KafkaAuthError as exc:
-        logging.getLogger("decay.worker").error("%s; not starting the worker", exc)
-        raise typer.Exit(2) from None
+    _authenticated(settings, "worker")
     asyncio.run(ensure_topics(settings))
     built = create_app(settings)
     Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
@@ -131,7 +139,7 @@ def replay(
     """Produce an event log to the events topic, in file order, keyed by user id."""
     from decay.replay import replay_file
 
-    settings = _settings(bootstrap=bootstrap)
+    settings = _authenticated(_settings(bootstrap=bootstrap), "replay")
     n = asyncio.run(replay_file(file, settings, topic or settings.events_topic, rate))
     typer.echo(f"{n} events sent")
 
@@ -147,7 +155,7 @@ def alerts(
     """Print alerts as they arrive."""
     from decay.alert_feed import follow_alerts, format_alert
 
-    settings = _settings(bootstrap=bootstrap)
+    settings = _authenticated(_settings(bootstrap=bootstrap), "alerts")
 
     def show(alert: dict[str, Any]) -> None:
         typer.echo(json.dumps(alert) if as_json else format_alert(alert))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +191,18 @@ def test_wrong_password_stops_the_worker_with_one_clear_error(
     assert "Kafka authentication failed for user 'decay'" in errors[0]
     assert "Traceback" not in log
     assert WRONG not in log and PASSWORD not in log
+    # The other commands that talk to Kafka check the same way.
+    topics = subprocess.run(
+        [sys.executable, "-m", "decay", "topics"],
+        env=setup.env(web_port=0),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = topics.stdout + topics.stderr
+    assert topics.returncode == 2, out
+    assert "Kafka authentication failed" in out and "Traceback" not in out
+    assert WRONG not in out
 
 
 def _with(settings: Settings, **changes: Any) -> Settings:
