@@ -237,6 +237,26 @@ def test_sasl_over_tls_admin_producer_consumer(secure_broker: SecureBroker) -> N
         asyncio.run(check_credentials(untrusted))
 
 
+def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    """Faust's own clients (consumer, producer, topic creation) over SASL_SSL."""
+    tls = _sasl_overrides(
+        secure_broker.sasl_ssl, security_protocol="SASL_SSL", ssl_cafile=secure_broker.cafile
+    )
+    setup = Setup("tlsworker", secure_broker.sasl_ssl, tmp_path / "state", 1, tls)
+    s = setup.settings()
+    setup.create_topics()
+    messages = [(b"u1", b"{not json"), (b"u2", b'{"user_id": "u2"}')]
+    asyncio.run(produce(messages, s, s.events_topic))
+    worker = WorkerProcess(setup, tmp_path / "worker.log")
+    try:
+        worker.wait_for(lambda: worker.events_seen() >= 2, 120, "both records")
+        dead = read_topic(secure_broker.plain, s.dead_letter_topic)
+        assert sorted(m.key for m in dead) == [b"u1", b"u2"]
+    finally:
+        assert worker.stop() == 0
+    assert PASSWORD not in worker.log_path.read_text(errors="replace")
+
+
 def _non_loopback_addresses() -> list[str]:
     try:
         out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5)
