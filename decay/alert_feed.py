@@ -8,6 +8,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from decay.kafka_client import client_kwargs
+from decay.settings import Settings
+
 
 def format_alert(alert: dict[str, Any]) -> str:
     what = alert["kind"] + (f"[{alert['category']}]" if alert.get("category") else "")
@@ -19,7 +22,7 @@ def format_alert(alert: dict[str, Any]) -> str:
 
 
 async def follow_alerts(
-    bootstrap: str,
+    kafka: Settings | str,
     topic: str,
     on_alert: Callable[[dict[str, Any]], None],
     *,
@@ -29,10 +32,11 @@ async def follow_alerts(
     stop: Callable[[], bool] | None = None,
 ) -> int:
     """Call ``on_alert`` for each alert until ``max_alerts``, ``idle_timeout`` seconds without
-    one, or ``stop()`` returns True (checked at each poll). Returns the number seen."""
+    one, or ``stop()`` returns True (checked at each poll). Returns the number seen.
+    ``kafka``: the settings to connect with, or a PLAINTEXT bootstrap list."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **client_kwargs(kafka),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,

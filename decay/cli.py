@@ -37,6 +37,19 @@ def _settings(**overrides: Any) -> Any:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _authenticated(settings: Any, command: str) -> Any:
+    """``settings`` once Kafka accepted its credentials; else one error line and exit 2.
+    Checked before any client starts: aiokafka clients log a refused login and retry forever."""
+    from decay.kafka_client import KafkaAuthError, check_credentials
+
+    try:
+        asyncio.run(check_credentials(settings))
+    except KafkaAuthError as exc:
+        logging.getLogger(f"decay.{command}").error("%s; not starting the %s", exc, command)
+        raise typer.Exit(2) from None
+    return settings
+
+
 def _broker() -> Any:
     from decay.kafka_broker import KafkaBroker, find_repo_root
 
@@ -83,7 +96,8 @@ def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
     """Create the events, alerts and dead-letter topics when missing."""
     from decay.topics import ensure_topics
 
-    created = asyncio.run(ensure_topics(_settings(bootstrap=bootstrap, partitions=partitions)))
+    settings = _authenticated(_settings(bootstrap=bootstrap, partitions=partitions), "topics")
+    created = asyncio.run(ensure_topics(settings))
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -93,13 +107,14 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
 ) -> None:
-    """Run a stream worker until SIGTERM / Ctrl-C."""
+    """Run a stream worker until SIGTERM / Ctrl-C. Exits 2 when Kafka refuses the credentials."""
     from faust import Worker
 
     from decay.topics import ensure_topics
     from stream_app.app import create_app
 
     settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
+    _authenticated(settings, "worker")
     asyncio.run(ensure_topics(settings))
     built = create_app(settings)
     runner = Worker(built.app, loglevel=settings.log_level)
@@ -141,8 +156,8 @@ def replay(
     """Produce an event log to the events topic, in file order, keyed by user id."""
     from decay.replay import replay_file
 
-    settings = _settings(bootstrap=bootstrap)
-    n = asyncio.run(replay_file(file, settings.bootstrap, topic or settings.events_topic, rate))
+    settings = _authenticated(_settings(bootstrap=bootstrap), "replay")
+    n = asyncio.run(replay_file(file, settings, topic or settings.events_topic, rate))
     typer.echo(f"{n} events sent")
 
 
@@ -157,14 +172,14 @@ def alerts(
     """Print alerts as they arrive."""
     from decay.alert_feed import follow_alerts, format_alert
 
-    settings = _settings(bootstrap=bootstrap)
+    settings = _authenticated(_settings(bootstrap=bootstrap), "alerts")
 
     def show(alert: dict[str, Any]) -> None:
         typer.echo(json.dumps(alert) if as_json else format_alert(alert))
 
     asyncio.run(
         follow_alerts(
-            settings.bootstrap,
+            settings,
             settings.alerts_topic,
             show,
             from_beginning=from_beginning,

@@ -47,6 +47,7 @@ class KafkaBroker:
         controller_port: int = 19093,
         *,
         extra_props: Sequence[str] = (),
+        format_args: Sequence[str] = (),
         start_timeout: float = 60.0,
     ) -> None:
         self.repo_root = repo_root
@@ -55,6 +56,7 @@ class KafkaBroker:
         self.port = port
         self.controller_port = controller_port
         self.extra_props = tuple(extra_props)
+        self.format_args = tuple(format_args)
         self.start_timeout = start_timeout
 
     @property
@@ -73,6 +75,11 @@ class KafkaBroker:
             env["DECAY_KAFKA_EXTRA_PROPS"] = "\n".join(self.extra_props)
         else:
             env.pop("DECAY_KAFKA_EXTRA_PROPS", None)
+        # Split on whitespace by kafka.sh: an argument must not contain spaces.
+        if self.format_args:
+            env["DECAY_KAFKA_FORMAT_ARGS"] = " ".join(self.format_args)
+        else:
+            env.pop("DECAY_KAFKA_FORMAT_ARGS", None)
         return env
 
     def _script(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:

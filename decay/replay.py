@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
 from decay.eventlog import frame_to_records, iter_event_records
+from decay.kafka_client import client_kwargs
+from decay.settings import Settings
 
 
 def _records(file: Path | str, chunk: int = 10_000) -> Iterator[list[dict[str, Any]]]:
@@ -34,14 +36,15 @@ def encode(record: dict[str, Any]) -> tuple[bytes, bytes]:
 
 async def produce(
     messages: Iterable[tuple[bytes | None, bytes]],
-    bootstrap: str,
+    kafka: Settings | str,
     topic: str,
     rate: float = 0.0,
     progress: tqdm | None = None,
 ) -> int:
-    """Send (key, value) pairs; at most ``rate`` per second when rate > 0. Returns the count."""
+    """Send (key, value) pairs; at most ``rate`` per second when rate > 0. Returns the count.
+    ``kafka``: the settings to connect with, or a PLAINTEXT bootstrap list."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+        **client_kwargs(kafka), acks="all", linger_ms=5, max_batch_size=512 * 1024
     )
     await producer.start()
     sent = 0
@@ -66,11 +69,13 @@ async def produce(
     return sent
 
 
-async def replay_file(file: Path | str, bootstrap: str, topic: str, rate: float = 0.0) -> int:
+async def replay_file(
+    file: Path | str, kafka: Settings | str, topic: str, rate: float = 0.0
+) -> int:
     def messages() -> Iterator[tuple[bytes | None, bytes]]:
         for chunk in _records(file):
             for record in chunk:
                 yield encode(record)
 
     with tqdm(desc=f"replay -> {topic}", unit="ev", mininterval=0.5) as bar:
-        return await produce(messages(), bootstrap, topic, rate, bar)
+        return await produce(messages(), kafka, topic, rate, bar)

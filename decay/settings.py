@@ -9,16 +9,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DECAY_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must not echo the input, which holds secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="DECAY_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="Kafka bootstrap servers")
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to Kafka: in the clear, SASL, SASL over TLS"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_PLAINTEXT / SASL_SSL)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    ssl_cafile: Path | None = Field(
+        None, description="SASL_SSL: CA certificate(s) that sign the broker's (default: system)"
+    )
     app_id: str = Field("decay", description="Faust app id: consumer group and topic prefix")
     events_topic: str = Field("events", description="topic of behaviour events")
     alerts_topic: str = Field("alerts", description="topic the alerts are published on")
@@ -70,3 +84,14 @@ class Settings(BaseSettings):
     category_drop: float = Field(
         0.5, gt=0, lt=1, description="a strong category decays below this fraction of its peak"
     )
+
+    @model_validator(mode="after")
+    def _credentials_with_sasl(self) -> Settings:
+        if self.security_protocol != "PLAINTEXT" and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_username and "
+                "sasl_password (DECAY_SASL_USERNAME, DECAY_SASL_PASSWORD)"
+            )
+        return self

@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from decay.kafka_client import client_kwargs
 from decay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
     ]
     if settings.scores_topic:
         names.append(settings.scores_topic)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

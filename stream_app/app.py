@@ -12,6 +12,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
 from stream_app.metrics import Metrics
@@ -49,6 +50,19 @@ def processor_config(settings: Settings) -> ProcessorConfig:
     )
 
 
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """Faust's SASL credentials (with a TLS context for SASL_SSL); None for PLAINTEXT."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    assert settings.sasl_password is not None  # Settings checks it with SASL
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value(),
+        mechanism=settings.sasl_mechanism,
+        ssl_context=ssl_context(settings),  # given: SASL_SSL; None: SASL_PLAINTEXT
+    )
+
+
 def create_app(
     settings: Settings,
     scorer: Scorer | None = None,
@@ -61,6 +75,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=broker_credentials(settings),
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -75,6 +90,7 @@ def create_app(
         producer_linger=0.005,
         web_enabled=True,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust binds to web_bind, by default every interface
         web_port=settings.web_port,
         web_in_thread=False,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",

@@ -292,8 +292,8 @@ format_once() {
     [[ -s "$DATA/cluster.id" ]] || new_cluster_id >"$DATA/cluster.id"
     say "formatting $KRAFT (cluster id $(cat "$DATA/cluster.id"))"
     local -a extra=()
-    # shellcheck disable=SC2206  # word splitting intended for extra format args
-    [[ -n "${DECAY_KAFKA_FORMAT_ARGS:-}" ]] && extra=(${DECAY_KAFKA_FORMAT_ARGS})
+    # Split on whitespace only: no globbing ('SCRAM-SHA-512=[name=...]' is a bracket glob).
+    [[ -n "${DECAY_KAFKA_FORMAT_ARGS:-}" ]] && read -r -a extra <<<"$DECAY_KAFKA_FORMAT_ARGS"
     "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 \
         -Dlog4j2.configurationFile="$HERE/tools-log4j2.yaml" -cp "$LIB/*" \
         kafka.tools.StorageTool format --config "$PROPS" \
