@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the topics the app creates")
     data_dir: Path = Field(Path("var/worker"), description="RocksDB state and Faust data")
     web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
+    web_advertised_host: str | None = Field(
+        None,
+        description="host other workers reach this one at, for /users routing (default web_host)",
+    )
     web_port: int = Field(6066, ge=0, le=65535, description="HTTP port (/metrics, /users)")
     batch_max: int = Field(2000, ge=1, description="most events in one micro-batch")
     batch_within_s: float = Field(0.2, gt=0, description="longest wait to fill a batch")

@@ -93,7 +93,9 @@ def create_app(
         web_bind=settings.web_host,  # Faust binds to web_bind, by default every interface
         web_port=settings.web_port,
         web_in_thread=False,
-        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # Where the other workers forward /users requests for this worker's partitions.
+        canonical_url=f"http://{settings.web_advertised_host or settings.web_host}:"
+        f"{settings.web_port}",
         table_standby_replicas=0,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}

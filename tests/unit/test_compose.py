@@ -120,7 +120,10 @@ def test_workers_reach_kafka_and_listen_outside_the_container(compose: dict[str,
         env = worker["environment"]
         assert env["DECAY_BOOTSTRAP"] in advertised, name
         assert env["DECAY_WEB_HOST"] == "0.0.0.0", name
-        assert env == topics_env, name  # same topics, same partition count
+        # routed /users requests reach a worker by its service name
+        assert env["DECAY_WEB_ADVERTISED_HOST"] == name, name
+        shared = {k: v for k, v in env.items() if k != "DECAY_WEB_ADVERTISED_HOST"}
+        assert shared == topics_env, name  # same topics, same partition count
         condition = worker["depends_on"]["topics"]["condition"]
         assert condition == "service_completed_successfully", name
 
