@@ -189,6 +189,24 @@ def alerts(
     )
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="throughput or latency (bench/NAME.py)")],
+) -> None:
+    """Run a benchmark of bench/ (by hand; its options follow, e.g. --json FILE)."""
+    import runpy
+
+    from decay.kafka_broker import find_repo_root
+
+    script = find_repo_root() / "bench" / f"{name}.py"
+    if not script.is_file():
+        raise typer.BadParameter(f"no benchmark {script}")
+    sys.argv = [str(script), *ctx.args]
+    sys.path.insert(0, str(script.parent.parent))  # bench/ imports its siblings as bench.*
+    runpy.run_path(str(script), run_name="__main__")
+
+
 @app.command()
 def user(
     user_id: str,

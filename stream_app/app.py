@@ -234,7 +234,13 @@ def create_app(
         @app.timer(interval=min(settings.idle_s, 5.0))
         async def advance_idle_partitions() -> None:
             async with lock:
-                await settle(processor.tick(_now_ms(), int(settings.idle_s * 1000)))
+                assigned = {
+                    tp.partition: committed_offsets().get(tp.partition, 0)
+                    for tp in app.consumer.assignment()
+                    if tp.topic == settings.events_topic
+                }
+                out = processor.tick(_now_ms(), int(settings.idle_s * 1000), assigned)
+                await settle(out)
 
     if settings.state_ttl_days > 0:
 

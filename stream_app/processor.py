@@ -24,7 +24,7 @@ import math
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
@@ -388,11 +388,19 @@ class Processor:
         }
         return OutAlert(ukey[0], ukey[1], "score", json.dumps(payload).encode())
 
-    def tick(self, now_ms: int, idle_ms: int) -> BatchOutput:
+    def tick(
+        self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
+    ) -> BatchOutput:
         """Live mode: a partition with no record for ``idle_ms`` of wall-clock time moves its
         event-time clock to ``now_ms - idle_ms``, so its silent users still become dormant.
+        ``assigned`` (partition -> committed offset) activates assigned partitions that have
+        had no record since the assignment: their deadlines must fire all the same.
         The caller must see these alerts delivered before it applies the writes."""
         out = BatchOutput()
+        for n, committed in (assigned or {}).items():
+            if n not in self._partitions:
+                part = self._activate(n, committed, out)
+                part.last_seen_wall_ms = now_ms  # idle from now on
         cache: dict[tuple[int, str], UserState] = {}
         touched: set[tuple[int, str]] = set()
         windows: dict[tuple[int, str], Window] = {}

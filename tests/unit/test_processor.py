@@ -262,3 +262,15 @@ def test_crash_with_many_alerts_in_flight_loses_none() -> None:
     _, second = run(store, batches_of(records[500:], 100), proc=restarted)
     got = {a["alert_id"] for a in alerts_of(first + second)}
     assert got == expected
+
+
+def test_live_tick_activates_assigned_partitions_without_records() -> None:
+    store = MemoryStore()
+    run(store, [[rec(0, "alice", T0)]])  # a previous worker left alice with a deadline
+    wall = T0 + 60 * HOUR
+    restarted = Processor(CONFIG, SCORER, store, lambda: wall)
+    assert restarted.tick(wall, idle_ms=HOUR).alerts == []  # not assigned: nothing known
+    first = restarted.tick(wall, idle_ms=HOUR, assigned={0: 1})
+    assert first.alerts == [] and restarted.pending_deadlines() == 1
+    out = restarted.tick(wall + 2 * HOUR, idle_ms=HOUR, assigned={0: 1})
+    assert [a.kind for a in out.alerts] == ["dormant"]
