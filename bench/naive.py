@@ -1,7 +1,7 @@
 """Reference Faust apps for bench/throughput.py: a counting agent and a naive per-event design.
 
 Not production code. Both use exactly the Faust app settings of ``stream_app.app.create_app``
-(copied in :func:`faust_app`, keep them in step), so the only difference from the worker is
+(``stream_app.app.faust_app``), so the only difference from the worker is
 what the agent does with each event.
 """
 
@@ -19,31 +19,9 @@ from decay.events import Invalid, Limits, parse_event
 from decay.scoring import ExponentialDecayScorer
 from decay.settings import Settings
 from decay.state import StateError, UserState, decode_state, encode_state
+from stream_app.app import faust_app
 
 MAX_FUTURE_MS = 7 * 86_400_000  # as ProcessorConfig.max_future_ms
-
-
-def faust_app(settings: Settings) -> faust.App:
-    """A Faust app configured as ``create_app`` configures the worker's."""
-    return faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.bootstrap}",
-        store="rocksdb://",
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        producer_acks=-1,
-        web_enabled=True,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        web_in_thread=False,
-        table_standby_replicas=0,
-    )
 
 
 def events_topic(app: faust.App, settings: Settings) -> Any:

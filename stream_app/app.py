@@ -63,16 +63,10 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
     )
 
 
-def create_app(
-    settings: Settings,
-    scorer: Scorer | None = None,
-    registry: CollectorRegistry | None = None,
-) -> Worker:
-    scorer = scorer or load_scorer(settings)
-    registry = registry or CollectorRegistry()
-    metrics = Metrics.create(registry)
-    metrics.model_info.labels(scorer.version).set(1)
-    app = faust.App(
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the worker's configuration and nothing registered on it yet (the
+    benchmarks build their reference agents on the same)."""
+    return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=broker_credentials(settings),
@@ -98,6 +92,18 @@ def create_app(
         f"{settings.web_port}",
         table_standby_replicas=0,
     )
+
+
+def create_app(
+    settings: Settings,
+    scorer: Scorer | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Worker:
+    scorer = scorer or load_scorer(settings)
+    registry = registry or CollectorRegistry()
+    metrics = Metrics.create(registry)
+    metrics.model_info.labels(scorer.version).set(1)
+    app = faust_app(settings)
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
     codecs: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
