@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         30.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move"
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="exactly_once: Kafka transactions (outputs and offsets commit together)",
+    )
     log_level: str = Field("info", description="worker log level")
     scorer: Literal["onnx", "baseline"] = Field(
         "onnx", description="the LSTM exported to ONNX, or the exponential-decay baseline"

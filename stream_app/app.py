@@ -71,6 +71,7 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_acks=-1,
+        processing_guarantee=settings.processing_guarantee,
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,
