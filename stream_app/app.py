@@ -102,7 +102,29 @@ def create_app(
     processor = Processor(processor_config(settings), scorer, store, _now_ms, pseudonym)
     lock = asyncio.Lock()  # batches, erasures, sweeps and rollouts never interleave
 
-    async def publish(out: BatchOutput) -> list[Any]:
+    eos = settings.processing_guarantee == "exactly_once"
+
+    async def send(
+        channel: Any,
+        source_partition: int,
+        key: bytes | None,
+        value: bytes,
+        in_transaction: bool,
+        headers: dict[str, bytes] | None = None,
+    ) -> Any:
+        if not (eos and in_transaction):
+            return await channel.send(key=key, value=value, headers=headers)
+        # Faust's exactly_once picks a message's transaction from its consumer's metadata of
+        # the *output* topic; it reads none of ours (alerts, dead letters, scores), so it would
+        # send them outside any transaction. Send them in the transaction of the source
+        # partition instead: it commits with that partition's offsets and changelog writes.
+        group = app.assignor.group_for_topic(settings.events_topic)
+        tid = f"{app.conf.id}-{group}-{source_partition}"
+        return await app.producer.send(
+            channel.get_topic_name(), key, value, None, None, headers, transactional_id=tid
+        )
+
+    async def publish(out: BatchOutput, in_transaction: bool = False) -> list[Any]:
         futures = []
         for dl in out.dead_letters:
             rec = dl.record
@@ -113,14 +135,28 @@ def create_app(
                 "decay-source-partition": str(rec.partition).encode(),
                 "decay-source-offset": str(rec.offset).encode(),
             }
-            futures.append(await dead.send(key=rec.key, value=rec.value or b"", headers=headers))
+            futures.append(
+                await send(dead, rec.partition, rec.key, rec.value or b"", in_transaction, headers)
+            )
             metrics.dead_letters.labels(dl.reason).inc()
         for alert in out.alerts:
-            futures.append(await alerts.send(key=alert.user_id.encode(), value=alert.payload))
+            futures.append(
+                await send(
+                    alerts, alert.partition, alert.user_id.encode(), alert.payload, in_transaction
+                )
+            )
             metrics.alerts.labels(alert.kind).inc()
         if scores is not None:
             for score in out.scores:
-                futures.append(await scores.send(key=score.user_id.encode(), value=score.payload))
+                futures.append(
+                    await send(
+                        scores,
+                        score.partition,
+                        score.user_id.encode(),
+                        score.payload,
+                        in_transaction,
+                    )
+                )
         metrics.alerts_resent.inc(out.resent)
         return futures
 
@@ -165,7 +201,7 @@ def create_app(
                 async with lock:
                     out = processor.process(records)
                     apply_writes(out)
-                    await publish(out)
+                    await publish(out, in_transaction=True)
             except Exception as exc:
                 # Not acking is what keeps the batch; stop the worker rather than go on
                 # past a hole in the committed offsets.
