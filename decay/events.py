@@ -57,6 +57,9 @@ REASONS: Final = (
 MIN_TS_MS: Final = 631_152_000_000  # 1990-01-01T00:00:00Z: nothing older is e-commerce data
 MAX_ID_LEN: Final = 256
 MAX_TEXT_LEN: Final = 256
+# A category name is kept in the user's state with a one-byte length (decay.state): a longer
+# one would be cut there, mid-character or not, and no longer match its events' category.
+MAX_CATEGORY_BYTES: Final = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ def _text(obj: dict[str, Any], name: str, required: bool) -> str | Invalid | Non
         return Invalid(INVALID_VALUE, f"{name} longer than {limit} characters")
     if value and (value[0] == "\x00" or not value.isprintable()):
         return Invalid(INVALID_VALUE, f"{name} holds control characters")
+    if name == "category" and len(value.encode()) > MAX_CATEGORY_BYTES:
+        return Invalid(INVALID_VALUE, f"{name} longer than {MAX_CATEGORY_BYTES} bytes in UTF-8")
     return value
 
 
