@@ -62,18 +62,64 @@ def evaluate(
     ctx: typer.Context,
     events: Annotated[Path | None, typer.Option(help="evaluate on this log (time split)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    models: Annotated[
+        str, typer.Option(help="comma-separated: exp-decay,bgnbd,pareto,lstm,gru")
+    ] = "exp-decay,bgnbd,lstm",
+    folds: Annotated[
+        int, typer.Option(help="rolling-origin folds over the last 30% of the log (0: none)")
+    ] = 3,
+    epochs: Annotated[int, typer.Option(help="epochs of the neural models")] = 20,
+    per_day: Annotated[
+        bool, typer.Option(help="count active days (one event per user and day), as CDNOW")
+    ] = True,
 ) -> None:
-    """``evaluate --events FILE``: models vs baselines on a time split of a log."""
+    """``evaluate --events FILE``: models vs baselines on a time split of a log, and a
+    rolling-origin cross-validation (the neural models with a small config in the folds)."""
     if ctx.invoked_subcommand is not None:
         return
     if events is None:
-        raise typer.BadParameter("give --events FILE, or use 'evaluate cdnow'")
+        raise typer.BadParameter("give --events FILE, or use 'evaluate cdnow' / 'evaluate sim'")
     _quiet_tensorflow()
+    import dataclasses
+
     from training.data import clean, load_events
-    from training.evaluate import markdown_table, run_events, write_report
+    from training.evaluate import SMALL_LSTM, markdown_table, run_events, write_report
+    from training.train import TrainConfig
 
     df, _ = clean(load_events(events))
-    report = run_events(df)
+    report = run_events(
+        df,
+        models=_models(models),
+        config=TrainConfig(cut_every_h=24.0, refit=True, verbose=0, epochs=epochs),
+        folds=folds,
+        fold_config=dataclasses.replace(SMALL_LSTM, epochs=min(epochs, SMALL_LSTM.epochs)),
+        per_day=per_day,
+    )
+    typer.echo(markdown_table(report))
+    if json_out is not None:
+        write_report(report, json_out)
+
+
+def _models(models: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in models.split(",") if m.strip())
+
+
+@evaluate_app.command("sim")
+def evaluate_sim(
+    users: int = 2000,
+    days: float = 30.0,
+    seed: int = 0,
+    models: Annotated[
+        str, typer.Option(help="comma-separated: exp-decay,bgnbd,pareto,lstm,gru")
+    ] = "exp-decay,bgnbd",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Simulate a log, split it in time, score the models, and compare their dormancy alerts
+    with the simulator's ground truth (user churned for good before the end of the holdout)."""
+    _quiet_tensorflow()
+    from training.evaluate import markdown_table, run_sim, write_report
+
+    report = run_sim(users, days, seed, models=_models(models))
     typer.echo(markdown_table(report))
     if json_out is not None:
         write_report(report, json_out)
@@ -96,7 +142,7 @@ def evaluate_cdnow(
     from training.evaluate import markdown_table, run_cdnow, write_report
 
     report = run_cdnow(
-        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        models=_models(models),
         plots_dir=plots,
         model_dir=model_dir,
         validation=validation,

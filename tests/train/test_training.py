@@ -308,3 +308,48 @@ def test_quantile_bin_edges_put_observed_gaps_in_every_bin() -> None:
     assert np.all(counts > 0)
     with pytest.raises(ValueError, match="too few observed gaps"):
         quantile_edges(ex.take(np.arange(5)), 6)
+
+
+def test_alert_precision_recall_on_hand_made_numbers() -> None:
+    from training.evaluate import alert_metrics
+
+    p = np.array([0.05, 0.15, 0.25, 0.6, 0.9, 0.12])
+    dormant = np.array([True, True, False, False, True, False])
+    out = alert_metrics(p, dormant, thetas=(0.1, 0.2, 0.3, 0.01))
+    # theta 0.2 flags 0.05, 0.15, 0.12: two of them dormant; dormant users: 3
+    assert out["0.2"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "flagged": 0.5})
+    assert out["0.1"] == pytest.approx({"precision": 1.0, "recall": 1 / 3, "flagged": 1 / 6})
+    assert out["0.3"] == pytest.approx({"precision": 0.5, "recall": 2 / 3, "flagged": 4 / 6})
+    assert math.isnan(out["0.0"]["precision"]) and out["0.0"]["recall"] == 0.0
+
+
+def test_rolling_origin_fold_cut_points() -> None:
+    from training.evaluate import fold_cuts
+
+    start = 1_700_006_400_000  # a UTC midnight
+    end = start + 30 * DAY + 5 * HOUR_MS
+    cuts = fold_cuts(start, end, 3, holdout_fraction=0.3)
+    # the last 30% starts at day 21 (floored to midnight); three 3-day windows follow
+    assert cuts == [
+        (start + 21 * DAY, start + 24 * DAY),
+        (start + 24 * DAY, start + 27 * DAY),
+        (start + 27 * DAY, start + 30 * DAY),
+    ]
+    assert all(c % DAY == 0 for c, _ in cuts) and cuts[-1][1] <= end
+    one = fold_cuts(start, start + 10 * DAY, 20)  # windows never shorter than a day
+    assert all(e - c == DAY for c, e in one) and len(one) == 3
+    with pytest.raises(ValueError):
+        fold_cuts(start, end, 0)
+
+
+def test_events_report_has_alerts_and_folds() -> None:
+    from training.evaluate import markdown_table, run_events
+
+    log = simulate(300, days=20, seed=3).events
+    report = run_events(log, models=("exp-decay",), folds=2, per_day=True)
+    assert set(report["alerts"]["exp-decay"]) == {"0.1", "0.2", "0.3", "0.4", "0.5"}
+    assert len(report["cv"]["folds"]) == 2
+    cuts = [f["cut"] for f in report["cv"]["folds"]]
+    assert cuts == sorted(cuts)
+    table = markdown_table(report)
+    assert "| exp-decay | 0.2 |" in table and "| mean |" in table
