@@ -261,14 +261,16 @@ class Processor:
             if part is None:
                 part = self._activate(rec.partition, rec.offset, out)
             part.last_seen_wall_ms = now
-            if rec.offset <= part.last_offset:
-                out.counts["redelivered"] += 1  # after a crash: this record is applied already
-                continue
-            part.last_offset = rec.offset
+            redelivered = rec.offset <= part.last_offset  # after a crash: applied already
+            part.last_offset = max(part.last_offset, rec.offset)
             parsed = parse_event(rec.value, rec.key, limits)
             if isinstance(parsed, Invalid):
+                # Sent again even when redelivered: its first copy may have died with the crash.
                 out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.detail))
                 out.counts["invalid"] += 1
+                continue
+            if redelivered:
+                out.counts["redelivered"] += 1
                 continue
             if self.pseudonymize is not None:
                 parsed = replace(parsed, user_id=self.pseudonymize(parsed.user_id))

@@ -274,3 +274,13 @@ def test_live_tick_activates_assigned_partitions_without_records() -> None:
     assert first.alerts == [] and restarted.pending_deadlines() == 1
     out = restarted.tick(wall + 2 * HOUR, idle_ms=HOUR, assigned={0: 1})
     assert [a.kind for a in out.alerts] == ["dormant"]
+
+
+def test_redelivered_invalid_records_are_dead_lettered_again() -> None:
+    store = MemoryStore()
+    records = [rec(0, "alice", T0), Record(0, 1, b"alice", b"not json"), rec(2, "bob", T0)]
+    run(store, [records])
+    restarted = Processor(CONFIG, SCORER, store, lambda: NOW)
+    _, outs = run(store, [records], proc=restarted)  # nothing was committed: all again
+    assert [d.record.offset for d in outs[0].dead_letters] == [1]
+    assert outs[0].counts == {"redelivered": 2, "invalid": 1}
