@@ -122,9 +122,10 @@ def test_worker_survives_a_broker_restart(
 
 
 @pytest.mark.xfail(
-    reason="failed 1 run of 3 (alert ids differed from the in-memory run: some missing, one "
-    "unexpected); not yet known whether a live partition handover between the two workers "
-    "while they start is at fault, or the test. Kept visible until understood.",
+    reason="fails in about 1 run of 3: once the alert ids differed from the in-memory run "
+    "(some missing, one unexpected); once the survivor, after taking over partitions 0 and 2 "
+    "from offset 750, made no progress for 60 s (commits never reached the end). Cause not "
+    "yet known (Faust's noack_take across a rebalance is the first suspect). Kept visible.",
     strict=False,
 )
 def test_survivor_takes_over_a_killed_workers_partitions(
