@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
+from stream_app import offsets
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
@@ -128,14 +130,14 @@ def create_app(
     lock = asyncio.Lock()  # batches, erasures, sweeps and rollouts never interleave
 
     def committed_offsets() -> dict[int, int]:
-        # Faust keeps here what it last committed (or found committed at assignment): the
-        # next offset to consume, per partition. It has no public accessor.
-        offsets = app.consumer._committed_offset  # type: ignore[attr-defined]
-        return {
-            tp.partition: offset
-            for tp, offset in list(offsets.items())
-            if tp.topic == settings.events_topic and offset is not None
-        }
+        return offsets.committed_offsets(app.consumer, settings.events_topic)
+
+    async def commit_applied(partitions: set[int] | None = None) -> None:
+        """Commit what the processor applied; call under the lock (see stream_app.commits)."""
+        applied = processor.commit_offsets()
+        if partitions is not None:
+            applied = {p: o for p, o in applied.items() if p in partitions}
+        await offsets.commit_applied(app.consumer, settings.events_topic, applied)
 
     async def publish(out: BatchOutput) -> list[Any]:
         futures = []
@@ -185,6 +187,35 @@ def create_app(
         apply_writes(out)
         observe(out)
 
+    gaps = offsets.GapReader(settings)
+
+    async def run_batch(records: list[Record]) -> list[BatchOutput]:
+        """Process, write, publish; then fill the offset gaps the batch had, if any, and
+        process the records held behind them."""
+        outs = []
+        for _ in range(len(records) + 1):  # each round applies at least one record
+            out = processor.process(records)
+            apply_writes(out)
+            await publish(out)
+            outs.append(out)
+            records = []
+            for p, (missing, came) in out.gaps.items():
+                found = await gaps.read(settings.events_topic, p, missing, came)
+                log.warning(
+                    "partition %d: offset %d came before %d; read %d missing records",
+                    p,
+                    came,
+                    missing,
+                    len(found),
+                )
+                metrics.refetched.inc(len(found))
+                processor.accept_gap(p, came)
+                records += [Record(r.partition, r.offset, r.key, r.value) for r in found]
+                records += [r for r in out.held if r.partition == p]
+            if not records:
+                break
+        return outs
+
     @app.agent(events)
     async def consume(stream: Any) -> None:  # a faust Stream; its stubs lack noack_take
         # noack_take: events are acknowledged (so their offsets may be committed) only after
@@ -192,20 +223,27 @@ def create_app(
         # flushes before it commits. A failure before that leaves them uncommitted.
         async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
             started = time.perf_counter()
-            records = [
-                Record(e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in batch
-            ]
             try:
                 async with lock:
+                    # A record fetched before the latest rebalance is not this worker's to
+                    # apply: its partition's owner (maybe this worker again) reads it anew
+                    # from the committed offset. Applying it could write over the owner's
+                    # state in the changelog.
+                    generation = app.consumer_generation_id
+                    assigned = app.consumer.assignment()
+                    messages = [e.message for e in batch]
+                    records = [
+                        Record(m.partition, m.offset, m.key, m.value)
+                        for m in messages
+                        if m.generation_id == generation and m.tp in assigned
+                    ]
+                    metrics.stale_records.inc(len(batch) - len(records))
                     processor.committed = committed_offsets()
-                    out = processor.process(records)
-                    apply_writes(out)
-                    await publish(out)
+                    outs = await run_batch(records) if records else []
             except Exception as exc:
                 # Not acking is what keeps the batch; stop the worker rather than go on
                 # past a hole in the committed offsets.
-                log.exception("batch of %d records failed; stopping the worker", len(records))
+                log.exception("batch of %d records failed; stopping the worker", len(batch))
                 await app.crash(exc)
                 return
             for event in batch:
@@ -213,9 +251,10 @@ def create_app(
             now = time.time()
             for event in batch:
                 metrics.event_to_score.observe(max(now - event.message.timestamp, 0.0))
-            observe(out)
-            metrics.scoring_seconds.observe(out.score_seconds)
-            metrics.batch_size.observe(len(records))
+            for out in outs:
+                observe(out)
+                metrics.scoring_seconds.observe(out.score_seconds)
+            metrics.batch_size.observe(len(batch))
             metrics.batch_seconds.observe(time.perf_counter() - started)
 
     @app.agent(erase)
@@ -272,6 +311,11 @@ def create_app(
                 processor.scorer = new
                 metrics.model_info.labels(new.version).set(1)
 
+    @app.timer(interval=settings.commit_interval_s)
+    async def commit_processed() -> None:
+        async with lock:
+            await commit_applied()
+
     @app.timer(interval=5.0)
     async def sample_lag() -> None:
         recovery = app.tables.recovery  # type: ignore[attr-defined]
@@ -282,8 +326,22 @@ def create_app(
                 metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
 
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        processor.revoke([tp.partition for tp in revoked if tp.topic == settings.events_topic])
+        gone = {tp.partition for tp in revoked if tp.topic == settings.events_topic}
+        async with lock:
+            try:  # the next owner then starts where this worker stopped, not at older commits
+                await commit_applied(gone)
+            except Exception:  # it redoes what this worker did: duplicates, nothing lost
+                log.exception("could not commit partitions %s on revocation", sorted(gone))
+            processor.revoke(sorted(gone))
+        for p in gone:  # a partition's series belong to its owner from now on
+            for gauge in (metrics.watermark, metrics.watermark_lag, metrics.consumer_lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(p))
+
+    async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
+        await gaps.stop()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(stop_gap_reader)  # type: ignore[arg-type]
     register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
     return Worker(app=app, processor=processor, metrics=metrics, registry=registry)

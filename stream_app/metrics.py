@@ -26,6 +26,8 @@ class Metrics:
     recovery_remaining: Gauge
     model_info: Gauge
     models_refused: Counter
+    stale_records: Counter
+    refetched: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -40,6 +42,17 @@ class Metrics:
                 registry=registry,
             ),
             alerts=Counter("decay_alerts", "Alerts emitted, by kind", ["kind"], registry=registry),
+            stale_records=Counter(
+                "decay_stale_records",
+                "Records delivered after their partition was revoked or reassigned; skipped "
+                "(the partition's owner reads them again from the committed offset)",
+                registry=registry,
+            ),
+            refetched=Counter(
+                "decay_refetched_records",
+                "Records Faust's consumer skipped, read again by the worker's gap reader",
+                registry=registry,
+            ),
             alerts_resent=Counter(
                 "decay_alerts_resent", "Alerts re-sent after a restart", registry=registry
             ),

@@ -84,6 +84,11 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late
     resent: int = 0
+    # A partition whose records jumped past the next offset: partition -> (the missing
+    # offset, the offset that came instead). Its records from there on are in ``held``, not
+    # applied: the caller finds out whether the missing offsets exist (see accept_gap).
+    gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    held: list[Record] = field(default_factory=list)
     score_seconds: float = 0.0
     peaks: list[float] = field(default_factory=list)  # interest right after each event
 
@@ -125,6 +130,11 @@ class _Partition:
     heap: list[tuple[int, str]] = field(default_factory=list)
     last_seen_wall_ms: int = 0
     users: int = 0
+    # The end of the unbroken run of offsets handed to process() since the activation (the
+    # first record after it starts the run: Faust seeks to the committed offset): everything
+    # up to it has been applied, so this + 1 is safe to commit once the batch's output is
+    # delivered. None until that first record.
+    seen: int | None = None
 
     def watermark(self, grace_ms: int) -> int:
         return self.max_ts - grace_ms if self.max_ts else -(2**62)
@@ -194,6 +204,20 @@ class Processor:
     def last_offsets(self) -> dict[int, int]:
         return {n: p.last_offset for n, p in self._partitions.items()}
 
+    def accept_gap(self, partition: int, offset: int) -> None:
+        """The offsets below ``offset`` that process() reported missing hold no record (a
+        transaction marker, a compacted or deleted record): go on from ``offset``."""
+        part = self._partitions.get(partition)
+        if part is not None:
+            part.seen = max(part.seen or -1, offset - 1)
+
+    def commit_offsets(self) -> dict[int, int]:
+        """The offset to commit per active partition (the next record to consume), once the
+        outputs of every batch so far are delivered. Counted from the records this worker was
+        handed, not from its consumer's acks, so a record delivered twice (as Faust does after
+        some rebalances) cannot hold the commit back."""
+        return {n: p.seen + 1 for n, p in self._partitions.items() if p.seen is not None}
+
     def newest_event_ms(self, partition: int) -> int | None:
         """The partition's event-time clock (newest event seen), None before its first."""
         part = self._partitions.get(partition)
@@ -209,6 +233,9 @@ class Processor:
         produced may not have reached the broker before a crash: re-send the alerts they
         emitted (same ids) and re-write the states they touched (so the changelog has them).
         """
+        # Never above the committed offset: a record fetched before a rebalance may come
+        # first, and the alerts of the records in between must still be re-sent.
+        first_offset = min(first_offset, self.committed.get(partition, first_offset))
         raw = self.store.get(partition, WATERMARK_KEY)
         max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
         part = _Partition(max_ts=max_ts, last_offset=last_offset)
@@ -261,6 +288,14 @@ class Processor:
             if part is None:
                 part = self._activate(rec.partition, rec.offset, out)
             part.last_seen_wall_ms = now
+            seen = rec.offset - 1 if part.seen is None else part.seen
+            if rec.partition in out.gaps or rec.offset > seen + 1:
+                # A record went missing on its way here (seen after rebalances): applying
+                # the later ones would lose it for good.
+                out.gaps.setdefault(rec.partition, (seen + 1, rec.offset))
+                out.held.append(rec)
+                continue
+            part.seen = max(seen, rec.offset)
             redelivered = rec.offset <= part.last_offset  # after a crash: applied already
             part.last_offset = max(part.last_offset, rec.offset)
             parsed = parse_event(rec.value, rec.key, limits)

@@ -206,10 +206,10 @@ def read_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     return [json.loads(m.value) for m in read_topic(bootstrap, topic)]
 
 
-def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
-    """True when the group's committed offsets reached the end of every partition."""
+def commit_progress(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition: (the group's committed offset, the end offset)."""
 
-    async def check() -> bool:
+    async def check() -> dict[int, tuple[int, int]]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
         )
@@ -217,15 +217,16 @@ def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
         try:
             tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
             ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                committed = await consumer.committed(tp)
-                if (committed or 0) < ends[tp]:
-                    return False
-            return True
+            return {tp.partition: (await consumer.committed(tp) or 0, ends[tp]) for tp in tps}
         finally:
             await consumer.stop()
 
     return asyncio.run(check())
+
+
+def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+    """True when the group's committed offsets reached the end of every partition."""
+    return all(c >= end for c, end in commit_progress(bootstrap, group, topic).values())
 
 
 def oracle(

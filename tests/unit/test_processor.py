@@ -284,3 +284,42 @@ def test_redelivered_invalid_records_are_dead_lettered_again() -> None:
     _, outs = run(store, [records], proc=restarted)  # nothing was committed: all again
     assert [d.record.offset for d in outs[0].dead_letters] == [1]
     assert outs[0].counts == {"redelivered": 2, "invalid": 1}
+
+
+def test_a_jump_in_offsets_holds_the_records_behind_it_until_the_gap_is_filled() -> None:
+    """Faust's consumer can skip records after a rebalance: the processor must not apply
+    the later ones (they would turn the missing ones into 'already applied')."""
+    records = [rec(i, f"u{i % 3}", T0 + i * HOUR) for i in range(10)]
+    whole = MemoryStore()
+    _, outs = run(whole, [records])
+    store = MemoryStore()
+    proc = Processor(CONFIG, SCORER, store, lambda: NOW)
+    first = proc.process(records[:4])
+    for (p, k), v in first.writes.items():
+        store.put(p, k, v)
+    assert proc.commit_offsets() == {0: 4}
+    held = proc.process(records[6:])  # offsets 4 and 5 never arrived
+    assert held.gaps == {0: (4, 6)}
+    assert [r.offset for r in held.held] == [6, 7, 8, 9]
+    assert not held.counts and not held.alerts
+    assert proc.commit_offsets() == {0: 4}  # nothing past the gap is committed
+    proc.accept_gap(0, 6)  # the caller read offsets 4 and 5 itself
+    filled = proc.process(records[4:6] + held.held)
+    for (p, k), v in {**held.writes, **filled.writes}.items():
+        store.put(p, k, v)
+    assert not filled.gaps
+    assert proc.commit_offsets() == {0: 10}
+    assert store.data == whole.data
+    assert alerts_of([first, filled]) == alerts_of(outs)
+
+
+def test_an_empty_gap_is_accepted_and_redelivered_records_do_not_move_the_commit() -> None:
+    store = MemoryStore()
+    proc = Processor(CONFIG, SCORER, store, lambda: NOW)
+    proc.process([rec(0, "a", T0), rec(1, "a", T0 + HOUR)])
+    out = proc.process([rec(5, "a", T0 + 2 * HOUR)])  # 2..4: transaction markers, say
+    assert out.gaps == {0: (2, 5)}
+    proc.accept_gap(0, 5)
+    again = proc.process([*out.held, rec(5, "a", T0 + 2 * HOUR)])
+    assert again.counts == {"ok": 1, "redelivered": 1}
+    assert proc.commit_offsets() == {0: 6}
