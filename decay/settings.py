@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field("events-dlq", description="topic of rejected messages")
     partitions: int = Field(4, ge=1, description="partitions of the topics the app creates")
     data_dir: Path = Field(Path("var/worker"), description="RocksDB state and Faust data")
+    # Faust's RocksDB defaults (64 MB write buffers, 2 GB block cache, per partition) let a
+    # worker's memory grow by hundreds of MB before the first flush (bench/soak.py).
+    rocksdb_write_buffer_mb: int = Field(
+        8, ge=1, le=1024, description="RocksDB memtable size per partition (MB)"
+    )
+    rocksdb_block_cache_mb: int = Field(
+        32, ge=1, le=8192, description="RocksDB block cache per partition (MB)"
+    )
     web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
     web_advertised_host: str | None = Field(
         None,

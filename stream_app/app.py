@@ -122,7 +122,15 @@ def create_app(
     # Keys and values are raw bytes (values: decay.state's encoding): Faust then uses its raw
     # codec, which recovers from the changelog cleanly, unlike list/dict value types.
     table = app.Table(
-        "user-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        "user-state",
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options={
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+        },
     )
     store = FaustTableStore(table, settings.events_topic)
     pseudonym = pseudonymizer(settings)
