@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from decay.events import Invalid, Limits, parse_event
-from decay.scoring import ExponentialDecayScorer
+from decay.scoring import ExponentialDecayScorer, Scorer
 from decay.settings import Settings
 from decay.state import StateError, UserState, decode_state, encode_state
 from stream_app.app import faust_app
@@ -54,9 +54,14 @@ def build_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) ->
     return app
 
 
-def build_naive_app(settings: Settings, probe: Any, stop: Callable[[], None]) -> faust.App:
+def build_naive_app(
+    settings: Settings, probe: Any, stop: Callable[[], None], scorer: Scorer | None = None
+) -> faust.App:
     """(c) The naive design: per event, parse, read the user's state from the RocksDB table,
     update the window, call the scorer for this one window, write the state back.
+
+    ``scorer``: the exp-decay baseline by default (contender ``naive``); the ONNX LSTM for
+    ``naive_onnx``, the issue's naive design (one table write and one ONNX call per event).
 
     Faust's own per-event stream: the table write goes to the partition of the current event
     (and its changelog), offsets are acked event by event. No alert state machine, no
@@ -67,7 +72,7 @@ def build_naive_app(settings: Settings, probe: Any, stop: Callable[[], None]) ->
     table = app.Table(
         "user-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
-    scorer = ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
+    scorer = scorer or ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
     threshold = settings.threshold
     max_events = settings.window_events
 

@@ -1,6 +1,6 @@
 """Soak: one worker for 30 minutes at a steady offered load; RSS, state size and lag per minute.
 
-    cd /work/wt-soak && PYTHONPATH=/work/wt-soak /work/main/.venv/bin/python bench/soak.py \
+    .venv/bin/python bench/soak.py \
         --minutes 30 --rate 400 --users 50000 --json bench/soak-30min.json \
         2>&1 | tee bench/soak-30min.log
 

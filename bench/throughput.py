@@ -50,11 +50,12 @@ BENCH_CONTROLLER_PORT = 19393
 BROKER_DIR = Path("/tmp/bench-kafka")
 WORK_DIR = Path("/tmp/bench-work")
 MODEL = REPO / "stream_app" / "models" / "model.onnx"
-CONTENDERS = ("raw", "faust_count", "naive", "worker", "worker_baseline")
+CONTENDERS = ("raw", "faust_count", "naive", "naive_onnx", "worker", "worker_baseline")
 LABELS = {
     "raw": "(a) raw aiokafka consume",
     "faust_count": "(b) Faust agent, count only",
-    "naive": "(c) naive Faust, per-event RocksDB + score",
+    "naive": "(c) naive Faust, per-event RocksDB + exp-decay score",
+    "naive_onnx": "(c') naive Faust, per-event RocksDB + ONNX call",
     "worker": "(d) decay worker, ONNX LSTM scorer",
     "worker_baseline": "(d') decay worker, exp-decay scorer",
 }
@@ -192,6 +193,10 @@ def run_faust(spec: dict[str, Any]) -> None:
         app = build_count_app(settings, probe, stop_soon)
     elif kind == "naive":
         app = build_naive_app(settings, probe, stop_soon)
+    elif kind == "naive_onnx":
+        from stream_app.onnx_scorer import OnnxScorer
+
+        app = build_naive_app(settings, probe, stop_soon, OnnxScorer(MODEL))
     elif kind in SCORER:
         app = build_worker(settings, probe, SCORER[kind])
     else:
@@ -478,7 +483,7 @@ def run_child(
 
 
 def summarize(results: list[dict[str, Any]], kinds: list[str], n: int) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind in kinds:
         ok = [r for r in results if r["kind"] == kind and "error" not in r]
         if not ok:
@@ -498,28 +503,40 @@ def summarize(results: list[dict[str, Any]], kinds: list[str], n: int) -> list[d
                 "events_per_s_runs": [round(n / r["seconds"]) for r in ok],
             }
         )
-    base = next((r for r in rows if r["kind"] == "faust_count" and r.get("runs")), None)
+
+    def rate(kind: str) -> float | None:
+        row = next((r for r in rows if r["kind"] == kind and r.get("runs")), None)
+        return float(row["events_per_s"]) if row else None
+
+    base = rate("faust_count")
     for row in rows:
         if base and row.get("runs"):
-            row["ratio_to_faust_count"] = row["events_per_s"] / base["events_per_s"]
+            row["ratio_to_faust_count"] = row["events_per_s"] / base
+        # The worker against the naive design with the same scorer.
+        naive = rate({"worker": "naive_onnx", "worker_baseline": "naive"}.get(row["kind"], ""))
+        if naive and row.get("runs"):
+            row["ratio_to_naive"] = row["events_per_s"] / naive
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| contender | events | seconds | events/s | ratio to (b) | wall incl. startup (s) "
-        "| child CPU incl. startup (s) | events per CPU-second | runs (events/s each) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| contender | events | seconds | events/s | ratio to (b) | ratio to naive, same scorer "
+        "| wall incl. startup (s) | child CPU incl. startup (s) | events per CPU-second "
+        "| runs (events/s each) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         label = LABELS[row["kind"]]
         if not row.get("runs"):
-            lines.append(f"| {label} | - | failed | - | - | - | - | - | - |")
+            lines.append(f"| {label} | - | failed | - | - | - | - | - | - | - |")
             continue
         ratio = row.get("ratio_to_faust_count")
+        vs_naive = row.get("ratio_to_naive")
         lines.append(
             f"| {label} | {row['events']:,} | {row['seconds']:.1f} | {row['events_per_s']:,.0f} "
-            f"| {f'{ratio:.2f}' if ratio is not None else '-'} | {row['wall']:.1f} "
+            f"| {f'{ratio:.2f}' if ratio is not None else '-'} "
+            f"| {f'{vs_naive:.2f}' if vs_naive is not None else '-'} | {row['wall']:.1f} "
             f"| {row['cpu_s']:.1f} | {row['events_per_cpu_s']:,.0f} "
             f"| {', '.join(f'{x:,}' for x in row['events_per_s_runs'])} |"
         )
