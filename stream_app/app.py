@@ -202,7 +202,10 @@ def create_app(
         process the records held behind them."""
         outs = []
         for _ in range(len(records) + 1):  # each round applies at least one record
-            out = processor.process(records)
+            # In a thread: a partition's activation reads all its users (half a minute at a
+            # million users), and Faust's fetching, timers and web pages go on meanwhile.
+            # Only code holding the lock touches the processor's partitions.
+            out = await asyncio.to_thread(processor.process, records)
             apply_writes(out)
             await publish(out)
             outs.append(out)
@@ -328,7 +331,9 @@ def create_app(
     async def sample_lag() -> None:
         recovery = app.tables.recovery  # type: ignore[attr-defined]
         metrics.recovery_remaining.set(recovery.active_remaining_total())
-        for p, last in processor.last_offsets().items():
+        async with lock:
+            last_offsets = processor.last_offsets()
+        for p, last in last_offsets.items():
             highwater = app.consumer.highwater(TP(settings.events_topic, p))
             if highwater is not None:
                 metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))

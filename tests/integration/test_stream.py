@@ -16,6 +16,7 @@ from decay.state import decode_state
 from tests.integration.harness import (
     Setup,
     WorkerProcess,
+    commit_progress,
     committed_everything,
     oracle,
     produce_messages,
@@ -173,9 +174,12 @@ def test_sigkill_mid_stream_loses_nothing(
     third = len(sim_messages) // 3
     first.wait_for(lambda: first.events_seen() >= third, 180, "a third of the log")
     first.kill()
+    # The restarted worker is handed everything from the committed offsets on.
+    left = sum(end - c for c, end in commit_progress(bootstrap, s.app_id, s.events_topic).values())
+    assert 0 < left < len(sim_messages)
     second = WorkerProcess(setup, log, batch_max=200)
     try:
-        run_to_end(second, setup, len(sim_messages) - third)
+        run_to_end(second, setup, left)
         got = read_alerts(bootstrap, s.alerts_topic)
         want, state = expected_alerts(setup, now_ms=int(time.time() * 1000))
         got_ids = Counter(a["alert_id"] for a in got)
