@@ -141,7 +141,7 @@ def create_app(
         return offsets.committed_offsets(app.consumer, settings.events_topic)
 
     async def commit_applied(partitions: set[int] | None = None) -> None:
-        """Commit what the processor applied; call under the lock (see stream_app.commits)."""
+        """Commit what the processor applied; call under the lock (see stream_app.offsets)."""
         applied = processor.commit_offsets()
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}

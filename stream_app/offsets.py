@@ -1,13 +1,13 @@
 """Offsets against Faust's consumer: commits from what the processor applied (not from
-Faust's per-message acks), and a probe that tells a missing record from an offset gap.
+Faust's per-message acks), and a reader for the records Faust's consumer skipped.
 
 Faust commits, per partition, the end of the first unbroken run of acked offsets. After some
 rebalances (seen in tests/integration/test_faults.py's two-worker test, faust-streaming 0.15.3)
 a newly assigned partition has every record delivered twice, and the duplicate acks break
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
 worker is long done. The worker acks anyway (so that Faust's wait for unacked messages during a
-rebalance ends), and also commits itself: per active partition, the offset after the newest
-record its processor was handed, under the worker's lock (no batch half done), after the
+rebalance ends), and also commits itself: per active partition, the offset after the unbroken
+run of offsets its processor applied, under the worker's lock (no batch half done), after the
 producer is flushed (Faust's ``_commit_offsets`` does that first). This reaches into Faust's
 consumer (``_commit_fut``, ``_commit_offsets``, ``_committed_offset``): pinned in pyproject.
 """
@@ -15,7 +15,6 @@ consumer (``_commit_fut``, ``_commit_offsets``, ``_committed_offset``): pinned i
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +23,6 @@ from faust.types import TP
 
 from decay.kafka_client import client_kwargs
 from decay.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def committed_offsets(consumer: Any, topic: str) -> dict[int, int]:

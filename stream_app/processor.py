@@ -205,17 +205,19 @@ class Processor:
         return {n: p.last_offset for n, p in self._partitions.items()}
 
     def accept_gap(self, partition: int, offset: int) -> None:
-        """The offsets below ``offset`` that process() reported missing hold no record (a
-        transaction marker, a compacted or deleted record): go on from ``offset``."""
+        """The caller has the records of the gap process() reported below ``offset`` (it read
+        them itself; there may be none: transaction markers, compaction) and hands them in
+        next, with the held ones: the unbroken run goes on to ``offset``."""
         part = self._partitions.get(partition)
         if part is not None:
-            part.seen = max(part.seen or -1, offset - 1)
+            part.seen = offset - 1 if part.seen is None else max(part.seen, offset - 1)
 
     def commit_offsets(self) -> dict[int, int]:
         """The offset to commit per active partition (the next record to consume), once the
-        outputs of every batch so far are delivered. Counted from the records this worker was
-        handed, not from its consumer's acks, so a record delivered twice (as Faust does after
-        some rebalances) cannot hold the commit back."""
+        outputs of every batch so far are delivered: the end of the unbroken run of offsets
+        this worker applied, not its consumer's acks, so a record delivered twice (as Faust
+        does after some rebalances) cannot hold the commit back, nor a skipped one let it
+        pass."""
         return {n: p.seen + 1 for n, p in self._partitions.items() if p.seen is not None}
 
     def newest_event_ms(self, partition: int) -> int | None:
