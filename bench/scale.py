@@ -33,10 +33,8 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the child runs this file as a script
     sys.path.insert(0, str(REPO))
 
+from bench.latency import machine_cpu, proc_cpu_s  # noqa: E402
+from bench.throughput import (  # noqa: E402
+    create_topic,
+    delete_topics,
+    free_port,
+    machine_note,
+    warm_coordinator,
+)
+
 PORT = 19592
 CONTROLLER_PORT = 19593
 BROKER_DIR = Path("/tmp/scale-kafka")
@@ -60,81 +67,6 @@ TYPES = ("view", "click", "cart", "search", "purchase", "wishlist", "other")
 TYPE_WEIGHTS = (0.66, 0.20, 0.05, 0.04, 0.02, 0.015, 0.015)  # about decay.simulate's mix
 MB = 1024.0 * 1024.0
 MODEL = REPO / "stream_app" / "models" / "model.onnx"
-
-
-# --------------------------------------------- helpers as in bench/throughput.py
-# (copied, not imported: mypy follows imports, and throughput.py does not pass mypy at the
-# commit this branch starts from, bench/throughput.py:504)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def machine_note() -> dict[str, Any]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import aiokafka
-    import faust
-
-    return {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "loadavg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "faust": faust.__version__,
-        "aiokafka": aiokafka.__version__,
-    }
-
-
-async def warm_coordinator(bootstrap: str) -> None:
-    """Join a throw-away group once, so that the first worker does not pay for the group
-    coordinator's start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id="scale-warm-up", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await asyncio.wait_for(consumer.commit({TopicPartition("__warm_up", 0): 0}), 60)
-    except Exception:  # the join is what warms the coordinator
-        pass
-    finally:
-        await consumer.stop()
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 # ------------------------------------------------------------------------ child side
@@ -249,25 +181,6 @@ def proc_status_kb(pid: int) -> dict[str, int]:
     except (OSError, ValueError, IndexError):
         pass
     return out
-
-
-def proc_cpu_s(pid: int | None) -> float | None:
-    """user+sys CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far (/proc/stat), all cores."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(ticks) - idle) / hz, sum(ticks) / hz
 
 
 def broker_pid(data_dir: Path = BROKER_DIR) -> int | None:
