@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
+from decay.topics import STATE_TABLE
 from stream_app import offsets
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
@@ -122,7 +123,7 @@ def create_app(
     # Keys and values are raw bytes (values: decay.state's encoding): Faust then uses its raw
     # codec, which recovers from the changelog cleanly, unlike list/dict value types.
     table = app.Table(
-        "user-state",
+        STATE_TABLE,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
