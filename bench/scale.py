@@ -50,6 +50,7 @@ if str(REPO) not in sys.path:  # the child runs this file as a script
 
 from bench.latency import machine_cpu, proc_cpu_s  # noqa: E402
 from bench.throughput import (  # noqa: E402
+    child_settings,
     create_topic,
     delete_topics,
     free_port,
@@ -81,22 +82,6 @@ class Journal:
     def write(self, ev: str, **fields: Any) -> None:
         self.fh.write(json.dumps({"ev": ev, "t": time.time(), **fields}) + "\n")
         self.fh.flush()
-
-
-def worker_settings(spec: dict[str, Any]) -> Any:
-    from decay.settings import Settings
-
-    return Settings(
-        bootstrap=spec["bootstrap"],
-        app_id=spec["group"],
-        events_topic=spec["topic"],
-        alerts_topic=f"{spec['group']}-alerts",
-        dead_letter_topic=f"{spec['group']}-dlq",
-        partitions=spec["partitions"],
-        data_dir=Path(spec["data_dir"]),
-        web_port=spec["web_port"],
-        log_level=spec["loglevel"],
-    )
 
 
 def hook_batches(built: Any, journal: Journal) -> None:
@@ -159,7 +144,7 @@ def child_main(spec: dict[str, Any]) -> None:
 
     journal = Journal(Path(spec["journal"]))
     journal.write("main", t_launch=spec["t_launch"])
-    settings = worker_settings(spec)
+    settings = child_settings(spec)
     asyncio.run(ensure_topics(settings))
     built = create_app(settings, scorer=OnnxScorer(MODEL))
     hook_batches(built, journal)

@@ -134,8 +134,11 @@ def peak_rss_mb() -> float | None:
 
 
 def child_settings(spec: dict[str, Any]) -> Any:
+    """A contender's settings; ``web_port`` and ``half_life_hours`` are optional in ``spec``
+    (a free port; the settings' default half-life)."""
     from decay.settings import Settings
 
+    optional = {"half_life_hours": spec["half_life_hours"]} if "half_life_hours" in spec else {}
     return Settings(
         bootstrap=spec["bootstrap"],
         app_id=spec["group"],
@@ -144,9 +147,9 @@ def child_settings(spec: dict[str, Any]) -> Any:
         dead_letter_topic=f"{spec['group']}-dlq",
         partitions=spec["partitions"],
         data_dir=Path(spec["data_dir"]),
-        web_port=free_port(),
-        half_life_hours=spec["half_life_hours"],
+        web_port=spec.get("web_port") or free_port(),
         log_level=spec["loglevel"],
+        **optional,
     )
 
 

@@ -58,8 +58,8 @@ from bench.scale import (  # noqa: E402
     start_broker,
     uptime,
     wait_for,
-    worker_settings,
 )
+from bench.throughput import child_settings  # noqa: E402
 
 
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def launch(k: int, group: str, common: dict[str, Any], run_dir: Path) -> list[Wo
         }
         for i in range(k)
     ]
-    asyncio.run(ensure_topics(worker_settings(specs[0])))
+    asyncio.run(ensure_topics(child_settings(specs[0])))
     workers = [WorkerProc(f"{group}-{i}", spec, run_dir) for i, spec in enumerate(specs)]
     for w in workers:
         w.start()
