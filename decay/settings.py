@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     live: bool = Field(False, description="advance idle partitions' clocks with the wall clock")
     idle_s: float = Field(30.0, gt=0, description="live mode: idle time before the clock moves")
     commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    exactly_once: bool = Field(
+        False,
+        description="alerts, dead letters and offsets in one transaction per partition and "
+        "batch (subscribers read with isolation.level=read_committed)",
+    )
     session_timeout_s: float = Field(
         30.0, gt=0, description="consumer session timeout: how soon a dead worker's partitions move"
     )

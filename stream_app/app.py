@@ -22,6 +22,7 @@ from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
 from stream_app.store import FaustTableStore
+from stream_app.transactions import Outgoing, PartitionTransactions
 from stream_app.web import register_pages
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,14 @@ def create_app(
     def topic(name: str) -> Any:
         return app.topic(name, partitions=settings.partitions, **raw, **codecs)
 
-    events, alerts, dead = (
-        topic(settings.events_topic),
-        topic(settings.alerts_topic),
-        topic(settings.dead_letter_topic),
-    )
+    events = topic(settings.events_topic)
+    topics = {
+        name: topic(name)
+        for name in (settings.alerts_topic, settings.dead_letter_topic, settings.scores_topic)
+        if name
+    }
     erase = topic(settings.erase_topic)  # co-partitioned with events: same key, same count
-    scores = topic(settings.scores_topic) if settings.scores_topic else None
+    txns = PartitionTransactions(settings) if settings.exactly_once else None
     # Keys and values are raw bytes (values: decay.state's encoding): Faust then uses its raw
     # codec, which recovers from the changelog cleanly, unlike list/dict value types.
     table = app.Table(
@@ -148,27 +150,73 @@ def create_app(
             applied = {p: o for p, o in applied.items() if p in partitions}
         await offsets.commit_applied(app.consumer, settings.events_topic, applied)
 
-    async def publish(out: BatchOutput) -> list[Any]:
-        futures = []
+    def outgoing(out: BatchOutput) -> list[tuple[int, Outgoing]]:
+        """The batch's messages, each with the events partition whose records caused it."""
+        messages = []
         for dl in out.dead_letters:
             rec = dl.record
-            headers = {
-                "decay-reason": dl.reason.encode(),
-                "decay-detail": dl.detail.encode(),
-                "decay-source-topic": settings.events_topic.encode(),
-                "decay-source-partition": str(rec.partition).encode(),
-                "decay-source-offset": str(rec.offset).encode(),
-            }
-            futures.append(await dead.send(key=rec.key, value=rec.value or b"", headers=headers))
+            headers = (
+                ("decay-reason", dl.reason.encode()),
+                ("decay-detail", dl.detail.encode()),
+                ("decay-source-topic", settings.events_topic.encode()),
+                ("decay-source-partition", str(rec.partition).encode()),
+                ("decay-source-offset", str(rec.offset).encode()),
+            )
+            to_dead = Outgoing(settings.dead_letter_topic, rec.key, rec.value or b"", headers)
+            messages.append((rec.partition, to_dead))
+        for alert in out.alerts:
+            key = alert.user_id.encode()
+            messages.append((alert.partition, Outgoing(settings.alerts_topic, key, alert.payload)))
+        if settings.scores_topic:
+            for score in out.scores:
+                key = score.user_id.encode()
+                messages.append(
+                    (score.partition, Outgoing(settings.scores_topic, key, score.payload))
+                )
+        return messages
+
+    def count_sent(out: BatchOutput) -> None:
+        for dl in out.dead_letters:
             metrics.dead_letters.labels(dl.reason).inc()
         for alert in out.alerts:
-            futures.append(await alerts.send(key=alert.user_id.encode(), value=alert.payload))
             metrics.alerts.labels(alert.kind).inc()
-        if scores is not None:
-            for score in out.scores:
-                futures.append(await scores.send(key=score.user_id.encode(), value=score.payload))
         metrics.alerts_resent.inc(out.resent)
+
+    async def publish(out: BatchOutput) -> list[Any]:
+        """At least once: hand the messages to Faust's producer (flushed before commits)."""
+        futures = []
+        for _, m in outgoing(out):
+            futures.append(
+                await topics[m.topic].send(key=m.key, value=m.value, headers=list(m.headers))
+            )
+        count_sent(out)
         return futures
+
+    async def commit_in_transactions(outs: list[BatchOutput], txns: PartitionTransactions) -> None:
+        """Exactly once: per partition, its messages and its next offset in one transaction,
+        once the state writes are on the broker (see stream_app.transactions)."""
+        await app.producer.flush()
+        messages: dict[int, list[Outgoing]] = {}
+        for out in outs:
+            for p, m in outgoing(out):
+                messages.setdefault(p, []).append(m)
+        applied = processor.commit_offsets()
+        committed = committed_offsets()
+        moved = {p: o for p, o in applied.items() if o > committed.get(p, -1)}
+        async with offsets.commit_slot(app.consumer):
+            for p in sorted(set(messages) | set(moved)):
+                await txns.commit(p, messages.get(p, []), moved.get(p))
+                if p in moved:  # so that Faust's own commits never go back below it
+                    offsets.set_committed(app.consumer, settings.events_topic, p, moved[p])
+        for out in outs:
+            count_sent(out)
+
+    async def deliver(outs: list[BatchOutput]) -> None:
+        if txns is None:
+            for out in outs:
+                await publish(out)
+        else:
+            await commit_in_transactions(outs, txns)
 
     def apply_writes(out: BatchOutput) -> None:
         for (partition, key), value in out.writes.items():
@@ -190,13 +238,17 @@ def create_app(
 
     async def settle(out: BatchOutput) -> None:
         """For work no offset holds back (timers): see the messages delivered, then write."""
-        pending = await publish(out)
-        if pending:
-            await asyncio.gather(*pending)
+        if txns is None:
+            pending = await publish(out)
+            if pending:
+                await asyncio.gather(*pending)
+        else:
+            await commit_in_transactions([out], txns)
         apply_writes(out)
         observe(out)
 
     gaps = offsets.GapReader(settings)
+    tail = offsets.TailWatch(settings.batch_max)
 
     async def run_batch(records: list[Record]) -> list[BatchOutput]:
         """Process, write, publish; then fill the offset gaps the batch had, if any, and
@@ -208,7 +260,6 @@ def create_app(
             # Only code holding the lock touches the processor's partitions.
             out = await asyncio.to_thread(processor.process, records)
             apply_writes(out)
-            await publish(out)
             outs.append(out)
             records = []
             for p, (missing, came) in out.gaps.items():
@@ -226,6 +277,7 @@ def create_app(
                 records += [r for r in out.held if r.partition == p]
             if not records:
                 break
+        await deliver(outs)
         return outs
 
     @app.agent(events)
@@ -244,6 +296,7 @@ def create_app(
                     generation = app.consumer_generation_id
                     assigned = app.consumer.assignment()
                     messages = [e.message for e in batch]
+                    tail.delivered({m.partition for m in messages})
                     records = [
                         Record(m.partition, m.offset, m.key, m.value)
                         for m in messages
@@ -323,10 +376,55 @@ def create_app(
                 processor.scorer = new
                 metrics.model_info.labels(new.version).set(1)
 
-    @app.timer(interval=settings.commit_interval_s)
-    async def commit_processed() -> None:
+    @app.timer(interval=5.0)
+    async def read_stalled_partitions() -> None:
+        """Apply the records Faust's consumer will not deliver (see offsets.TailWatch)."""
+        consumer = app.consumer
         async with lock:
-            await commit_applied()
+            if app.rebalancing or app.in_recovery:  # Faust holds partitions back then, rightly
+                return
+            # Paused: waiting for the table's recovery, not stalled (Faust internal, pinned).
+            paused = consumer._paused_partitions  # type: ignore[attr-defined]
+            assigned = [
+                tp.partition
+                for tp in consumer.assignment()
+                if tp.topic == settings.events_topic and tp not in paused
+            ]
+            committed = committed_offsets()
+            applied = processor.commit_offsets()
+            # Applied: where this worker's unbroken run ends; else where Faust will start.
+            nexts = {
+                p: applied[p] if p in applied else committed[p]
+                for p in assigned
+                if p in applied or p in committed
+            }
+            if not nexts:
+                return
+            ends = await gaps.end_offsets(settings.events_topic, nexts)
+            for p, (start, end) in tail.stalled(nexts, ends).items():
+                found = await gaps.read(settings.events_topic, p, start, end)
+                metrics.refetched.inc(len(found))
+                if not found:  # only transaction markers there
+                    processor.accept_gap(p, end)
+                    continue
+                log.warning(
+                    "partition %d: no record delivered past offset %d of %d; read %d",
+                    p,
+                    start - 1,
+                    end,
+                    len(found),
+                )
+                processor.committed = committed
+                records = [Record(r.partition, r.offset, r.key, r.value) for r in found]
+                for out in await run_batch(records):
+                    observe(out)
+
+    if txns is None:  # else every batch commits its offsets in its transactions
+
+        @app.timer(interval=settings.commit_interval_s)
+        async def commit_processed() -> None:
+            async with lock:
+                await commit_applied()
 
     @app.timer(interval=5.0)
     async def sample_lag() -> None:
@@ -343,7 +441,10 @@ def create_app(
         gone = {tp.partition for tp in revoked if tp.topic == settings.events_topic}
         async with lock:
             try:  # the next owner then starts where this worker stopped, not at older commits
-                await commit_applied(gone)
+                if txns is None:
+                    await commit_applied(gone)
+                else:  # committed with each batch; the next owner's producer fences these
+                    await txns.close(gone)
             except Exception:  # it redoes what this worker did: duplicates, nothing lost
                 log.exception("could not commit partitions %s on revocation", sorted(gone))
             processor.revoke(sorted(gone))
@@ -354,6 +455,8 @@ def create_app(
 
     async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
         await gaps.stop()
+        if txns is not None:
+            await txns.close()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stop_gap_reader)  # type: ignore[arg-type]

@@ -131,9 +131,9 @@ class _Partition:
     last_seen_wall_ms: int = 0
     users: int = 0
     # The end of the unbroken run of offsets handed to process() since the activation (the
-    # first record after it starts the run: Faust seeks to the committed offset): everything
-    # up to it has been applied, so this + 1 is safe to commit once the batch's output is
-    # delivered. None until that first record.
+    # run starts at the committed offset, where Faust seeks, or at the first record when none
+    # is known): everything up to it has been applied, so this + 1 is safe to commit once the
+    # batch's output is delivered. None until that first record.
     seen: int | None = None
 
     def watermark(self, grace_ms: int) -> int:
@@ -290,7 +290,12 @@ class Processor:
             if part is None:
                 part = self._activate(rec.partition, rec.offset, out)
             part.last_seen_wall_ms = now
-            seen = rec.offset - 1 if part.seen is None else part.seen
+            seen = part.seen
+            if seen is None:
+                # The run starts at the committed offset, where Faust's consumer seeks: a first
+                # record past it means the ones in between were skipped on their way here.
+                start = self.committed.get(rec.partition, rec.offset)
+                seen = (start if start <= rec.offset else rec.offset) - 1
             if rec.partition in out.gaps or rec.offset > seen + 1:
                 # A record went missing on its way here (seen after rebalances): applying
                 # the later ones would lose it for good.

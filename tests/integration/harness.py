@@ -174,10 +174,14 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     return sorted(p["partition"] for p in described["partitions"])
 
 
-async def _read_all(bootstrap: str, topic: str, timeout: float) -> list[Any]:
-    """Every message of a topic, up to its end offsets at the time of the call."""
+async def _read_all(bootstrap: str, topic: str, timeout: float, isolation_level: str) -> list[Any]:
+    """Every message of a topic, up to its end offsets at the time of the call (for
+    read_committed: up to the end of its committed transactions)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     try:
@@ -198,12 +202,16 @@ async def _read_all(bootstrap: str, topic: str, timeout: float) -> list[Any]:
         await consumer.stop()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
-    return asyncio.run(_read_all(bootstrap, topic, timeout))
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 60.0, isolation_level: str = "read_uncommitted"
+) -> list[Any]:
+    return asyncio.run(_read_all(bootstrap, topic, timeout, isolation_level))
 
 
-def read_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(m.value) for m in read_topic(bootstrap, topic)]
+def read_alerts(
+    bootstrap: str, topic: str, isolation_level: str = "read_uncommitted"
+) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in read_topic(bootstrap, topic, 60.0, isolation_level)]
 
 
 def commit_progress(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:

@@ -1,6 +1,6 @@
 """Faults on the real broker: a broker restart under load, a worker of two killed, and fuzzed
-messages (the single-worker SIGKILL test is in test_stream.py). Each test has its own topics
-and group."""
+messages (the single-worker SIGKILL and exactly-once tests are in test_stream.py). Each test
+has its own topics and group."""
 
 from __future__ import annotations
 

@@ -323,3 +323,18 @@ def test_an_empty_gap_is_accepted_and_redelivered_records_do_not_move_the_commit
     again = proc.process([*out.held, rec(5, "a", T0 + 2 * HOUR)])
     assert again.counts == {"ok": 1, "redelivered": 1}
     assert proc.commit_offsets() == {0: 6}
+
+
+def test_a_first_record_past_the_committed_offset_is_a_gap() -> None:
+    """After an assignment Faust seeks to the committed offset; when its first record comes
+    later than that, the records in between were skipped, not absent."""
+    proc = Processor(CONFIG, SCORER, MemoryStore(), lambda: NOW)
+    proc.committed = {0: 3}
+    out = proc.process([rec(7, "a", T0)])
+    assert out.gaps == {0: (3, 7)} and [r.offset for r in out.held] == [7]
+    assert proc.commit_offsets() == {}  # nothing applied yet: nothing to commit
+    # A record from before the committed offset (fetched earlier) starts the run where it is.
+    other = Processor(CONFIG, SCORER, MemoryStore(), lambda: NOW)
+    other.committed = {0: 3}
+    assert not other.process([rec(1, "a", T0)]).gaps
+    assert other.commit_offsets() == {0: 2}
