@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +249,9 @@ def create_app(
         observe(out)
 
     gaps = offsets.GapReader(settings)
+    # One thread for all batches (they run one at a time under the lock): the default pool
+    # would spread them over several threads, and glibc gives each its own malloc arena.
+    batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
     tail = offsets.TailWatch(settings.batch_max)
 
     async def run_batch(records: list[Record]) -> list[BatchOutput]:
@@ -258,7 +262,9 @@ def create_app(
             # In a thread: a partition's activation reads all its users (half a minute at a
             # million users), and Faust's fetching, timers and web pages go on meanwhile.
             # Only code holding the lock touches the processor's partitions.
-            out = await asyncio.to_thread(processor.process, records)
+            out = await asyncio.get_running_loop().run_in_executor(
+                batch_thread, processor.process, records
+            )
             apply_writes(out)
             outs.append(out)
             records = []
@@ -455,6 +461,7 @@ def create_app(
 
     async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
         await gaps.stop()
+        batch_thread.shutdown(wait=False)
         if txns is not None:
             await txns.close()
 
