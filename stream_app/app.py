@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -286,6 +288,27 @@ def create_app(
         await deliver(outs)
         return outs
 
+    async def stop_worker(exc: BaseException, what: str) -> None:
+        """Halt the processor first: until Faust has stopped, timers must neither commit
+        nor apply what a failed batch left half done (see Processor.halt)."""
+        log.exception("%s; stopping the worker", what, exc_info=exc)
+        processor.halt(exc)
+        await app.crash(exc)
+
+    def fatal(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A timer whose failure stops the worker, as a failed batch does."""
+
+        @functools.wraps(timer)
+        async def run() -> None:
+            if processor.halted is not None:
+                return
+            try:
+                await timer()
+            except Exception as exc:
+                await stop_worker(exc, f"{timer.__name__} failed")
+
+        return run
+
     @app.agent(events)
     async def consume(stream: Any) -> None:  # a faust Stream; its stubs lack noack_take
         # noack_take: events are acknowledged (so their offsets may be committed) only after
@@ -314,8 +337,7 @@ def create_app(
             except Exception as exc:
                 # Not acking is what keeps the batch; stop the worker rather than go on
                 # past a hole in the committed offsets.
-                log.exception("batch of %d records failed; stopping the worker", len(batch))
-                await app.crash(exc)
+                await stop_worker(exc, f"batch of {len(batch)} records failed")
                 return
             for event in batch:
                 await stream.ack(event)
@@ -340,14 +362,14 @@ def create_app(
                     async with lock:
                         await settle(processor.erase(msg.partition, msg.offset, user))
                 except Exception as exc:  # unacked, so the request is not lost
-                    log.exception("erase request at offset %d failed; stopping", msg.offset)
-                    await app.crash(exc)
+                    await stop_worker(exc, f"erase request at offset {msg.offset} failed")
                     return
             await stream.ack(event)
 
     if settings.live:
 
         @app.timer(interval=min(settings.idle_s, 5.0))
+        @fatal
         async def advance_idle_partitions() -> None:
             async with lock:
                 assigned = {
@@ -361,6 +383,7 @@ def create_app(
     if settings.state_ttl_days > 0:
 
         @app.timer(interval=settings.ttl_sweep_s)
+        @fatal
         async def expire_idle_users() -> None:
             async with lock:
                 await settle(processor.expire(int(settings.state_ttl_days * 86_400_000)))
@@ -383,6 +406,7 @@ def create_app(
                 metrics.model_info.labels(new.version).set(1)
 
     @app.timer(interval=5.0)
+    @fatal
     async def read_stalled_partitions() -> None:
         """Apply the records Faust's consumer will not deliver (see offsets.TailWatch)."""
         consumer = app.consumer

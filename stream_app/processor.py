@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,10 @@ class BatchOutput:
     held: list[Record] = field(default_factory=list)
     score_seconds: float = 0.0
     peaks: list[float] = field(default_factory=list)  # interest right after each event
+
+
+class ProcessorHalted(RuntimeError):
+    """Raised by a processor that halted after a failed batch (see Processor.halt)."""
 
 
 class StateStore(Protocol):
@@ -185,6 +189,26 @@ class Processor:
         # caused by records from there on are kept in state until committed (see _activate).
         self.committed: dict[int, int] = {}
         self._partitions: dict[int, _Partition] = {}
+        self.halted: BaseException | None = None
+
+    # -- failure -------------------------------------------------------------------------
+
+    def halt(self, cause: BaseException) -> None:
+        """A batch failed part way (here or in the caller, before its output was delivered):
+        what this processor holds in memory may be ahead of what reached the broker. From now
+        on it commits nothing and processes nothing; the worker stops, and the next one
+        starts again from the committed offsets."""
+        if self.halted is None:
+            self.halted = cause
+
+    def _guarded(self, work: Callable[..., BatchOutput], *args: Any) -> BatchOutput:
+        if self.halted is not None:
+            raise ProcessorHalted("a previous batch failed") from self.halted
+        try:
+            return work(*args)
+        except BaseException as exc:
+            self.halt(exc)
+            raise
 
     # -- partition lifecycle -------------------------------------------------------------
 
@@ -218,6 +242,8 @@ class Processor:
         this worker applied, not its consumer's acks, so a record delivered twice (as Faust
         does after some rebalances) cannot hold the commit back, nor a skipped one let it
         pass."""
+        if self.halted is not None:
+            return {}
         return {n: p.seen + 1 for n, p in self._partitions.items() if p.seen is not None}
 
     def newest_event_ms(self, partition: int) -> int | None:
@@ -274,6 +300,9 @@ class Processor:
     # -- the batch -----------------------------------------------------------------------
 
     def process(self, records: Sequence[Record]) -> BatchOutput:
+        return self._guarded(self._process, records)
+
+    def _process(self, records: Sequence[Record]) -> BatchOutput:
         out = BatchOutput()
         cache: dict[tuple[int, str], UserState] = {}
         touched: set[tuple[int, str]] = set()
@@ -369,6 +398,9 @@ class Processor:
         return out
 
     def erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
+        return self._guarded(self._erase, partition, offset, user_id)
+
+    def _erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
         """Delete a user's state (a tombstone in the changelog) and confirm on the alerts topic.
 
         ``user_id`` is as producers know it; with pseudonymisation on, its pseudonym is erased.
@@ -401,6 +433,9 @@ class Processor:
         return out
 
     def expire(self, ttl_ms: int) -> BatchOutput:
+        return self._guarded(self._expire, ttl_ms)
+
+    def _expire(self, ttl_ms: int) -> BatchOutput:
         """Delete the users of active partitions silent for longer than ``ttl_ms`` of event
         time (the partition's watermark minus their last event). A periodic sweep."""
         out = BatchOutput()
@@ -433,6 +468,11 @@ class Processor:
         return OutAlert(ukey[0], ukey[1], "score", json.dumps(payload).encode())
 
     def tick(
+        self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
+    ) -> BatchOutput:
+        return self._guarded(self._tick, now_ms, idle_ms, assigned)
+
+    def _tick(
         self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
     ) -> BatchOutput:
         """Live mode: a partition with no record for ``idle_ms`` of wall-clock time moves its

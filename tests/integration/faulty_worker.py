@@ -1,8 +1,10 @@
-"""A worker whose scorer raises once it has scored ``FAIL_AFTER`` windows: run as a script by
-the integration tests to check that an exception inside the agent loses nothing."""
+"""A worker whose scorer raises once it has scored ``FAIL_AFTER`` windows, and which then takes
+``CRASH_DELAY_S`` seconds to stop: run as a script by the integration tests to check that an
+exception inside the agent loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +46,15 @@ def main() -> None:
     settings = Settings()
     scorer = FailingScorer(load_scorer(settings), int(os.environ["FAIL_AFTER"]))
     built = create_app(settings, scorer=scorer)
+    # A worker that takes its time to stop (a loaded machine): its timers go on meanwhile.
+    delay = float(os.environ.get("CRASH_DELAY_S", "0"))
+    crash = built.app.crash
+
+    async def slow_crash(reason: BaseException) -> None:
+        await asyncio.sleep(delay)
+        await crash(reason)
+
+    built.app.crash = slow_crash  # type: ignore[method-assign]
     Worker(built.app, loglevel=settings.log_level).execute_from_commandline()
 
 

@@ -239,7 +239,11 @@ def test_an_exception_in_the_agent_stops_the_worker_and_loses_nothing(
     produce_messages(bootstrap, s.events_topic, sim_messages)
     log = tmp_path / "worker.log"
     script = str(Path(__file__).with_name("faulty_worker.py"))
-    faulty = WorkerProcess(setup, log, command=(script,), extra_env={"FAIL_AFTER": "4000"})
+    # The slow stop gives the worker's timers (commits, the tail check) time to run after
+    # the failure: they must not commit or apply past the failed batch (a CI run did).
+    faulty = WorkerProcess(
+        setup, log, command=(script,), extra_env={"FAIL_AFTER": "4000", "CRASH_DELAY_S": "8"}
+    )
     assert faulty.proc.wait(timeout=180) != 0  # it stopped by itself, with an error
     assert "InjectedFault" in log.read_text(errors="replace")
     worker = WorkerProcess(setup, log)

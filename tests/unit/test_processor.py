@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from stream_app.processor import (
     BatchOutput,
     Processor,
     ProcessorConfig,
+    ProcessorHalted,
     Record,
 )
 from stream_app.store import MemoryStore
@@ -338,3 +340,30 @@ def test_a_first_record_past_the_committed_offset_is_a_gap() -> None:
     other.committed = {0: 3}
     assert not other.process([rec(1, "a", T0)]).gaps
     assert other.commit_offsets() == {0: 2}
+
+
+def test_a_processor_halts_after_a_failed_batch() -> None:
+    """Its partitions' runs may be past what reached the broker: it must neither commit
+    them nor go on processing."""
+
+    class Failing:
+        version = SCORER.version
+
+        def score(self, windows: Any, threshold: float) -> Any:
+            raise RuntimeError("injected")
+
+        def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+            return 0.0
+
+    proc = Processor(CONFIG, SCORER, MemoryStore(), lambda: NOW)
+    proc.process([rec(0, "a", T0)])
+    assert proc.commit_offsets() == {0: 1}
+    proc.scorer = Failing()
+    with pytest.raises(RuntimeError, match="injected"):
+        proc.process([rec(1, "a", T0 + HOUR)])
+    assert proc.commit_offsets() == {}
+    proc.scorer = SCORER
+    with pytest.raises(ProcessorHalted):
+        proc.process([rec(2, "a", T0 + 2 * HOUR)])
+    with pytest.raises(ProcessorHalted):
+        proc.tick(NOW, idle_ms=HOUR)
