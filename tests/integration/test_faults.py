@@ -53,10 +53,12 @@ def check_state(worker: WorkerProcess, state: dict[tuple[int, str], bytes]) -> i
     return users
 
 
-def check_alerts(setup: Setup, label: str) -> tuple[Counter[str], dict]:
+def check_alerts(
+    setup: Setup, label: str, isolation_level: str = "read_uncommitted"
+) -> tuple[Counter[str], dict]:
     """All expected alerts arrived (none lost, none invented); duplicates printed."""
     s = setup.settings()
-    alerts = read_alerts(s.bootstrap, s.alerts_topic)
+    alerts = read_alerts(s.bootstrap, s.alerts_topic, isolation_level)
     got = Counter(a["alert_id"] for a in alerts)
     want, state = expected_alerts(setup, now_ms=int(time.time() * 1000))
     assert len(want) > 50
@@ -133,15 +135,23 @@ def test_worker_survives_a_broker_restart(
 # -- 2. two workers, one killed -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_survivor_takes_over_a_killed_workers_partitions(
-    bootstrap: str, tmp_path: Path, messages: Messages
+    bootstrap: str, tmp_path: Path, messages: Messages, exactly_once: bool
 ) -> None:
-    setup = Setup("pair", bootstrap, tmp_path / "state", partitions=4)
+    """With exactly_once the survivor's transactional producers fence the killed worker's
+    (same transactional id per partition), and a read_committed reader sees no duplicate."""
+    setup = Setup(
+        "pair-eos" if exactly_once else "pair", bootstrap, tmp_path / "state", partitions=4
+    )
     setup.create_topics()
     s = setup.settings()
     log = tmp_path / "workers.log"
     workers = [
-        WorkerProcess(setup, log, batch_max=100, data_dir=tmp_path / f"w{i}") for i in (0, 1)
+        WorkerProcess(
+            setup, log, batch_max=100, data_dir=tmp_path / f"w{i}", exactly_once=exactly_once
+        )
+        for i in (0, 1)
     ]
     survivor = None
     try:
@@ -184,7 +194,10 @@ def test_survivor_takes_over_a_killed_workers_partitions(
             print({k: v for k, v in survivor.metrics().items() if "lag" in k or "events" in k})
             raise
         recovered = time.monotonic() - killed
-        _, state = check_alerts(setup, "one of two workers killed")
+        isolation = "read_committed" if exactly_once else "read_uncommitted"
+        got, state = check_alerts(setup, "one of two workers killed", isolation)
+        if exactly_once:
+            assert max(got.values()) == 1
         users = check_state(survivor, state)
         m = survivor.metrics()
         print(
