@@ -66,8 +66,9 @@ class FaustTableStore:
             _current_event.reset(token)
 
     def get(self, partition: int, key: str) -> bytes | None:
-        with self._partition(partition):
-            value = self.table.get(key.encode())
+        # Straight from the partition's RocksDB, as Faust's own read ends up (writes go to it
+        # at once): Faust's table read path costs several times the RocksDB get.
+        value = self.table.data._db_for_partition(partition).get(key.encode())
         return None if value is None else bytes(value)
 
     def put(self, partition: int, key: str, value: bytes) -> None:
