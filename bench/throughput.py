@@ -241,9 +241,15 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
     seen = [0]
     process = processor.process
 
+    probe.extra["process_cpu_s"] = 0.0
+
     def counted(records: Any) -> Any:
         probe.first()
+        # CPU of the batch thread in the processor (parse, state, features, ONNX), for the
+        # split of the worker's CPU per event printed after the run.
+        started = time.thread_time()
         out = process(records)
+        probe.extra["process_cpu_s"] += time.thread_time() - started
         seen[0] += len(records)
         return out
 
@@ -637,9 +643,17 @@ def main() -> int:
                 else:
                     extra = ""
                     if kind.startswith("worker"):
+                        per_event = 1e6 / r["count"]
                         extra = (
                             f", alerts in topic {r['alerts_in_topic']:,}, "
-                            f"results {r.get('results')}"
+                            f"results {r.get('results')}; CPU per event between first and "
+                            f"last: {r['cpu_interval_s'] * per_event:.0f} us, of which the "
+                            f"processor {r['process_cpu_s'] * per_event:.0f} us"
+                        )
+                    elif kind == "faust_count":
+                        extra = (
+                            f"; CPU per event between first and last: "
+                            f"{r['cpu_interval_s'] * 1e6 / r['count']:.0f} us"
                         )
                     print(
                         f"  {label}: {r['count']:,} events in {r['seconds']:.1f} s = "
