@@ -3,6 +3,9 @@
     .venv/bin/python bench/soak.py \
         --minutes 30 --rate 400 --users 50000 --json bench/soak-30min.json \
         2>&1 | tee bench/soak-30min.log
+    # a fixed population (its first 96,000 events offered again and again):
+    .venv/bin/python bench/soak.py --minutes 30 --rate 400 --users 5000 \
+        --cycle-events 96000 --json bench/soak-cycled.json 2>&1 | tee bench/soak-cycled.log
 
 On a private broker (``KafkaBroker`` on 127.0.0.1:19492, controller 19493, data in
 /tmp/soak-kafka; worker data and logs in /tmp/soak-work/<run>/), ONE worker
@@ -276,8 +279,11 @@ class Producer:
     """A thread producing the events at ``rate`` per second (``decay.replay.produce``) for
     at most ``seconds``; ``sent`` counts the messages handed to it."""
 
-    def __init__(self, frame: Any, bootstrap: str, topic: str, rate: float, seconds: float):
+    def __init__(
+        self, frame: Any, bootstrap: str, topic: str, rate: float, seconds: float, cycle: bool
+    ):
         self.frame = frame
+        self.cycle = cycle
         self.bootstrap = bootstrap
         self.topic = topic
         self.rate = rate
@@ -292,12 +298,18 @@ class Producer:
         from decay.replay import encode
 
         deadline = time.monotonic() + self.seconds
-        for start in range(0, len(self.frame), chunk):
-            for record in frame_to_records(self.frame.iloc[start : start + chunk]):
-                if self.stop.is_set() or time.monotonic() >= deadline:
-                    return
-                self.sent += 1
-                yield encode(record)
+        ts = self.frame["ts"]
+        span_ms = int(ts.iloc[-1]) - int(ts.iloc[0]) + 3_600_000
+        for turn in range(10_000 if self.cycle else 1):  # bounded by the deadline anyway
+            for start in range(0, len(self.frame), chunk):
+                for record in frame_to_records(self.frame.iloc[start : start + chunk]):
+                    if self.stop.is_set() or time.monotonic() >= deadline:
+                        return
+                    if turn:  # the same users again, later, with new event ids
+                        record["ts"] = int(record["ts"]) + turn * span_ms
+                        record["event_id"] = f"{record['event_id']}~{turn}"
+                    self.sent += 1
+                    yield encode(record)
 
     def _run(self) -> None:
         from decay.replay import produce
@@ -620,6 +632,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
+        "--cycle-events",
+        type=int,
+        default=0,
+        help="offer the first N events over and over (shifted in time, new event ids): a "
+        "fixed population, whose state must stop growing once its windows are full "
+        "(default 0: the simulation's first rate x minutes events, new users all along)",
+    )
+    parser.add_argument(
         "--drain-timeout", type=float, default=300.0, help="seconds to catch up after the load"
     )
     parser.add_argument(
@@ -642,13 +662,14 @@ def run(args: argparse.Namespace, run_id: str, run_dir: Path, bootstrap: str) ->
     """Everything between the broker's start and its stop; returns the JSON document."""
     from decay.settings import Settings
 
-    n = math.ceil(args.rate * args.minutes * 60)
+    n = args.cycle_events or math.ceil(args.rate * args.minutes * 60)
     frame, topic_info = simulate_events(args.users, args.days, args.seed, n)
     print(
         f"simulated {topic_info['simulated_events']:,} events in {topic_info['simulate_s']} s; "
         f"offering the first {n:,} ({topic_info['distinct_users']:,} users, "
-        f"{topic_info['event_time_span_h']} h of event time) at {args.rate:,.0f}/s "
-        f"for {args.minutes} min",
+        f"{topic_info['event_time_span_h']} h of event time)"
+        f"{', again and again (later, new ids)' if args.cycle_events else ''} "
+        f"at {args.rate:,.0f}/s for {args.minutes} min",
         flush=True,
     )
     topic = f"{run_id}-events"
@@ -670,7 +691,9 @@ def run(args: argparse.Namespace, run_id: str, run_dir: Path, bootstrap: str) ->
     }
     log_path = run_dir / "worker.log"
     proc = launch_worker(spec, log_path)
-    producer = Producer(frame, bootstrap, topic, args.rate, args.minutes * 60.0)
+    producer = Producer(
+        frame, bootstrap, topic, args.rate, args.minutes * 60.0, cycle=bool(args.cycle_events)
+    )
     try:
         wait_ready(proc, Path(spec["ready"]), log_path, 180.0)
         time.sleep(2.0)  # let the fetchers settle after the assignment
