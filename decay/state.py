@@ -112,15 +112,18 @@ class UserState:
     def last_ts_ms(self) -> int:
         return int(self.ts[-1]) if self.ts.shape[0] else 0
 
-    def has_event(self, event_id: str) -> bool:
-        return bool(np.any(self.ids == np.uint64(event_id_hash(event_id))))
+    def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
+        """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
+        h = event_id_hash(event_id) if id_hash is None else id_hash
+        return bool((self.rows["id"] == np.uint64(h)).any())
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
         return [None if c == NO_CATEGORY else self.categories[c] for c in self.cats.tolist()]
 
-    def add(self, event: Event, offset: int, max_events: int) -> bool:
-        """Insert an event in time order, keeping the newest ``max_events``.
+    def add(self, event: Event, offset: int, max_events: int, id_hash: int | None = None) -> bool:
+        """Insert an event in time order, keeping the newest ``max_events`` (``id_hash``: the
+        event's event_id_hash, if the caller has it already).
 
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
@@ -131,7 +134,8 @@ class UserState:
             return False
         cat = self._category_index(event.category)
         price = event.price if event.price is not None else 0.0
-        record = (event.ts_ms, int(event.type), cat, price, event_id_hash(event.event_id))
+        h = event_id_hash(event.event_id) if id_hash is None else id_hash
+        record = (event.ts_ms, int(event.type), cat, price, h)
         # A new array each time: windows handed out earlier stay as they were.
         new = np.empty(n + 1, dtype=EVENT_DTYPE)
         if n == 0 or event.ts_ms >= int(rows[-1]["ts"]):  # the usual case: newest last
