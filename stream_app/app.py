@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -406,13 +407,14 @@ def create_app(
                 metrics.model_info.labels(new.version).set(1)
 
     @app.timer(interval=5.0)
-    @fatal
     async def read_stalled_partitions() -> None:
-        """Apply the records Faust's consumer will not deliver (see offsets.TailWatch)."""
+        """Apply the records Faust's consumer will not deliver (see offsets.TailWatch). A
+        read that fails (the broker away) is tried again at the next check; a failure once
+        records are being applied stops the worker, as in a batch."""
         consumer = app.consumer
         async with lock:
-            if app.rebalancing or app.in_recovery:  # Faust holds partitions back then, rightly
-                return
+            if app.rebalancing or app.in_recovery or processor.halted is not None:
+                return  # Faust holds partitions back during the first two, rightly
             # Paused: waiting for the table's recovery, not stalled (Faust internal, pinned).
             paused = consumer._paused_partitions  # type: ignore[attr-defined]
             assigned = [
@@ -430,9 +432,17 @@ def create_app(
             }
             if not nexts:
                 return
-            ends = await gaps.end_offsets(settings.events_topic, nexts)
+            try:
+                ends = await gaps.end_offsets(settings.events_topic, nexts)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.warning("tail check: no end offsets (%s); trying again later", exc)
+                return
             for p, (start, end) in tail.stalled(nexts, ends).items():
-                found = await gaps.read(settings.events_topic, p, start, end)
+                try:
+                    found = await gaps.read(settings.events_topic, p, start, end)
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    log.warning("tail check: partition %d not read (%s); later", p, exc)
+                    continue
                 metrics.refetched.inc(len(found))
                 if not found:  # only transaction markers there
                     processor.accept_gap(p, end)
@@ -446,7 +456,12 @@ def create_app(
                 )
                 processor.committed = committed
                 records = [Record(r.partition, r.offset, r.key, r.value) for r in found]
-                for out in await run_batch(records):
+                try:
+                    outs = await run_batch(records)
+                except Exception as exc:
+                    await stop_worker(exc, f"records read from partition {p} failed")
+                    return
+                for out in outs:
                     observe(out)
 
     if txns is None:  # else every batch commits its offsets in its transactions
