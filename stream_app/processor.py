@@ -406,13 +406,13 @@ class Processor:
         return out
 
     def erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
-        return self._guarded(self._erase, partition, offset, user_id)
-
-    def _erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
         """Delete a user's state (a tombstone in the changelog) and confirm on the alerts topic.
 
         ``user_id`` is as producers know it; with pseudonymisation on, its pseudonym is erased.
         """
+        return self._guarded(self._erase, partition, offset, user_id)
+
+    def _erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
         out = BatchOutput()
         key = self.pseudonymize(user_id) if self.pseudonymize is not None else user_id
         part = self._partitions.get(partition)
@@ -441,11 +441,11 @@ class Processor:
         return out
 
     def expire(self, ttl_ms: int) -> BatchOutput:
+        """Delete the users of active partitions silent for longer than ``ttl_ms`` of event
+        time (the partition's watermark minus their last event). A periodic sweep."""
         return self._guarded(self._expire, ttl_ms)
 
     def _expire(self, ttl_ms: int) -> BatchOutput:
-        """Delete the users of active partitions silent for longer than ``ttl_ms`` of event
-        time (the partition's watermark minus their last event). A periodic sweep."""
         out = BatchOutput()
         for n, part in self._partitions.items():
             cutoff = part.watermark(self.config.grace_ms) - ttl_ms
@@ -478,16 +478,16 @@ class Processor:
     def tick(
         self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
     ) -> BatchOutput:
-        return self._guarded(self._tick, now_ms, idle_ms, assigned)
-
-    def _tick(
-        self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
-    ) -> BatchOutput:
         """Live mode: a partition with no record for ``idle_ms`` of wall-clock time moves its
         event-time clock to ``now_ms - idle_ms``, so its silent users still become dormant.
         ``assigned`` (partition -> committed offset) activates assigned partitions that have
         had no record since the assignment: their deadlines must fire all the same.
         The caller must see these alerts delivered before it applies the writes."""
+        return self._guarded(self._tick, now_ms, idle_ms, assigned)
+
+    def _tick(
+        self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
+    ) -> BatchOutput:
         out = BatchOutput()
         for n, committed in (assigned or {}).items():
             if n not in self._partitions:
