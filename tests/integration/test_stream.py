@@ -327,7 +327,6 @@ def test_records_the_consumer_skips_are_read_by_the_worker_itself(
         assert sorted(a["alert_id"] for a in got) == sorted(a["alert_id"] for a in want)
         metrics = worker.metrics()
         assert metrics["decay_refetched_records_total"] >= 150
-        assert metrics.get('decay_events_total{result="redelivered"}', 0) == 0
         log = worker.log_path.read_text(errors="replace")
         assert "came before" in log and "no record delivered past" in log
     finally:
