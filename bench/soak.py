@@ -76,7 +76,8 @@ def child_main(spec: dict[str, Any]) -> None:
     a "ready" file written once its assignment and table recovery are done."""
     import faust
 
-    settings = child_settings(spec).model_copy(update={"web_port": spec["web_port"]})
+    rocksdb = {k: spec[k] for k in ("rocksdb_block_cache_mb",) if spec.get(k)}
+    settings = child_settings(spec).model_copy(update={"web_port": spec["web_port"], **rocksdb})
     app = build_worker(settings, Probe(spec), "onnx")
     ready = Path(spec["ready"])
 
@@ -676,6 +677,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
     parser.add_argument("--faust-loglevel", default="info")
     parser.add_argument(
+        "--block-cache-mb",
+        type=int,
+        default=0,
+        help="the worker's RocksDB block cache per partition (default: the settings' default)",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace the worker's Python allocations: top growth each minute in "
@@ -719,6 +726,7 @@ def run(args: argparse.Namespace, run_id: str, run_dir: Path, bootstrap: str) ->
         "half_life_hours": Settings.model_fields["half_life_hours"].default,
         "loglevel": args.faust_loglevel,
         "tracemalloc": str(run_dir / "tracemalloc.txt") if args.tracemalloc else None,
+        "rocksdb_block_cache_mb": args.block_cache_mb,
         "t_launch": time.time(),
     }
     log_path = run_dir / "worker.log"
