@@ -5,8 +5,9 @@ Faust commits, per partition, the end of the first unbroken run of acked offsets
 rebalances (seen in tests/integration/test_faults.py's two-worker test, faust-streaming 0.15.3)
 a newly assigned partition has every record delivered twice, and the duplicate acks break
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
-worker is long done. The worker acks anyway (so that Faust's wait for unacked messages during a
-rebalance ends), and also commits itself: per active partition, the offset after the unbroken
+worker is long done, and a late one can move the group's offset back. The worker acks anyway
+(so that Faust's wait for unacked messages during a rebalance ends), keeps Faust from
+committing the events topic (``leave_commits_to_the_worker``), and commits it itself: per active partition, the offset after the unbroken
 run of offsets its processor applied, under the worker's lock (no batch half done), after the
 producer is flushed (Faust's ``_commit_offsets`` does that first). This reaches into Faust's
 consumer (``_commit_fut``, ``_commit_offsets``, ``_committed_offset``): pinned in pyproject.
@@ -49,6 +50,25 @@ async def commit_slot(consumer: Any) -> AsyncIterator[None]:
         fut, consumer._commit_fut = consumer._commit_fut, None
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+
+def leave_commits_to_the_worker(consumer: Any, topic: str) -> None:
+    """Stop Faust's consumer from committing ``topic`` itself (its other topics it still
+    commits). Faust commits the end of each partition's unbroken run of acked offsets, and
+    after its duplicated and skipped deliveries that run lags behind: committed over the
+    worker's own commit it moves the group's offset back (a CI run in exactly-once mode saw a
+    survivor restart partitions from 75 where its transactions had reached 725, and re-send
+    the alerts in between). The worker commits ``topic`` itself: ``commit_applied``, or its
+    transactions. Faust's bookkeeping of acks goes on as before."""
+    original = consumer._filter_committable_offsets
+    if getattr(original, "leaves_out", None) == topic:
+        return
+
+    def committable(tps: Any) -> dict[Any, int]:
+        return {tp: o for tp, o in original(tps).items() if tp.topic != topic}
+
+    committable.leaves_out = topic  # type: ignore[attr-defined]
+    consumer._filter_committable_offsets = committable
 
 
 def set_committed(consumer: Any, topic: str, partition: int, offset: int) -> None:
