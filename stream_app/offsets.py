@@ -7,10 +7,12 @@ a newly assigned partition has every record delivered twice, and the duplicate a
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
 worker is long done, and a late one can move the group's offset back. The worker acks anyway
 (so that Faust's wait for unacked messages during a rebalance ends), keeps Faust from
-committing the events topic (``leave_commits_to_the_worker``), and commits it itself: per active partition, the offset after the unbroken
-run of offsets its processor applied, under the worker's lock (no batch half done), after the
-producer is flushed (Faust's ``_commit_offsets`` does that first). This reaches into Faust's
-consumer (``_commit_fut``, ``_commit_offsets``, ``_committed_offset``): pinned in pyproject.
+committing the events topic (``leave_commits_to_the_worker``), and commits it itself: per
+active partition, the offset after the unbroken run of offsets its processor applied, under
+the worker's lock (no batch half done), after the producer is flushed (Faust's
+``_commit_offsets`` does that first). This reaches into Faust's consumer (``_commit_fut``,
+``_commit_offsets``, ``_committed_offset``, ``_filter_committable_offsets``,
+``_paused_partitions``): pinned in pyproject.
 """
 
 from __future__ import annotations
