@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -257,9 +257,30 @@ def create_app(
     batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
     tail = offsets.TailWatch(settings.batch_max)
 
+    group_offsets = offsets.GroupOffsets(settings)
+
+    async def look_up_committed(partitions: Iterable[int]) -> None:
+        """Before this worker applies anything of ``partitions`` (not yet active here): their
+        committed offsets as the broker has them now, where the processor starts (see
+        offsets.GroupOffsets). With transactions, the previous owners are fenced first, so
+        none of them commits after the look-up."""
+        new = sorted(set(partitions) - set(processor.active_partitions()))
+        if not new:
+            return
+        if txns is not None:
+            await txns.fence(new)
+        found = await group_offsets.fetch(settings.events_topic, new)
+        for p in new:
+            if p in found:
+                processor.committed[p] = found[p]
+                offsets.set_committed(app.consumer, settings.events_topic, p, found[p])
+            else:
+                processor.committed.pop(p, None)
+
     async def run_batch(records: list[Record]) -> list[BatchOutput]:
         """Process, write, publish; then fill the offset gaps the batch had, if any, and
         process the records held behind them."""
+        await look_up_committed({r.partition for r in records})
         outs = []
         for _ in range(len(records) + 1):  # each round applies at least one record
             # In a thread: a partition's activation reads all its users (half a minute at a
@@ -373,11 +394,13 @@ def create_app(
         @fatal
         async def advance_idle_partitions() -> None:
             async with lock:
-                assigned = {
-                    tp.partition: committed_offsets().get(tp.partition, 0)
+                partitions = [
+                    tp.partition
                     for tp in app.consumer.assignment()
                     if tp.topic == settings.events_topic
-                }
+                ]
+                await look_up_committed(partitions)
+                assigned = {p: processor.committed.get(p, 0) for p in partitions}
                 out = processor.tick(_now_ms(), int(settings.idle_s * 1000), assigned)
                 await settle(out)
 
@@ -493,6 +516,7 @@ def create_app(
             except Exception:  # it redoes what this worker did: duplicates, nothing lost
                 log.exception("could not commit partitions %s on revocation", sorted(gone))
             processor.revoke(sorted(gone))
+            offsets.forget_committed(app.consumer, settings.events_topic, gone)
         for p in gone:  # a partition's series belong to its owner from now on
             for gauge in (metrics.watermark, metrics.watermark_lag, metrics.consumer_lag):
                 with contextlib.suppress(KeyError):
@@ -503,6 +527,7 @@ def create_app(
 
     async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
         await gaps.stop()
+        await group_offsets.stop()
         batch_thread.shutdown(wait=False)
         if txns is not None:
             await txns.close()

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
 from decay.kafka_client import client_kwargs
@@ -73,6 +74,16 @@ def leave_commits_to_the_worker(consumer: Any, topic: str) -> None:
     consumer._filter_committable_offsets = committable
 
 
+def forget_committed(consumer: Any, topic: str, partitions: Iterable[int]) -> None:
+    """Drop what Faust's consumer holds as committed for revoked ``partitions``. Faust drops
+    it when the revocation starts, but a commit under way then (the worker's, or one in a
+    transaction) writes it back when it ends; if the partition comes back after another worker
+    moved it on, that old offset would be taken for the committed one (seen in CI: alerts sent
+    by the other worker re-sent)."""
+    for p in partitions:
+        consumer._committed_offset.pop(TP(topic, p), None)
+
+
 def set_committed(consumer: Any, topic: str, partition: int, offset: int) -> None:
     """Tell Faust's consumer an offset was committed elsewhere (in a transaction): it
     commits only offsets above the last one it knows of."""
@@ -93,6 +104,40 @@ async def commit_applied(consumer: Any, topic: str, applied: Mapping[int, int]) 
         if offsets:
             await consumer._commit_offsets(offsets)
     return len(offsets)
+
+
+class GroupOffsets:
+    """The group's committed offsets, asked of its coordinator (OffsetFetch).
+
+    A partition's records are applied from its committed offset on, and the alerts of the
+    records past it are re-sent: that offset must be the broker's, as of the activation, not
+    Faust's record of it, which lags behind after a rebalance (Faust looks it up again only
+    after it resumes fetching) and can hold an offset from before another worker moved the
+    partition on."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def fetch(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """The next offset to consume per partition; partitions never committed are left
+        out."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                **client_kwargs(self.settings), client_id=f"{self.settings.app_id}-offsets"
+            )
+            await admin.start()
+            self._admin = admin
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return {}
+        found = await self._admin.list_consumer_group_offsets(self.settings.app_id, partitions=tps)
+        return {tp.partition: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+    async def stop(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
 
 
 class GapReader:

@@ -268,9 +268,11 @@ class Processor:
         produced may not have reached the broker before a crash: re-send the alerts they
         emitted (same ids) and re-write the states they touched (so the changelog has them).
         """
-        # Never above the committed offset: a record fetched before a rebalance may come
-        # first, and the alerts of the records in between must still be re-sent.
-        first_offset = min(first_offset, self.committed.get(partition, first_offset))
+        # From the committed offset (the broker's, looked up by the caller at activation)
+        # whatever record comes first: one fetched before a rebalance may be past it, and the
+        # alerts of the records in between must still be re-sent; one before it had its
+        # alerts delivered with its commit.
+        first_offset = self.committed.get(partition, first_offset)
         raw = self.store.get(partition, WATERMARK_KEY)
         max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
         part = _Partition(max_ts=max_ts, last_offset=last_offset)

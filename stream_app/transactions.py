@@ -55,6 +55,13 @@ class PartitionTransactions:
             self._producers[partition] = producer
         return producer
 
+    async def fence(self, partitions: Iterable[int]) -> None:
+        """Start the producers of ``partitions`` now: the partitions' previous owners are fenced
+        and their open transactions aborted (or completed) before this worker looks up the
+        committed offsets it starts from."""
+        for p in partitions:
+            await self._producer(p)
+
     async def commit(
         self, partition: int, messages: Sequence[Outgoing], next_offset: int | None
     ) -> None:

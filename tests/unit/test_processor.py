@@ -342,6 +342,21 @@ def test_a_first_record_past_the_committed_offset_is_a_gap() -> None:
     assert other.commit_offsets() == {0: 2}
 
 
+def test_a_partition_is_activated_from_its_committed_offset_whichever_record_comes_first() -> None:
+    """The alerts of records past the committed offset are re-sent, those before it not (they
+    went out with the commit), whether the first record handed over is before or after it."""
+    store = MemoryStore()
+    records = [rec(0, "alice", T0), rec(1, "bob", T0 + 49 * HOUR + 1)]  # alice dormant at 1
+    records += [rec(2, "alice", T0 + 72 * HOUR), rec(3, "carol", T0 + 73 * HOUR)]  # back at 2
+    _, outs = run(store, [records])
+    assert [a["kind"] for a in alerts_of(outs)] == ["dormant", "reengaged"]
+    for first, committed, resent in ((0, 2, ["reengaged"]), (3, 2, ["reengaged"]), (0, 3, [])):
+        again = Processor(CONFIG, SCORER, store, lambda: NOW)
+        again.committed = {0: committed}
+        out = again.process([records[first]])
+        assert [a.kind for a in out.alerts] == resent, (first, committed)
+
+
 def test_a_processor_halts_after_a_failed_batch() -> None:
     """Its partitions' runs may be past what reached the broker: it must neither commit
     them nor go on processing."""
