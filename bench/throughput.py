@@ -138,7 +138,12 @@ def child_settings(spec: dict[str, Any]) -> Any:
     (a free port; the settings' default half-life)."""
     from decay.settings import Settings
 
-    optional = {"half_life_hours": spec["half_life_hours"]} if "half_life_hours" in spec else {}
+    optional: dict[str, Any] = {}
+    if "half_life_hours" in spec:
+        optional["half_life_hours"] = spec["half_life_hours"]
+    _, _, cache_mb = spec.get("kind", "").partition("@")
+    if cache_mb:  # a contender named kind@N: RocksDB block cache of N MB per partition
+        optional["rocksdb_block_cache_mb"] = int(cache_mb)
     return Settings(
         bootstrap=spec["bootstrap"],
         app_id=spec["group"],
@@ -189,7 +194,7 @@ def run_faust(spec: dict[str, Any]) -> None:
 
     from bench.naive import build_count_app, build_naive_app
 
-    kind = spec["kind"]
+    kind = spec["kind"].partition("@")[0]
     settings = child_settings(spec)
     probe = Probe(spec)
     if kind == "faust_count":
@@ -522,7 +527,8 @@ def summarize(results: list[dict[str, Any]], kinds: list[str], n: int) -> list[d
         if base and row.get("runs"):
             row["ratio_to_faust_count"] = row["events_per_s"] / base
         # The worker against the naive design with the same scorer.
-        naive = rate({"worker": "naive_onnx", "worker_baseline": "naive"}.get(row["kind"], ""))
+        base_kind = row["kind"].partition("@")[0]
+        naive = rate({"worker": "naive_onnx", "worker_baseline": "naive"}.get(base_kind, ""))
         if naive and row.get("runs"):
             row["ratio_to_naive"] = row["events_per_s"] / naive
     return rows
@@ -536,7 +542,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        label = LABELS[row["kind"]]
+        base_kind, _, cache_mb = row["kind"].partition("@")
+        label = LABELS[base_kind] + (f", block cache {cache_mb} MB" if cache_mb else "")
         if not row.get("runs"):
             lines.append(f"| {label} | - | failed | - | - | - | - | - | - | - |")
             continue
@@ -572,7 +579,10 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
     parser.add_argument(
-        "--contenders", default=",".join(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}"
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"subset of {','.join(CONTENDERS)}; a Faust contender as kind@N runs with a RocksDB "
+        "block cache of N MB per partition (default: the settings')",
     )
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="per run, seconds (default: 120 + events/250)"
@@ -596,7 +606,7 @@ def main() -> int:
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.contenders.split(",") if k.strip()]
-    unknown = set(kinds) - set(CONTENDERS)
+    unknown = {k.partition("@")[0] for k in kinds} - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}")
     if "worker" in kinds and not MODEL.exists():
