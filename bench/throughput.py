@@ -441,7 +441,7 @@ def run_child(
     run_dir: Path,
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    group = f"{common['run']}-{label}"
+    group = f"{common['run']}-{label.replace('@', '-cache')}"  # topic names take no '@'
     out = run_dir / f"{label}.json"
     spec = {
         **common,
