@@ -22,6 +22,7 @@ from decay.scoring import Scorer
 from decay.settings import Settings
 from decay.topics import STATE_TABLE
 from stream_app import offsets
+from stream_app.intake import Intake
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
@@ -118,7 +119,7 @@ def create_app(
     def topic(name: str) -> Any:
         return app.topic(name, partitions=settings.partitions, **raw, **codecs)
 
-    events = topic(settings.events_topic)
+    intake = Intake(app, settings.events_topic)
     topics = {
         name: topic(name)
         for name in (settings.alerts_topic, settings.dead_letter_topic, settings.scores_topic)
@@ -331,45 +332,53 @@ def create_app(
 
         return run
 
-    @app.agent(events)
-    async def consume(stream: Any) -> None:  # a faust Stream; its stubs lack noack_take
-        # noack_take: events are acknowledged (so their offsets may be committed) only after
-        # their batch's state writes and messages are handed to the producer, which Faust
-        # flushes before it commits. A failure before that leaves them uncommitted.
-        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+    @app.task
+    async def consume() -> None:
+        """The events topic, a micro-batch at a time, straight from Faust's fetches (see
+        stream_app.intake). Offsets are committed from what the processor applied, after the
+        batch's state writes and messages are handed to the producer, which is flushed before
+        each commit: a failure before that leaves them uncommitted."""
+        while True:
+            fetched = await intake.take(settings.batch_max, settings.batch_within_s)
             started = time.perf_counter()
+            n = sum(len(f.records) for f in fetched)
             try:
                 async with lock:
                     # A record fetched before the latest rebalance is not this worker's to
                     # apply: its partition's owner (maybe this worker again) reads it anew
                     # from the committed offset. Applying it could write over the owner's
                     # state in the changelog.
+                    # As a Faust stream: nothing while a rebalance holds the flow (from
+                    # before the revocation until the partitions are sought again).
                     generation = app.consumer_generation_id
-                    assigned = app.consumer.assignment()
-                    messages = [e.message for e in batch]
-                    tail.delivered({m.partition for m in messages})
+                    flowing = app.flow_control.is_active()
+                    assigned = {
+                        tp.partition
+                        for tp in app.consumer.assignment()
+                        if tp.topic == settings.events_topic
+                    }
+                    tail.delivered({f.partition for f in fetched})
                     records = [
-                        Record(m.partition, m.offset, m.key, m.value)
-                        for m in messages
-                        if m.generation_id == generation and m.tp in assigned
+                        Record(f.partition, r.offset, r.key, r.value)
+                        for f in fetched
+                        if flowing and f.generation == generation and f.partition in assigned
+                        for r in f.records
                     ]
-                    metrics.stale_records.inc(len(batch) - len(records))
+                    metrics.stale_records.inc(n - len(records))
                     processor.committed = committed_offsets()
                     outs = await run_batch(records) if records else []
             except Exception as exc:
-                # Not acking is what keeps the batch; stop the worker rather than go on
-                # past a hole in the committed offsets.
-                await stop_worker(exc, f"batch of {len(batch)} records failed")
+                # Stop the worker rather than go on past a hole in the committed offsets.
+                await stop_worker(exc, f"batch of {n} records failed")
                 return
-            for event in batch:
-                await stream.ack(event)
-            now = time.time()
-            for event in batch:
-                metrics.event_to_score.observe(max(now - event.message.timestamp, 0.0))
+            now_ms = time.time() * 1000.0
+            for f in fetched:
+                for r in f.records:
+                    metrics.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
             for out in outs:
                 observe(out)
                 metrics.scoring_seconds.observe(out.score_seconds)
-            metrics.batch_size.observe(len(batch))
+            metrics.batch_size.observe(n)
             metrics.batch_seconds.observe(time.perf_counter() - started)
 
     @app.agent(erase)
@@ -500,8 +509,15 @@ def create_app(
         metrics.recovery_remaining.set(recovery.active_remaining_total())
         async with lock:
             last_offsets = processor.last_offsets()
+        assigned = app.consumer.assignment()
         for p, last in last_offsets.items():
-            highwater = app.consumer.highwater(TP(settings.events_topic, p))
+            tp = TP(settings.events_topic, p)
+            if tp not in assigned:
+                continue
+            try:
+                highwater = app.consumer.highwater(tp)
+            except AssertionError:  # revoked meanwhile (aiokafka runs in its own thread)
+                continue
             if highwater is not None:
                 metrics.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
 

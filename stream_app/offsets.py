@@ -5,9 +5,9 @@ Faust commits, per partition, the end of the first unbroken run of acked offsets
 rebalances (seen in tests/integration/test_faults.py's two-worker test, faust-streaming 0.15.3)
 a newly assigned partition has every record delivered twice, and the duplicate acks break
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
-worker is long done, and a late one can move the group's offset back. The worker acks anyway
-(so that Faust's wait for unacked messages during a rebalance ends), keeps Faust from
-committing the events topic (``leave_commits_to_the_worker``), and commits it itself: per
+worker is long done, and a late one can move the group's offset back. The worker now takes
+the events topic's records past Faust's acks altogether (stream_app/intake.py), keeps Faust
+from committing that topic (``leave_commits_to_the_worker``), and commits it itself: per
 active partition, the offset after the unbroken run of offsets its processor applied, under
 the worker's lock (no batch half done), after the producer is flushed (Faust's
 ``_commit_offsets`` does that first). This reaches into Faust's consumer (``_commit_fut``,

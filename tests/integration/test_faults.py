@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,19 @@ def check_state(worker: WorkerProcess, state: dict[tuple[int, str], bytes]) -> i
         assert (body["dormant_since"] is None) == (want.dormant_since_ms == 0), user
         users += 1
     return users
+
+
+def produce_until(
+    bootstrap: str, topic: str, messages: Messages, done: Callable[[], bool], chunk: int = 50
+) -> None:
+    """Produce ``messages`` a chunk at a time until ``done()``, then the rest at once: a
+    worker alone in the group would otherwise take them all before another one joins."""
+    for start in range(0, len(messages), chunk):
+        produce_messages(bootstrap, topic, messages[start : start + chunk])
+        if done():
+            produce_messages(bootstrap, topic, messages[start + chunk :])
+            return
+        time.sleep(0.5)  # paces the producer: a join is not an event a test can wait on
 
 
 def check_alerts(
@@ -163,10 +177,12 @@ def test_survivor_takes_over_a_killed_workers_partitions(
             ]
             return all(owned)
 
-        # Both must be in the group before the data arrives, each with its share of it.
+        # Both up; the data then comes a little at a time until both have applied some.
         workers[0].wait_for(lambda: all(w.metrics() for w in workers), 60, "both workers up")
-        produce_messages(bootstrap, s.events_topic, messages)
+        # The last third after the kill: the survivor has work left in the victim's partitions
+        # however fast the two were.
         third = len(messages) // 3
+        produce_until(bootstrap, s.events_topic, messages[: 2 * third], both_own_partitions)
         workers[0].wait_for(
             lambda: sum(w.events_seen() for w in workers) >= third and both_own_partitions(),
             90,
@@ -186,6 +202,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(
             now = commit_progress(bootstrap, s.app_id, s.events_topic)
             return all(now[p][0] > at_kill[p][0] or now[p][0] >= now[p][1] for p in victim_parts)
 
+        produce_messages(bootstrap, s.events_topic, messages[2 * third :])
         survivor.wait_for(taken_over, 90, "commits in the killed worker's partitions")
         takeover = time.monotonic() - killed
         try:
@@ -259,7 +276,8 @@ def test_a_partition_that_comes_back_starts_at_its_last_owners_commit(
         a.wait_for(lambda: a.events_seen() > 0, 60, "A applying the first half")
         b = worker("b")  # joins while A is still busy with the first half
         b.wait_for(lambda: bool(b.metrics()), 60, "worker B up")
-        produce_messages(bootstrap, s.events_topic, messages[half:three_quarters])
+        second = messages[half:three_quarters]
+        produce_until(bootstrap, s.events_topic, second, lambda: b.events_seen() > 0)
         b.wait_for(lambda: b.events_seen() > 0 and all_committed(), 120, "B's commits")
         b_seen = b.events_seen()
         b.kill()
