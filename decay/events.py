@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any, Final
 
+import orjson
+
 
 class EventType(IntEnum):
     """Known event kinds; the integer is the code stored in state and fed to the model."""
@@ -90,6 +92,28 @@ class Limits:
     max_bytes: int = 64 * 1024
 
 
+_PLAIN: Final = (str, int, bool, type(None))
+
+
+def loads(raw: bytes) -> Any:
+    """``json.loads``, several times faster on the usual message: orjson's result is kept only
+    for a flat object whose every value it parses exactly as ``json`` does (orjson turns
+    integers beyond 64 bits into floats, always beyond 2**63 in magnitude); anything else,
+    and anything orjson refuses (NaN, lone surrogates, UTF-16...), goes through ``json`` so
+    that results and error messages (the dead-letter detail) stay the same."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+    if type(obj) is dict:
+        for v in obj.values():
+            t = type(v)
+            if t not in _PLAIN and not (t is float and -(2.0**63) < v < 2.0**63):
+                return json.loads(raw)
+        return obj
+    return json.loads(raw)
+
+
 def parse_timestamp(value: Any) -> int | None:
     """RFC 3339 string or epoch milliseconds (int, or float without a fraction) -> epoch ms."""
     if isinstance(value, bool):
@@ -139,7 +163,7 @@ def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event |
     if len(raw) > limits.max_bytes:
         return Invalid(TOO_LARGE, f"{len(raw)} bytes > {limits.max_bytes}")
     try:
-        obj = json.loads(raw)
+        obj = loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return Invalid(INVALID_JSON, str(exc)[:200])
     if not isinstance(obj, dict):

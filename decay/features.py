@@ -20,6 +20,7 @@ Model input for a batch of B windows: ``x`` float32 [B, N, F] with each window's
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class FeatureSpec:
         return (self.version, self.seq_len, self.cat_buckets, self.feature_names)
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen names, asked for on every event
 def category_bucket(name: str | None, buckets: int) -> int:
     """Stable bucket of a category name (crc32, never Python's salted ``hash``)."""
     text = UNKNOWN_CATEGORY if name is None else name
@@ -148,36 +150,54 @@ def _scatter(rows: F32, lengths: I32, seq_len: int) -> F32:
     return x
 
 
+def _bucket_table(categories: tuple[str, ...], buckets: int) -> I64:
+    """Bucket per category index of a window (256 entries: NO_CATEGORY and any index past the
+    names count as a missing category)."""
+    table = np.full(256, category_bucket(None, buckets), dtype=np.int64)
+    names = categories[:NO_CATEGORY]
+    table[: len(names)] = [category_bucket(name, buckets) for name in names]
+    return table
+
+
 def encode_windows(windows: Sequence[Window], spec: FeatureSpec) -> tuple[F32, I32]:
     """Stream path: windows -> (x [B, N, F], lengths [B])."""
     n = spec.seq_len
     lengths = np.array([min(w.ts.shape[0], n) for w in windows], dtype=np.int32)
     if not windows or lengths.sum() == 0:
         return np.zeros((len(windows), n, spec.n_features), np.float32), lengths
-    ts_p, prev_p, ty_p, bu_p, pr_p, cnt_p, first_p = [], [], [], [], [], [], []
-    for w, length in zip(windows, lengths.tolist(), strict=True):
-        if length == 0:
-            continue
-        m = w.ts.shape[0]
-        ts = w.ts[m - length :].astype(np.int64)
-        ts_p.append(ts)
-        prev_p.append(np.concatenate([ts[:1], ts[:-1]]))
-        ty_p.append(w.types[m - length :])
-        table = np.full(256, category_bucket(None, spec.cat_buckets), dtype=np.int64)
-        for i, name in enumerate(w.categories[:NO_CATEGORY]):
-            table[i] = category_bucket(name, spec.cat_buckets)
-        bu_p.append(table[w.cats[m - length :]])
-        pr_p.append(w.prices[m - length :])
-        cnt_p.append(w.n_total - (m - 1 - np.arange(m - length, m, dtype=np.int64)))
-        first_p.append(np.full(length, w.first_ts_ms, dtype=np.int64))
+    # Python touches each window once (slices and a bucket table per distinct category
+    # list); the per-event arrays are then built over the whole batch at once.
+    ts_p, ty_p, ca_p, pr_p, table_of, totals, firsts = [], [], [], [], [], [], []
+    tables: dict[tuple[str, ...], int] = {}
+    kept = [(w, length) for w, length in zip(windows, lengths.tolist(), strict=True) if length]
+    for w, length in kept:
+        start = w.ts.shape[0] - length
+        ts_p.append(w.ts[start:])
+        ty_p.append(w.types[start:])
+        ca_p.append(w.cats[start:])
+        pr_p.append(w.prices[start:])
+        table_of.append(tables.setdefault(w.categories, len(tables)))
+        totals.append(w.n_total)
+        firsts.append(w.first_ts_ms)
+    lens = lengths[lengths > 0].astype(np.int64)
+    starts = np.cumsum(lens) - lens
+    ts = np.concatenate(ts_p, dtype=np.int64, casting="unsafe")
+    prev = np.empty_like(ts)  # the previous event of the window; a window's first: itself
+    prev[1:] = ts[:-1]
+    prev[starts] = ts[starts]
+    table = np.stack([_bucket_table(c, spec.cat_buckets) for c in tables])
+    buckets = table[np.repeat(table_of, lens), np.concatenate(ca_p)]
+    step = np.arange(ts.shape[0], dtype=np.int64) - np.repeat(starts, lens)
+    # events up to and including each one: n_total counts the window's last event
+    count = np.repeat(np.array(totals, dtype=np.int64) - lens + 1, lens) + step
     rows = event_features(
-        np.concatenate(ts_p),
-        np.concatenate(prev_p),
+        ts,
+        prev,
         np.concatenate(ty_p),
-        np.concatenate(bu_p),
+        buckets,
         np.concatenate(pr_p).astype(np.float32),
-        np.concatenate(cnt_p),
-        np.concatenate(first_p),
+        count,
+        np.repeat(np.array(firsts, dtype=np.int64), lens),
         spec,
     )
     return _scatter(rows, lengths, n), lengths

@@ -58,6 +58,7 @@ class StoredAlert:
 EVENT_DTYPE: Final = np.dtype(
     [("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8")]
 )
+_ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
 
 
 def _no_events() -> Any:
@@ -115,7 +116,7 @@ class UserState:
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
         h = event_id_hash(event_id) if id_hash is None else id_hash
-        return bool((self.rows["id"] == np.uint64(h)).any())
+        return h in self.rows["id"].tolist()  # faster than a numpy comparison for 64 ids
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
@@ -128,31 +129,35 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
-        n = self.n_events
         rows = self.rows
-        if n >= max_events and event.ts_ms < int(rows[0]["ts"]):
+        n = rows.shape[0]
+        ts = event.ts_ms
+        if n >= max_events and ts < int(rows["ts"][0]):
             return False
         cat = self._category_index(event.category)
         price = event.price if event.price is not None else 0.0
         h = event_id_hash(event.event_id) if id_hash is None else id_hash
-        record = (event.ts_ms, int(event.type), cat, price, h)
-        # A new array each time: windows handed out earlier stay as they were.
-        new = np.empty(n + 1, dtype=EVENT_DTYPE)
-        if n == 0 or event.ts_ms >= int(rows[-1]["ts"]):  # the usual case: newest last
-            new[:n] = rows
-            new[n] = record
+        # The new array is put together as bytes: numpy copies records of this packed dtype
+        # field by field, many times slower. A new array each time: windows handed out
+        # earlier stay as they were.
+        try:
+            record = _ROW.pack(ts, event.type, cat, price, h)
+        except OverflowError:  # a price beyond float32: numpy stores inf, as it always did
+            one = np.empty(1, dtype=EVENT_DTYPE)
+            one[0] = (ts, int(event.type), cat, price, h)
+            record = one.tobytes()
+        if n == 0 or ts >= int(rows["ts"][-1]):  # the usual case: newest last
+            raw = rows.tobytes() + record
         else:
-            pos = int(np.searchsorted(rows["ts"], event.ts_ms, side="right"))
-            new[:pos] = rows[:pos]
-            new[pos] = record
-            new[pos + 1 :] = rows[pos:]
-        self.rows = new
-        if n == 0 or event.ts_ms < self.first_ts_ms:
-            self.first_ts_ms = event.ts_ms
+            pos = int(np.searchsorted(rows["ts"], ts, side="right"))
+            raw = rows[:pos].tobytes() + record + rows[pos:].tobytes()
+        evicted = max(n + 1 - max_events, 0)
+        self.rows = np.frombuffer(bytearray(raw[evicted * _ROW.size :]), dtype=EVENT_DTYPE)
+        if n == 0 or ts < self.first_ts_ms:
+            self.first_ts_ms = ts
         self.n_total += 1
         self.last_offset = max(self.last_offset, offset)
-        if self.n_events > max_events:
-            self.rows = self.rows[self.n_events - max_events :]
+        if evicted:
             self._prune_categories()
         return True
 
@@ -193,9 +198,11 @@ class UserState:
 
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
-        used = sorted({int(c) for c in self.cats.tolist() if c != NO_CATEGORY})
-        if len(used) == len(self.categories):
+        in_use = set(self.cats.tolist())
+        in_use.discard(NO_CATEGORY)
+        if len(in_use) == len(self.categories):
             return
+        used = sorted(in_use)
         remap = np.full(256, NO_CATEGORY, dtype=np.uint8)
         for new, old in enumerate(used):
             remap[old] = new

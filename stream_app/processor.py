@@ -169,7 +169,7 @@ class _Partition:
                 yield deadline, user_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to create, once per event
 class _Step:
     event: Event
     offset: int
@@ -379,21 +379,27 @@ class Processor:
         scores = self.scorer.score([s.window for s in steps], self.config.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
+        # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
+        # _f32: the same rounding, value by value.
+        peaks = scores.peak.astype(np.float32).tolist()
+        half_lives = scores.half_life_s.astype(np.float32).tolist()
+        deadlines = scores.deadline_s.astype(np.float64).tolist()
         for i, step in enumerate(steps):
             ukey = (step.partition, step.event.user_id)
             st = cache[ukey]
             part = self._partitions[step.partition]
             windows[ukey] = step.window
-            if step.event.ts_ms >= step.window.last_ts_ms:
+            last_ts = step.window.last_ts_ms
+            if step.event.ts_ms >= last_ts:
                 self._on_event(ukey, st, step, out)
-                deadline_s = float(scores.deadline_s[i])
+                deadline_s = deadlines[i]
                 before = st.peak_score
-                st.peak_score = _f32(scores.peak[i])
-                st.half_life_s = _f32(scores.half_life_s[i])
+                st.peak_score = peaks[i]
+                st.half_life_s = half_lives[i]
                 probs = None if scores.category_probs is None else scores.category_probs[i]
                 self._update_categories(ukey, st, step, probs, out)
                 if math.isfinite(deadline_s) and not st.dormant_since_ms:
-                    st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)
+                    st.deadline_ms = last_ts + int(deadline_s * 1000)
                     part.schedule(step.event.user_id, st.deadline_ms)
                 else:
                     st.deadline_ms = 0
@@ -576,7 +582,7 @@ class Processor:
         out: BatchOutput,
     ) -> None:
         cfg = self.config
-        counts = np.bincount(step.window.cats, minlength=256)
+        cats = step.window.cats.tolist()  # counted in a list: faster than np.bincount here
         shares = category_probabilities(step.window, probs)
         # Categories gone from the window have nothing left to decay from.
         st.cat_alerts = {n: v for n, v in st.cat_alerts.items() if n in shares}
@@ -587,7 +593,7 @@ class Processor:
                 if value >= max(cfg.cat_rearm * peak, cfg.cat_min_peak):
                     st.cat_alerts[name] = (value, False)  # strong again: a new episode
                 continue
-            if counts[step.window.categories.index(name)] >= cfg.cat_min_events:
+            if cats.count(step.window.categories.index(name)) >= cfg.cat_min_events:
                 peak = max(peak, value)
             if peak >= cfg.cat_min_peak and value < cfg.cat_drop * peak:
                 st.cat_alerts[name] = (peak, True)
@@ -621,7 +627,10 @@ class Processor:
         windows: dict[tuple[int, str], Window],
         out: BatchOutput,
     ) -> None:
-        for deadline, user_id in part.pop_due(part.watermark(self.config.grace_ms)):
+        watermark = part.watermark(self.config.grace_ms)
+        if not part.heap or part.heap[0][0] > watermark:
+            return  # nothing due: the usual case, checked after every event
+        for deadline, user_id in part.pop_due(watermark):
             ukey = (partition, user_id)
             st = self._load(ukey, cache, windows)
             if st.deadline_ms != deadline or st.dormant_since_ms:

@@ -1,4 +1,6 @@
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -100,3 +102,35 @@ def test_every_reason_is_exercised() -> None:
         ev.TIMESTAMP_OUT_OF_RANGE, ev.UNKNOWN_EVENT_TYPE, ev.INVALID_VALUE, ev.TOO_LARGE,
         ev.KEY_MISMATCH,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"ts": 18446744073709551616, "q": -9223372036854775809, "u": 18446744073709551615}',
+        b'{"price": 0.1, "x": 1e-320, "y": 12345678.901234567, "z": 9.2e18}',
+        b'{"a": [18446744073709551616], "b": {"c": 1e400}}',
+        b'{"a": 1, "a": 2}',
+        b'{"a": NaN, "b": Infinity}',
+        b'{"id": "\\ud800"}',
+        b'{"id": "\xed\xa0\x80"}',
+        b'\xef\xbb\xbf{"a": 1}',
+        '{"a": "\u00e9"}'.encode("utf-16"),
+        b'{"a": "\x01"}',
+        b'{"a": 1} x',
+        b"[1, 18446744073709551616]",
+        b"[" * 2000 + b"]" * 2000,
+        b"",
+    ],
+)
+def test_loads_is_json_loads(raw: bytes) -> None:
+    """The fast loader gives what json.loads gives: the same values and types, or the same
+    error (its message is the dead-letter detail)."""
+
+    def outcome(load: Callable[[bytes], Any]) -> object:
+        try:
+            return repr(load(raw))
+        except (ValueError, RecursionError) as exc:
+            return type(exc), str(exc)
+
+    assert outcome(ev.loads) == outcome(json.loads)
