@@ -1,4 +1,5 @@
-"""Reference Faust apps for bench/throughput.py: a counting agent and a naive per-event design.
+"""Reference Faust apps for bench/throughput.py: a counting agent, two counting bypasses of
+Faust's stream, and a naive per-event design.
 
 Not production code. Both use exactly the Faust app settings of ``stream_app.app.create_app``
 (``stream_app.app.faust_app``), so the only difference from the worker is
@@ -7,6 +8,7 @@ what the agent does with each event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.types import TP, Message
 
 from decay.events import Invalid, Limits, parse_event
 from decay.scoring import ExponentialDecayScorer, Scorer
@@ -51,6 +54,170 @@ def build_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) ->
                 probe.finish(n)
                 stop()
 
+    return app
+
+
+BATCH = 2000  # events per counted batch, as the worker's noack_take(settings.batch_max)
+
+
+class RawBuffer:
+    """Stands in for a topic channel's queue in the conductor's per-partition handler (the
+    Cython ``ConductorHandler._put``; conductor.py's ``on_message`` does the same), which calls
+    only ``full()`` and ``put_nowait_enhanced()``. It keeps Faust's fetch back-pressure: past
+    ``high`` buffered items the handler's ``on_pressure_high`` takes the partition out of the
+    fetch (``Consumer.on_buffer_full``), and ``take`` puts it back (``on_buffer_drop``)."""
+
+    def __init__(self, high: int) -> None:
+        self.items: list[Any] = []
+        self.high = high
+        self.ready = asyncio.Event()
+        self._drops: set[Callable[[], None]] = set()
+
+    def full(self) -> bool:
+        return False  # never make the handler await a put
+
+    def put_nowait_enhanced(
+        self,
+        value: Any,
+        *,
+        on_pressure_high: Callable[[], None],
+        on_pressure_drop: Callable[[], None],
+    ) -> bool:
+        self.items.append(value)
+        self.ready.set()
+        if len(self.items) >= self.high and on_pressure_drop not in self._drops:
+            self._drops.add(on_pressure_drop)
+            on_pressure_high()
+            return True
+        return False
+
+    def extend(self, values: list[Any]) -> None:
+        self.items.extend(values)
+        self.ready.set()
+
+    async def take(self) -> list[Any]:
+        """Everything buffered (waits for at least one item)."""
+        await self.ready.wait()
+        items, self.items = self.items, []
+        self.ready.clear()
+        drops, self._drops = self._drops, set()
+        for drop in drops:
+            drop()
+        return items
+
+
+class RawTopic(faust.Topic):
+    """A subscriber of the events topic that the conductor indexes, subscribes and delivers
+    to like an agent's topic, but whose ``decode`` hands over the ``Message`` itself (no
+    schema, no ``Event``) into a ``RawBuffer`` instead of a stream's queue."""
+
+    def _compile_decode(self) -> None:
+        pass  # Topic.__init__ would shadow ``decode`` below with the schema's decoder
+
+    async def decode(self, message: Message, *, propagate: bool = False) -> Any:
+        return message
+
+
+def count_batches(app: faust.App, buffer: RawBuffer, probe: Any, stop: Callable[[], None]) -> None:
+    """An app task counting the buffer's messages in lists of up to ``BATCH``."""
+
+    @app.task
+    async def count() -> None:
+        n = 0
+        while not probe.done:
+            items = await buffer.take()
+            # All of the first take is in hand at once (as the raw consumer's first fetch).
+            probe.first(len(items))
+            for start in range(0, len(items), BATCH):
+                batch = items[start : start + BATCH]
+                n += len(batch)
+            if n >= probe.n and not probe.done:
+                probe.finish(n)
+                stop()
+
+
+def build_batch_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) -> faust.App:
+    """(b') Counts the events topic's messages as the conductor hands them over: no Stream,
+    no Event, no ack. Faust still joins the group, assigns, fetches, and runs every message
+    through ``Consumer._drain_messages`` (one ``wait_first`` per message) and the conductor's
+    handler (flow-control acquire, producer-buffer wait, refcount).
+
+    ``acks=False``: messages are never tracked nor acked (no stream does it), so Faust never
+    commits this topic, never waits for these messages in ``wait_empty`` (rebalance, stop),
+    records no offset gaps for it, and its livelock detector does not expect acks from it."""
+    app = faust_app(settings)
+    buffer = RawBuffer(high=app.conf.stream_buffer_maxsize)
+    topic = RawTopic(
+        app,
+        topics=[settings.events_topic],
+        partitions=settings.partitions,
+        acks=False,
+        is_iterator=True,
+        queue=buffer,  # type: ignore[arg-type]
+    )
+    app.topics.add(topic)  # what Topic.__aiter__ does for an agent's channel
+    count_batches(app, buffer, probe, stop)
+    return app
+
+
+def build_drain_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) -> faust.App:
+    """(b'') One level lower: ``Consumer._drain_messages`` (the Fetcher's loop) replaced, on
+    this app's consumer, by a loop that takes each fetched ``RecordMap`` whole and hands the
+    events topic's aiokafka records over per partition, without ``Message`` objects, the
+    conductor or a ``wait_first`` per message. Any other topic (table changelogs in a real
+    worker) still goes message by message through the conductor, as in ``_drain_messages``.
+    Faust still owns the group, the assignment, the fetch of its active partitions (pauses
+    and flow stops included) and the seek back to committed offsets while its flow is
+    stopped; as for (b'), it never tracks, acks or commits these records. Not done here, and
+    needed in a real worker: back-pressure (the drain loop should await its batch, or pause
+    the partitions, before the next fetch; ``extend`` never signals pressure), and the
+    checks a Stream makes per event (``app.flow_control.is_active()``, generation id),
+    which this loop makes once per fetch."""
+    app = faust_app(settings)
+    events = settings.events_topic
+    buffer = RawBuffer(high=app.conf.stream_buffer_maxsize)
+    # Registered as in (b') only so that the conductor subscribes the consumer to the topic
+    # (and knows it takes no acks); its handler never sees this topic's messages.
+    topic = RawTopic(app, topics=[events], acks=False, is_iterator=True, queue=buffer)  # type: ignore[arg-type]
+    app.topics.add(topic)
+    consumer: Any = app.consumer
+
+    async def drain_batches(fetcher: Any) -> None:
+        on_message = consumer.callback  # the conductor's, for the other topics
+        stopped = consumer._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        while not (stopped() or fetcher_stopped()):
+            generation = app.consumer_generation_id
+            try:
+                records, active = await consumer._wait_next_records(1.0)
+            except consumer.consumer_stopped_errors:
+                if app.should_stop:  # as _drain_messages: the broker stopped us on shutdown
+                    return
+                raise
+            await asyncio.sleep(0)
+            if not records or consumer.should_stop:
+                continue
+            if not consumer.flow_active:  # rebalancing: as Consumer.getmany does
+                await consumer.perform_seek()
+                continue
+            if app.consumer_generation_id != generation:
+                continue  # fetched for an older assignment: Faust seeks them again
+            buffered = consumer._buffered_partitions
+            tp: TP
+            for tp, batch in records.items():
+                if active is not None and tp not in active and tp not in buffered:
+                    continue
+                if tp.topic == events:
+                    buffer.extend(batch)
+                    continue
+                for record in batch:
+                    await consumer.wait_first(
+                        on_message(consumer._to_message(tp, record)),
+                        consumer.suspend_flow.wait(),
+                    )
+
+    consumer._drain_messages = drain_batches
+    count_batches(app, buffer, probe, stop)
     return app
 
 

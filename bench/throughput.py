@@ -10,6 +10,10 @@ beginning, one after the other (never two at once: the machine has 2 cores):
 
   raw          aiokafka consumer, getmany() loop, no processing (reference ceiling)
   faust_count  a Faust agent that only counts (same Faust app settings as the worker)
+  faust_batch_count  the same app counting the topic's messages in batches as Faust's
+               conductor hands them over, without a Stream (bench/naive.py: RawTopic)
+  faust_drain_count  the same, one level lower: whole fetched batches taken in place of
+               Consumer._drain_messages (no Message, conductor or wait_first per message)
   naive        a Faust agent doing, per event: parse, RocksDB table get + decode, window
                update, one scorer call, encode + table set (bench/naive.py)
   worker       stream_app.app.create_app: micro-batches, RocksDB state, scoring, alerts
@@ -50,10 +54,21 @@ BENCH_CONTROLLER_PORT = 19393
 BROKER_DIR = Path("/tmp/bench-kafka")
 WORK_DIR = Path("/tmp/bench-work")
 MODEL = REPO / "stream_app" / "models" / "model.onnx"
-CONTENDERS = ("raw", "faust_count", "naive", "naive_onnx", "worker", "worker_baseline")
+CONTENDERS = (
+    "raw",
+    "faust_count",
+    "faust_batch_count",
+    "faust_drain_count",
+    "naive",
+    "naive_onnx",
+    "worker",
+    "worker_baseline",
+)
 LABELS = {
     "raw": "(a) raw aiokafka consume",
     "faust_count": "(b) Faust agent, count only",
+    "faust_batch_count": "(b') Faust conductor to a raw channel, batch count, no stream",
+    "faust_drain_count": "(b'') Faust fetch batches, own drain loop, batch count, no stream",
     "naive": "(c) naive Faust, per-event RocksDB + exp-decay score",
     "naive_onnx": "(c') naive Faust, per-event RocksDB + ONNX call",
     "worker": "(d) decay worker, ONNX LSTM scorer",
@@ -192,13 +207,22 @@ def stop_soon() -> None:
 def run_faust(spec: dict[str, Any]) -> None:
     import faust
 
-    from bench.naive import build_count_app, build_naive_app
+    from bench.naive import (
+        build_batch_count_app,
+        build_count_app,
+        build_drain_count_app,
+        build_naive_app,
+    )
 
     kind = spec["kind"].partition("@")[0]
     settings = child_settings(spec)
     probe = Probe(spec)
     if kind == "faust_count":
         app = build_count_app(settings, probe, stop_soon)
+    elif kind == "faust_batch_count":
+        app = build_batch_count_app(settings, probe, stop_soon)
+    elif kind == "faust_drain_count":
+        app = build_drain_count_app(settings, probe, stop_soon)
     elif kind == "naive":
         app = build_naive_app(settings, probe, stop_soon)
     elif kind == "naive_onnx":
@@ -660,10 +684,12 @@ def main() -> int:
                             f"last: {r['cpu_interval_s'] * per_event:.0f} us, of which the "
                             f"processor {r['process_cpu_s'] * per_event:.0f} us"
                         )
-                    elif kind == "faust_count":
+                    elif kind.startswith("faust_"):
+                        # Per event after the first delivery (1 event for faust_count).
+                        rest = max(r["count"] - r["n_first"], 1)
                         extra = (
-                            f"; CPU per event between first and last: "
-                            f"{r['cpu_interval_s'] * 1e6 / r['count']:.0f} us"
+                            f"; first delivery {r['n_first']:,} events; CPU per event between "
+                            f"first and last: {r['cpu_interval_s'] * 1e6 / rest:.0f} us"
                         )
                     print(
                         f"  {label}: {r['count']:,} events in {r['seconds']:.1f} s = "
