@@ -13,8 +13,9 @@ Faust still owns the group, the assignment, the fetching of its active partition
 during recovery included) and the seek to the committed offsets while its flow is stopped.
 Each fetch is tagged with the consumer generation it was made in: the worker drops the ones
 of an older generation (their partitions' owners read them again from the committed offset).
-This replaces Faust internals (``_drain_messages``, ``_wait_next_records``, ``_to_message``,
-``_read_offset``, ``flow_active``): pinned in pyproject.
+This replaces or uses Faust internals (``_drain_messages``, ``_wait_next_records``,
+``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``):
+pinned in pyproject.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Intake:
         consumer_stopped = consumer._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         read_offset = consumer._read_offset
+        acks_enabled_for = app.topics.acks_enabled_for
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, active = await consumer._wait_next_records(1.0)
@@ -131,11 +133,16 @@ class Intake:
                     if tp.topic == topic:
                         await self.fetches.put(Fetched(generation, tp.partition, batch))
                         continue
+                    acked = acks_enabled_for(tp.topic)
                     for record in batch:  # as Faust's loop, one message at a time
                         if not consumer.flow_active:
                             break
                         last = read_offset[tp]
                         if last is None or record.offset >= last:
+                            if acked and last and record.offset - last > 1:
+                                # Offsets with no record (markers, compaction): Faust's
+                                # commits of that topic must be able to pass them.
+                                await consumer._add_gap(tp, last + 1, record.offset)
                             message = consumer._to_message(tp, record)
                             await consumer.wait_first(
                                 on_message(message),
