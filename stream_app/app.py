@@ -119,7 +119,6 @@ def create_app(
     def topic(name: str) -> Any:
         return app.topic(name, partitions=settings.partitions, **raw, **codecs)
 
-    intake = Intake(app, settings.events_topic)
     topics = {
         name: topic(name)
         for name in (settings.alerts_topic, settings.dead_letter_topic, settings.scores_topic)
@@ -257,6 +256,8 @@ def create_app(
     # would spread them over several threads, and glibc gives each its own malloc arena.
     batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
     tail = offsets.TailWatch(settings.batch_max)
+    # A partition whose records wait in the intake's queue is not stalled.
+    intake = Intake(app, settings.events_topic, on_fetch=lambda p: tail.delivered((p,)))
 
     group_offsets = offsets.GroupOffsets(settings)
 
@@ -357,7 +358,6 @@ def create_app(
                         for tp in app.consumer.assignment()
                         if tp.topic == settings.events_topic
                     }
-                    tail.delivered({f.partition for f in fetched})
                     records = [
                         Record(f.partition, r.offset, r.key, r.value)
                         for f in fetched

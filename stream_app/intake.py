@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +92,18 @@ class Fetches:
 
 
 class Intake:
-    def __init__(self, app: faust.App, topic: str, max_fetches: int = 4) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        topic: str,
+        on_fetch: Callable[[int], None],
+        max_fetches: int = 4,
+    ) -> None:
+        """``on_fetch(partition)``: called as each fetch of the topic comes, before it waits
+        for room in the queue (the worker's tail check counts that as delivered)."""
         self.app = app
         self.topic = topic
+        self.on_fetch = on_fetch
         self.fetches = Fetches(max_fetches)
         app.topics.add(_Subscription(app, topics=[topic], acks=False))
         app.consumer._drain_messages = self._drain  # type: ignore[attr-defined]
@@ -131,6 +140,9 @@ class Intake:
                     if app.consumer_generation_id != generation:
                         break
                     if tp.topic == topic:
+                        if not batch:
+                            continue
+                        self.on_fetch(tp.partition)
                         await self.fetches.put(Fetched(generation, tp.partition, batch))
                         continue
                     acked = acks_enabled_for(tp.topic)
