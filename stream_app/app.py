@@ -447,6 +447,8 @@ def create_app(
         async with lock:
             if app.rebalancing or app.in_recovery or processor.halted is not None:
                 return  # Faust holds partitions back during the first two, rightly
+            if intake.fetches.backlog():
+                return  # busy: fetches wait for their turn (a full queue holds fetching)
             # Paused: waiting for the table's recovery, not stalled (Faust internal, pinned).
             paused = consumer._paused_partitions  # type: ignore[attr-defined]
             assigned = [

@@ -54,6 +54,10 @@ class Fetches:
         self.queue: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=max_fetches)
         self._pending: deque[Fetched] = deque()  # taken from the queue, not yet handed out
 
+    def backlog(self) -> bool:
+        """Whether fetched records wait to be taken."""
+        return bool(self._pending) or not self.queue.empty()
+
     async def put(self, fetched: Fetched) -> None:
         """Waits while the queue is full: that holds the fetching too."""
         await self.queue.put(fetched)

@@ -42,7 +42,9 @@ def test_a_batch_waits_for_its_first_fetch_then_at_most_within_s() -> None:
 def test_a_full_queue_holds_the_putter_until_a_take() -> None:
     async def run() -> bool:
         fetches = Fetches(max_fetches=1)
+        assert not fetches.backlog()
         await fetches.put(fetched(0, 0, 1))
+        assert fetches.backlog()
         blocked = asyncio.ensure_future(fetches.put(fetched(0, 1, 1)))
         await asyncio.sleep(0)
         held = not blocked.done()
