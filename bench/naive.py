@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.types import TP, Message
+from faust.types import Message
 
 from decay.events import Invalid, Limits, parse_event
 from decay.scoring import ExponentialDecayScorer, Scorer
@@ -57,7 +57,7 @@ def build_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) ->
     return app
 
 
-BATCH = 2000  # events per counted batch, as the worker's noack_take(settings.batch_max)
+BATCH = 2000  # events per counted batch, as the worker's default batch_max
 
 
 class RawBuffer:
@@ -90,10 +90,6 @@ class RawBuffer:
             on_pressure_high()
             return True
         return False
-
-    def extend(self, values: list[Any]) -> None:
-        self.items.extend(values)
-        self.ready.set()
 
     async def take(self) -> list[Any]:
         """Everything buffered (waits for at least one item)."""
@@ -161,63 +157,29 @@ def build_batch_count_app(settings: Settings, probe: Any, stop: Callable[[], Non
 
 
 def build_drain_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) -> faust.App:
-    """(b'') One level lower: ``Consumer._drain_messages`` (the Fetcher's loop) replaced, on
-    this app's consumer, by a loop that takes each fetched ``RecordMap`` whole and hands the
-    events topic's aiokafka records over per partition, without ``Message`` objects, the
-    conductor or a ``wait_first`` per message. Any other topic (table changelogs in a real
-    worker) still goes message by message through the conductor, as in ``_drain_messages``.
-    Faust still owns the group, the assignment, the fetch of its active partitions (pauses
-    and flow stops included) and the seek back to committed offsets while its flow is
-    stopped; as for (b'), it never tracks, acks or commits these records. Not done here, and
-    needed in a real worker: back-pressure (the drain loop should await its batch, or pause
-    the partitions, before the next fetch; ``extend`` never signals pressure), and the
-    checks a Stream makes per event (``app.flow_control.is_active()``, generation id),
-    which this loop makes once per fetch."""
+    """(b'') One level lower, with the worker's own intake (``stream_app.intake.Intake``):
+    Faust's drain loop replaced by one that takes each fetch of the events topic whole, with
+    no ``Message`` objects, conductor or ``wait_first`` per record; an app task counts the
+    fetches as the worker's consume task takes them (at most ``BATCH`` records at a time).
+    Faust still owns the group, the assignment and the fetching; it never tracks, acks or
+    commits these records."""
+    from stream_app.intake import Intake
+
     app = faust_app(settings)
-    events = settings.events_topic
-    buffer = RawBuffer(high=app.conf.stream_buffer_maxsize)
-    # Registered as in (b') only so that the conductor subscribes the consumer to the topic
-    # (and knows it takes no acks); its handler never sees this topic's messages.
-    topic = RawTopic(app, topics=[events], acks=False, is_iterator=True, queue=buffer)  # type: ignore[arg-type]
-    app.topics.add(topic)
-    consumer: Any = app.consumer
+    intake = Intake(app, settings.events_topic, on_fetch=lambda partition: None)
 
-    async def drain_batches(fetcher: Any) -> None:
-        on_message = consumer.callback  # the conductor's, for the other topics
-        stopped = consumer._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        while not (stopped() or fetcher_stopped()):
-            generation = app.consumer_generation_id
-            try:
-                records, active = await consumer._wait_next_records(1.0)
-            except consumer.consumer_stopped_errors:
-                if app.should_stop:  # as _drain_messages: the broker stopped us on shutdown
-                    return
-                raise
-            await asyncio.sleep(0)
-            if not records or consumer.should_stop:
-                continue
-            if not consumer.flow_active:  # rebalancing: as Consumer.getmany does
-                await consumer.perform_seek()
-                continue
-            if app.consumer_generation_id != generation:
-                continue  # fetched for an older assignment: Faust seeks them again
-            buffered = consumer._buffered_partitions
-            tp: TP
-            for tp, batch in records.items():
-                if active is not None and tp not in active and tp not in buffered:
-                    continue
-                if tp.topic == events:
-                    buffer.extend(batch)
-                    continue
-                for record in batch:
-                    await consumer.wait_first(
-                        on_message(consumer._to_message(tp, record)),
-                        consumer.suspend_flow.wait(),
-                    )
+    @app.task
+    async def count() -> None:
+        n = 0
+        while not probe.done:
+            fetched = await intake.take(BATCH, settings.batch_within_s)
+            taken = sum(len(f.records) for f in fetched)
+            probe.first(taken)
+            n += taken
+            if n >= probe.n and not probe.done:
+                probe.finish(n)
+                stop()
 
-    consumer._drain_messages = drain_batches
-    count_batches(app, buffer, probe, stop)
     return app
 
 

@@ -76,8 +76,10 @@ def child_main(spec: dict[str, Any]) -> None:
     a "ready" file written once its assignment and table recovery are done."""
     import faust
 
-    rocksdb = {k: spec[k] for k in ("rocksdb_block_cache_mb",) if spec.get(k)}
-    settings = child_settings(spec).model_copy(update={"web_port": spec["web_port"], **rocksdb})
+    update: dict[str, Any] = {"web_port": spec["web_port"]}
+    if spec.get("rocksdb_block_cache_mb"):
+        update["rocksdb_block_cache_mb"] = spec["rocksdb_block_cache_mb"]
+    settings = child_settings(spec).model_copy(update=update)
     app = build_worker(settings, Probe(spec), "onnx")
     ready = Path(spec["ready"])
 

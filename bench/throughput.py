@@ -12,8 +12,8 @@ beginning, one after the other (never two at once: the machine has 2 cores):
   faust_count  a Faust agent that only counts (same Faust app settings as the worker)
   faust_batch_count  the same app counting the topic's messages in batches as Faust's
                conductor hands them over, without a Stream (bench/naive.py: RawTopic)
-  faust_drain_count  the same, one level lower: whole fetched batches taken in place of
-               Consumer._drain_messages (no Message, conductor or wait_first per message)
+  faust_drain_count  the same, one level lower: the worker's intake (stream_app/intake.py)
+               takes whole fetches in place of Consumer._drain_messages
   naive        a Faust agent doing, per event: parse, RocksDB table get + decode, window
                update, one scorer call, encode + table set (bench/naive.py)
   worker       stream_app.app.create_app: micro-batches, RocksDB state, scoring, alerts
@@ -68,7 +68,7 @@ LABELS = {
     "raw": "(a) raw aiokafka consume",
     "faust_count": "(b) Faust agent, count only",
     "faust_batch_count": "(b') Faust conductor to a raw channel, batch count, no stream",
-    "faust_drain_count": "(b'') Faust fetch batches, own drain loop, batch count, no stream",
+    "faust_drain_count": "(b'') the worker's intake: whole fetches, batch count, no stream",
     "naive": "(c) naive Faust, per-event RocksDB + exp-decay score",
     "naive_onnx": "(c') naive Faust, per-event RocksDB + ONNX call",
     "worker": "(d) decay worker, ONNX LSTM scorer",

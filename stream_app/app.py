@@ -540,9 +540,6 @@ def create_app(
                 with contextlib.suppress(KeyError):
                     gauge.remove(str(p))
 
-    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        offsets.leave_commits_to_the_worker(app.consumer, settings.events_topic)
-
     async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
         await gaps.stop()
         await group_offsets.stop()
@@ -551,7 +548,6 @@ def create_app(
             await txns.close()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stop_gap_reader)  # type: ignore[arg-type]
     register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
     return Worker(app=app, processor=processor, metrics=metrics, registry=registry)

@@ -6,13 +6,12 @@ rebalances (seen in tests/integration/test_faults.py's two-worker test, faust-st
 a newly assigned partition has every record delivered twice, and the duplicate acks break
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
 worker is long done, and a late one can move the group's offset back. The worker now takes
-the events topic's records past Faust's acks altogether (stream_app/intake.py), keeps Faust
-from committing that topic (``leave_commits_to_the_worker``), and commits it itself: per
-active partition, the offset after the unbroken run of offsets its processor applied, under
-the worker's lock (no batch half done), after the producer is flushed (Faust's
+the events topic's records past Faust's acks altogether (stream_app/intake.py: subscribed
+with ``acks=False``, so Faust never commits that topic) and commits it itself: per active
+partition, the offset after the unbroken run of offsets its processor applied, under the
+worker's lock (no batch half done), after the producer is flushed (Faust's
 ``_commit_offsets`` does that first). This reaches into Faust's consumer (``_commit_fut``,
-``_commit_offsets``, ``_committed_offset``, ``_filter_committable_offsets``,
-``_paused_partitions``): pinned in pyproject.
+``_commit_offsets``, ``_committed_offset``, ``_paused_partitions``): pinned in pyproject.
 """
 
 from __future__ import annotations
@@ -53,25 +52,6 @@ async def commit_slot(consumer: Any) -> AsyncIterator[None]:
         fut, consumer._commit_fut = consumer._commit_fut, None
         if fut is not None and not fut.done():
             fut.set_result(None)
-
-
-def leave_commits_to_the_worker(consumer: Any, topic: str) -> None:
-    """Stop Faust's consumer from committing ``topic`` itself (its other topics it still
-    commits). Faust commits the end of each partition's unbroken run of acked offsets, and
-    after its duplicated and skipped deliveries that run lags behind: committed over the
-    worker's own commit it could move the group's offset back. The worker commits ``topic``
-    itself: ``commit_applied``, or its transactions. Faust's bookkeeping of acks goes on as
-    before. (Suspected, not shown, to cause the exactly-once takeover duplicates in CI: they
-    persisted after this change; see README "Exactly once".)"""
-    original = consumer._filter_committable_offsets
-    if getattr(original, "leaves_out", None) == topic:
-        return
-
-    def committable(tps: Any) -> dict[Any, int]:
-        return {tp: o for tp, o in original(tps).items() if tp.topic != topic}
-
-    committable.leaves_out = topic  # type: ignore[attr-defined]
-    consumer._filter_committable_offsets = committable
 
 
 def forget_committed(consumer: Any, topic: str, partitions: Iterable[int]) -> None:
