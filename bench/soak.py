@@ -77,8 +77,8 @@ def child_main(spec: dict[str, Any]) -> None:
     import faust
 
     update: dict[str, Any] = {"web_port": spec["web_port"]}
-    if spec.get("rocksdb_block_cache_mb"):
-        update["rocksdb_block_cache_mb"] = spec["rocksdb_block_cache_mb"]
+    if spec.get("rocksdb_cache_mb"):
+        update["rocksdb_cache_mb"] = spec["rocksdb_cache_mb"]
     settings = child_settings(spec).model_copy(update=update)
     app = build_worker(settings, Probe(spec), "onnx")
     ready = Path(spec["ready"])
@@ -679,10 +679,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
     parser.add_argument("--faust-loglevel", default="info")
     parser.add_argument(
-        "--block-cache-mb",
+        "--cache-mb",
         type=int,
         default=0,
-        help="the worker's RocksDB block cache per partition (default: the settings' default)",
+        help="the worker's RocksDB memory for all partitions (default: the settings' default)",
     )
     parser.add_argument(
         "--tracemalloc",
@@ -728,7 +728,7 @@ def run(args: argparse.Namespace, run_id: str, run_dir: Path, bootstrap: str) ->
         "half_life_hours": Settings.model_fields["half_life_hours"].default,
         "loglevel": args.faust_loglevel,
         "tracemalloc": str(run_dir / "tracemalloc.txt") if args.tracemalloc else None,
-        "rocksdb_block_cache_mb": args.block_cache_mb,
+        "rocksdb_cache_mb": args.cache_mb,
         "t_launch": time.time(),
     }
     log_path = run_dir / "worker.log"

@@ -157,8 +157,8 @@ def child_settings(spec: dict[str, Any]) -> Any:
     if "half_life_hours" in spec:
         optional["half_life_hours"] = spec["half_life_hours"]
     _, _, cache_mb = spec.get("kind", "").partition("@")
-    if cache_mb:  # a contender named kind@N: RocksDB block cache of N MB per partition
-        optional["rocksdb_block_cache_mb"] = int(cache_mb)
+    if cache_mb:  # a contender named kind@N: RocksDB memory of N MB (stream_app.rocks)
+        optional["rocksdb_cache_mb"] = int(cache_mb)
     return Settings(
         bootstrap=spec["bootstrap"],
         app_id=spec["group"],
@@ -567,7 +567,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         base_kind, _, cache_mb = row["kind"].partition("@")
-        label = LABELS[base_kind] + (f", block cache {cache_mb} MB" if cache_mb else "")
+        label = LABELS[base_kind] + (f", RocksDB {cache_mb} MB" if cache_mb else "")
         if not row.get("runs"):
             lines.append(f"| {label} | - | failed | - | - | - | - | - | - | - |")
             continue
@@ -606,7 +606,7 @@ def main() -> int:
         "--contenders",
         default=",".join(CONTENDERS),
         help=f"subset of {','.join(CONTENDERS)}; a Faust contender as kind@N runs with a RocksDB "
-        "block cache of N MB per partition (default: the settings')",
+        "memory budget of N MB (default: the settings')",
     )
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="per run, seconds (default: 120 + events/250)"

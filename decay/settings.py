@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     rocksdb_write_buffer_mb: int = Field(
         8, ge=1, le=1024, description="RocksDB memtable size per partition (MB)"
     )
-    rocksdb_block_cache_mb: int = Field(
-        32, ge=1, le=8192, description="RocksDB block cache per partition (MB)"
+    rocksdb_cache_mb: int = Field(
+        64,
+        ge=2,
+        le=8192,
+        description="RocksDB memory of the state table, all partitions together: one block"
+        " cache (MB), memtables charged to it up to half",
     )
     web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
     web_advertised_host: str | None = Field(

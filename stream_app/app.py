@@ -21,7 +21,7 @@ from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
 from decay.topics import STATE_TABLE
-from stream_app import offsets
+from stream_app import offsets, rocks
 from stream_app.intake import Intake
 from stream_app.metrics import Metrics
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
@@ -80,6 +80,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=broker_credentials(settings),
         store="rocksdb://",
+        Table=rocks.StateTable,  # one RocksDB memory budget for all partitions of a table
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -136,7 +137,7 @@ def create_app(
         options={
             "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
             "max_write_buffer_number": 2,
-            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+            rocks.CACHE_MB: settings.rocksdb_cache_mb,
         },
     )
     store = FaustTableStore(table, settings.events_topic)
