@@ -541,7 +541,13 @@ def create_app(
                 with contextlib.suppress(KeyError):
                     gauge.remove(str(p))
 
-    async def stop_gap_reader(sender: Any, **kwargs: Any) -> None:
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        if txns is None:  # a graceful stop hands over what was applied, as a revocation does
+            async with lock:  # Faust has stopped fetching: the batch under way is the last
+                try:  # (a halted processor commits nothing)
+                    await commit_applied()
+                except Exception:  # the next start redoes it: duplicates, nothing lost
+                    log.exception("could not commit on shutdown")
         await gaps.stop()
         await group_offsets.stop()
         batch_thread.shutdown(wait=False)
@@ -549,6 +555,6 @@ def create_app(
             await txns.close()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-    app.on_before_shutdown.connect(stop_gap_reader)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
     register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
     return Worker(app=app, processor=processor, metrics=metrics, registry=registry)
