@@ -4,8 +4,9 @@ Faust opens one RocksDB per partition and gives each its own block cache and mem
 worker's RocksDB memory grows with the partitions it holds (4 x 32 MB of cache filled only after
 ~45 minutes of the soak, bench/README.md run 6). Here all partitions' DBs of a table share one
 LRU block cache, and their memtables are charged to it through one RocksDB write-buffer
-manager: the table's RocksDB memory is ``cache_mb`` whatever the partition count (plus the
-index and filter blocks, which stay outside the cache and grow with the data).
+manager: the table's RocksDB memory is about ``cache_mb`` whatever the partition count (RocksDB
+holds these limits softly, a little over at times; index and filter blocks stay outside the
+cache and grow with the data).
 """
 
 from __future__ import annotations
