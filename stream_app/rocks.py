@@ -11,14 +11,12 @@ cache and grow with the data).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import faust
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import StoreT
-from yarl import URL
 
 CACHE_MB = "decay_cache_mb"  # table option: the shared budget (MB); Faust's own keys pass on
 
@@ -45,31 +43,17 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
         return options
 
 
-class SharedMemoryStore(faust_rocksdb.Store):
-    """Faust's RocksDB store (rocksdict driver) with :class:`SharedMemoryOptions`."""
-
-    def __init__(self, *args: Any, options: Mapping[str, Any], **kwargs: Any) -> None:
-        options = dict(options)
-        cache_mb = int(options.pop(CACHE_MB))
-        super().__init__(*args, options={**options, "driver": "rocksdict"}, **kwargs)
-        self.rocksdb_options = SharedMemoryOptions(cache_mb, **options, use_rocksdict=True)
-
-
 class StateTable(faust.Table):
-    """A Faust table whose store is a :class:`SharedMemoryStore` when it asks for one."""
+    """A Faust table whose RocksDB store shares one memory budget when its options give one."""
 
     def _new_store_by_url(self, url: Any) -> StoreT:
-        if CACHE_MB not in (self.options or {}) or URL(url).scheme != "rocksdb":
-            return super()._new_store_by_url(url)
-        return SharedMemoryStore(
-            url,
-            self.app,
-            self,
-            table_name=self.name,
-            key_type=self.key_type,
-            key_serializer=self.key_serializer,
-            value_serializer=self.value_serializer,
-            value_type=self.value_type,
-            loop=self.loop,
-            options=self.options or {},
-        )
+        store = super()._new_store_by_url(url)
+        cache_mb = (self.options or {}).get(CACHE_MB)
+        # Only the rocksdict driver (the one installed): python-rocksdb takes other options.
+        if cache_mb and isinstance(store, faust_rocksdb.Store) and store.use_rocksdict:
+            # The store opens its partitions' DBs later, each with these options.
+            options = {k: v for k, v in (store.options or {}).items() if k != CACHE_MB}
+            store.rocksdb_options = SharedMemoryOptions(
+                int(cache_mb), **options, use_rocksdict=True
+            )
+        return store

@@ -6,7 +6,7 @@ from pathlib import Path
 import faust
 from faust.stores import rocksdb as faust_rocksdb
 
-from stream_app.rocks import CACHE_MB, SharedMemoryStore, StateTable
+from stream_app.rocks import CACHE_MB, SharedMemoryOptions, StateTable
 
 MB = 2**20
 WRITE_BUFFER = {"write_buffer_size": 8 * MB, "max_write_buffer_number": 2}
@@ -44,7 +44,7 @@ def settles(condition: Callable[[], bool], within_s: float = 20.0) -> bool:
 def test_all_partitions_of_a_table_stay_within_one_memory_budget(tmp_path: Path) -> None:
     budget = 8 * MB
     store = state_table(tmp_path, {CACHE_MB: 8, **WRITE_BUFFER}).data
-    assert isinstance(store, SharedMemoryStore)
+    assert isinstance(store.rocksdb_options, SharedMemoryOptions)
     cache = store.rocksdb_options.cache
     rng = random.Random(5)
     values = {i: rng.randbytes(1000) for i in range(6000)}
@@ -68,6 +68,7 @@ def test_fausts_own_store_holds_memtables_per_partition(tmp_path: Path) -> None:
     """The contrast: without a budget the same writes stay in four 8 MB memtables."""
     store = state_table(tmp_path, WRITE_BUFFER).data
     assert type(store) is faust_rocksdb.Store
+    assert not isinstance(store.rocksdb_options, SharedMemoryOptions)
     rng = random.Random(5)
     fill(store, {i: rng.randbytes(1000) for i in range(6000)})
     assert memtables(store) > 20 * MB
