@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from decay.kafka_client import client_kwargs
@@ -59,3 +61,34 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
         return missing
     finally:
         await admin.close()
+
+
+def output_topics(settings: Settings) -> list[str]:
+    """The topics the worker writes to."""
+    names = [settings.alerts_topic, settings.dead_letter_topic, changelog_topic(settings)]
+    return names + ([settings.scores_topic] if settings.scores_topic else [])
+
+
+async def message_limits(settings: Settings, topics: Sequence[str] | None = None) -> dict[str, int]:
+    """``max.message.bytes`` of each of ``topics`` (default: the worker's output topics) that
+    exists (the topic's own setting, else the broker's ``message.max.bytes``): the largest
+    record batch the broker takes there. The worker sizes its producer and its dead letters
+    by them."""
+    names = output_topics(settings) if topics is None else list(topics)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=15000)
+    await admin.start()
+    try:
+        limit = "max.message.bytes"
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, {limit: None}) for n in names]
+        )
+    finally:
+        await admin.close()
+    limits = {}
+    for response in responses:
+        for error_code, _, _, name, entries in response.resources:
+            if error_code == 0:  # else the topic is missing: the broker's default applies
+                for key, value, *_ in entries:
+                    if key == limit:
+                        limits[name] = int(value)
+    return limits

@@ -21,13 +21,15 @@ from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
 from decay.topics import STATE_TABLE
-from stream_app import offsets, rocks
+from decay.topics import message_limits as topic_limits
+from stream_app import dead_letters, offsets, outbox, rocks
 from stream_app.intake import Intake
 from stream_app.metrics import Metrics
+from stream_app.outbox import Outgoing
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
 from stream_app.store import FaustTableStore
-from stream_app.transactions import Outgoing, PartitionTransactions
+from stream_app.transactions import PartitionTransactions
 from stream_app.web import register_pages
 
 log = logging.getLogger(__name__)
@@ -72,9 +74,10 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
     )
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, max_request_bytes: int | None = None) -> faust.App:
     """The Faust app with the worker's configuration and nothing registered on it yet (the
-    benchmarks build their reference agents on the same)."""
+    benchmarks build their reference agents on the same). ``max_request_bytes``: the
+    producer's request limit, at least the largest message the output topics accept."""
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -92,6 +95,7 @@ def faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         # Changelog records and alerts of a batch go out in a few requests, not one each.
         producer_linger=0.005,
+        producer_max_request_size=max_request_bytes or dead_letters.DEFAULT_MAX_MESSAGE_BYTES,
         web_enabled=True,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # Faust binds to web_bind, by default every interface
@@ -108,12 +112,20 @@ def create_app(
     settings: Settings,
     scorer: Scorer | None = None,
     registry: CollectorRegistry | None = None,
+    message_limits: dict[str, int] | None = None,
 ) -> Worker:
+    """The worker. ``message_limits``: the largest record each topic accepts (read from the
+    broker when not given, see decay.topics.message_limits)."""
     scorer = scorer or load_scorer(settings)
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)
     metrics.model_info.labels(scorer.version).set(1)
-    app = faust_app(settings)
+    if message_limits is None:
+        message_limits = asyncio.run(topic_limits(settings))
+    dead_letter_max = message_limits.get(
+        settings.dead_letter_topic, dead_letters.DEFAULT_MAX_MESSAGE_BYTES
+    )
+    app = faust_app(settings, max(message_limits.values(), default=None))
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
     codecs: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
@@ -126,7 +138,17 @@ def create_app(
         if name
     }
     erase = topic(settings.erase_topic)  # co-partitioned with events: same key, same count
-    txns = PartitionTransactions(settings) if settings.exactly_once else None
+
+    def dead_letter_failed(m: Outgoing, exc: BaseException) -> None:
+        """Counted and logged, never a stop (see stream_app.outbox)."""
+        metrics.dead_letters_failed.inc()
+        log.error("dead letter of %s not sent to %s: %s", m.origin, m.topic, exc)
+
+    txns = (
+        PartitionTransactions(settings, dead_letter_failed, max_request_size=dead_letter_max)
+        if settings.exactly_once
+        else None
+    )
     # Keys and values are raw bytes (values: decay.state's encoding): Faust then uses its raw
     # codec, which recovers from the changelog cleanly, unlike list/dict value types.
     table = app.Table(
@@ -160,14 +182,14 @@ def create_app(
         messages = []
         for dl in out.dead_letters:
             rec = dl.record
-            headers = (
-                ("decay-reason", dl.reason.encode()),
-                ("decay-detail", dl.detail.encode()),
-                ("decay-source-topic", settings.events_topic.encode()),
-                ("decay-source-partition", str(rec.partition).encode()),
-                ("decay-source-offset", str(rec.offset).encode()),
+            to_dead = dead_letters.dead_letter(
+                settings.dead_letter_topic,
+                settings.events_topic,
+                rec,
+                dl.reason,
+                dl.detail,
+                dead_letter_max,
             )
-            to_dead = Outgoing(settings.dead_letter_topic, rec.key, rec.value or b"", headers)
             messages.append((rec.partition, to_dead))
         for alert in out.alerts:
             key = alert.user_id.encode()
@@ -187,13 +209,27 @@ def create_app(
             metrics.alerts.labels(alert.kind).inc()
         metrics.alerts_resent.inc(out.resent)
 
+    async def faust_send(topic: str, value: bytes, *, key: bytes | None, headers: Any) -> Any:
+        return await topics[topic].send(key=key, value=value, headers=headers)
+
+    def delivered(fut: asyncio.Future[Any]) -> None:
+        """An alert or score the producer gave up on: nothing more may be committed (the
+        records that caused it are applied again after the restart)."""
+        if not fut.cancelled() and fut.exception() is not None:
+            exc = fut.exception()
+            assert exc is not None
+            processor.halt(exc)
+            app.add_future(stop_worker(exc, "a message was not delivered"))
+
     async def publish(out: BatchOutput) -> list[Any]:
         """At least once: hand the messages to Faust's producer (flushed before commits)."""
         futures = []
         for _, m in outgoing(out):
-            futures.append(
-                await topics[m.topic].send(key=m.key, value=m.value, headers=list(m.headers))
-            )
+            fut = await outbox.send(faust_send, m, dead_letter_failed)
+            if not m.best_effort:  # a dead letter that fails is handled by the outbox
+                assert fut is not None
+                fut.add_done_callback(delivered)
+                futures.append(fut)
         count_sent(out)
         return futures
 

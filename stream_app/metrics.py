@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class Metrics:
     events: Counter
     dead_letters: Counter
+    dead_letters_failed: Counter
     alerts: Counter
     alerts_resent: Counter
     batch_size: Histogram
@@ -39,6 +40,11 @@ class Metrics:
                 "decay_dead_letters",
                 "Messages sent to the dead-letter topic",
                 ["reason"],
+                registry=registry,
+            ),
+            dead_letters_failed=Counter(
+                "decay_dead_letters_failed",
+                "Dead letters that could not be sent (logged with their source offset)",
                 registry=registry,
             ),
             alerts=Counter("decay_alerts", "Alerts emitted, by kind", ["kind"], registry=registry),

@@ -17,25 +17,21 @@ aborted copies are never read. What this does not cover is in README "Delivery g
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from decay.kafka_client import client_kwargs
 from decay.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
+from stream_app import outbox
+from stream_app.outbox import Outgoing
 
 
 class PartitionTransactions:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_failed: outbox.OnFailed, **producer: Any) -> None:
         self.settings = settings
+        self.on_failed = on_failed  # a best-effort message that could not be sent
+        self.producer_kwargs = producer
         self.group_id = settings.app_id  # Faust's consumer group is the app id
         self._producers: dict[int, AIOKafkaProducer] = {}
 
@@ -50,6 +46,7 @@ class PartitionTransactions:
                 transactional_id=self.transactional_id(partition),
                 enable_idempotence=True,
                 client_id=f"{self.settings.app_id}-txn-{partition}",
+                **self.producer_kwargs,
             )
             await producer.start()  # InitProducerId: fences the partition's previous owner
             self._producers[partition] = producer
@@ -73,7 +70,7 @@ class PartitionTransactions:
         producer = await self._producer(partition)
         async with producer.transaction():
             for m in messages:
-                await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+                await outbox.send(producer.send, m, self.on_failed)
             if next_offset is not None:
                 tp = TopicPartition(self.settings.events_topic, partition)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)

@@ -12,7 +12,8 @@ from faust import Worker
 
 from decay.settings import Settings
 from stream_app.app import create_app
-from stream_app.transactions import Outgoing, PartitionTransactions
+from stream_app.outbox import Outgoing
+from stream_app.transactions import PartitionTransactions
 
 
 def main() -> None:
