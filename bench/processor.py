@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/processor.py --events 60000            # CPU per event
     .venv/bin/python bench/processor.py --events 60000 --profile  # and where it goes
+    .venv/bin/python bench/processor.py --events 60000 --routing  # cost of the routing check
 
 The same simulation as bench/throughput.py (100,000 users, seed 7, the first ``--events``
-events in time order), split over ``--partitions`` partitions by key as the producer does, fed
+events in time order), split over ``--partitions`` partitions by key as Kafka's default
+partitioner does (murmur2: every event is on its user's own partition), fed
 to ``stream_app.processor.Processor`` in batches of ``--batch`` with the ONNX scorer and an
 in-memory store. It prints process CPU time (the ONNX session's threads included) per event:
 the part of bench/throughput.py's "CPU per event of the processor" that is ours, not Faust's
 table reads. Compare two versions of the code by running it on each, one after the other.
+``--routing`` runs the same records with the check of each event's partition against its
+user's own (what the worker does) and without it, alternately, three times each.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import argparse
 import cProfile
 import pstats
 import time
-import zlib
+from dataclasses import replace
 
 from decay.eventlog import frame_to_records
 from decay.replay import encode
 from decay.settings import Settings
 from decay.simulate import simulate
 from stream_app.app import processor_config
-from stream_app.processor import Processor, Record
+from stream_app.processor import Processor, ProcessorConfig, Record
+from stream_app.queries import partition_for
 from stream_app.rollout import load_scorer
 from stream_app.store import MemoryStore
 
@@ -34,7 +39,7 @@ def records(users: int, events: int, partitions: int, seed: int) -> list[Record]
     offsets = [0] * partitions
     out = []
     for key, value in (encode(r) for r in frame_to_records(frame)):
-        p = zlib.crc32(key or b"") % partitions
+        p = partition_for(key or b"", partitions)
         out.append(Record(p, offsets[p], key, value))
         offsets[p] += 1
     return out
@@ -48,21 +53,43 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="print the top 30 functions")
+    parser.add_argument("--routing", action="store_true", help="with and without the check")
     args = parser.parse_args()
     recs = records(args.users, args.events, args.partitions, args.seed)
-    settings = Settings()
+    settings = Settings(partitions=args.partitions)
+    config = processor_config(settings)
+    if not args.routing:
+        print(measure(recs, config, settings, args.batch, args.users, args.profile))
+        return
+    for _ in range(3):
+        for label, cfg in (
+            ("routing on ", config),
+            ("routing off", replace(config, partitions=None)),
+        ):
+            print(label, measure(recs, cfg, settings, args.batch, args.users, False))
+
+
+def measure(
+    recs: list[Record],
+    config: ProcessorConfig,
+    settings: Settings,
+    batch: int,
+    users: int,
+    profile: bool,
+) -> str:
     store = MemoryStore()
-    proc = Processor(
-        processor_config(settings), load_scorer(settings), store, lambda: int(time.time() * 1000)
-    )
+    proc = Processor(config, load_scorer(settings), store, lambda: int(time.time() * 1000))
+    forwarded = 0
 
     def run() -> None:
-        for i in range(0, len(recs), args.batch):
-            out = proc.process(recs[i : i + args.batch])
+        nonlocal forwarded
+        for i in range(0, len(recs), batch):
+            out = proc.process(recs[i : i + batch])
+            forwarded += len(out.forwards)
             for (p, k), v in out.writes.items():
                 store.put(p, k, v)
 
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = cProfile.Profile() if profile else None
     started = time.process_time()
     if profiler is not None:
         profiler.runcall(run)
@@ -71,9 +98,10 @@ def main() -> None:
     cpu = time.process_time() - started
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-    print(
-        f"{len(recs):,} events, {args.users:,} simulated users, batches of {args.batch}: "
-        f"{cpu:.2f} s of CPU = {cpu / len(recs) * 1e6:.0f} us per event"
+    assert forwarded == 0  # the records are on their users' own partitions
+    return (
+        f"{len(recs):,} events, {users:,} simulated users, batches of {batch}: "
+        f"{cpu:.2f} s of CPU = {cpu / len(recs) * 1e6:.1f} us per event"
         + (" (under cProfile)" if profiler is not None else "")
     )
 

@@ -229,3 +229,18 @@ def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event |
         price=price,
         quantity=quantity,
     )
+
+
+def parse_erase_request(raw: bytes | None, key: bytes | None) -> str | Invalid:
+    """The user id of an erase request: its key, else its value (UTF-8), valid as an event's
+    ``user_id`` is."""
+    data = key or raw
+    if not data:
+        return Invalid(MISSING_FIELD, "erase request without a user id (key or value)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Invalid(INVALID_VALUE, f"erase request's user id is not UTF-8: {exc}"[:200])
+    got = _text({"user_id": text}, "user_id", True)
+    assert got is not None  # required: None only for an absent optional field
+    return got

@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     )
     model_poll_s: float = Field(5.0, gt=0, description="how often model_dir is looked at")
     erase_topic: str = Field("erase", description="user ids whose state is to be erased")
+    repartition_topic: str | None = Field(
+        None,
+        description="where events that came on a partition not their user's own go on to "
+        "it (default: the events topic's name + '-repartition')",
+    )
+    erase_hold_days: float = Field(
+        7.0,
+        gt=0,
+        description="how long an erased user's events produced before the erase request are "
+        "still dropped when they arrive late (days of record time)",
+    )
+
+    @property
+    def repartition(self) -> str:
+        return self.repartition_topic or f"{self.events_topic}-repartition"
+
     scores_topic: str | None = Field(None, description="optional topic of score changes")
     score_min_change: float = Field(
         0.1, ge=0, description="publish a score when it moved by more than this (0: always)"

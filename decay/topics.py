@@ -34,6 +34,7 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
         settings.alerts_topic,
         settings.dead_letter_topic,
         settings.erase_topic,
+        settings.repartition,
     ]
     if settings.scores_topic:
         names.append(settings.scores_topic)
@@ -65,7 +66,13 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
 
 def output_topics(settings: Settings) -> list[str]:
     """The topics the worker writes to."""
-    names = [settings.alerts_topic, settings.dead_letter_topic, changelog_topic(settings)]
+    names = [
+        settings.alerts_topic,
+        settings.dead_letter_topic,
+        settings.repartition,
+        settings.erase_topic,  # erase requests forwarded to their user's partition
+        changelog_topic(settings),
+    ]
     return names + ([settings.scores_topic] if settings.scores_topic else [])
 
 

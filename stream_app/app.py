@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from decay.events import Invalid, parse_erase_request
 from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
@@ -26,7 +27,7 @@ from stream_app import dead_letters, offsets, outbox, rocks
 from stream_app.intake import Intake
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
-from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
+from stream_app.processor import BatchOutput, DeadLetter, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
 from stream_app.store import FaustTableStore
 from stream_app.transactions import PartitionTransactions
@@ -58,6 +59,8 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         cat_drop=settings.category_drop,
         publish_scores=settings.scores_topic is not None,
         score_min_change=settings.score_min_change,
+        partitions=settings.partitions,
+        erase_hold_ms=int(settings.erase_hold_days * 86_400_000),
     )
 
 
@@ -125,7 +128,8 @@ def create_app(
     dead_letter_max = message_limits.get(
         settings.dead_letter_topic, dead_letters.DEFAULT_MAX_MESSAGE_BYTES
     )
-    app = faust_app(settings, max(message_limits.values(), default=None))
+    request_max = max(message_limits.values(), default=dead_letters.DEFAULT_MAX_MESSAGE_BYTES)
+    app = faust_app(settings, request_max)
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
     codecs: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
@@ -134,10 +138,18 @@ def create_app(
 
     topics = {
         name: topic(name)
-        for name in (settings.alerts_topic, settings.dead_letter_topic, settings.scores_topic)
+        for name in (
+            settings.alerts_topic,
+            settings.dead_letter_topic,
+            settings.scores_topic,
+            settings.repartition,
+        )
         if name
     }
-    erase = topic(settings.erase_topic)  # co-partitioned with events: same key, same count
+    # Co-partitioned with events (same count, the user id as key): Faust assigns partition p
+    # of all three to one worker.
+    erase = topics[settings.erase_topic] = topic(settings.erase_topic)
+    repartition = topics[settings.repartition]
 
     def dead_letter_failed(m: Outgoing, exc: BaseException) -> None:
         """Counted and logged, never a stop (see stream_app.outbox)."""
@@ -145,7 +157,7 @@ def create_app(
         log.error("dead letter of %s not sent to %s: %s", m.origin, m.topic, exc)
 
     txns = (
-        PartitionTransactions(settings, dead_letter_failed, max_request_size=dead_letter_max)
+        PartitionTransactions(settings, dead_letter_failed, max_request_size=request_max)
         if settings.exactly_once
         else None
     )
@@ -180,11 +192,28 @@ def create_app(
     def outgoing(out: BatchOutput) -> list[tuple[int, Outgoing]]:
         """The batch's messages, each with the events partition whose records caused it."""
         messages = []
+        for fw in out.forwards:
+            rec = fw.record
+            headers = (
+                ("decay-source-partition", str(rec.partition).encode()),
+                ("decay-source-offset", str(rec.offset).encode()),
+            )
+            # Keyed by the user id and sent to its own partition; the record time kept, as
+            # erasure compares it (see Processor.erase).
+            forward = Outgoing(
+                settings.repartition,
+                fw.user_id.encode(),
+                rec.value or b"",
+                headers,
+                partition=fw.partition,
+                timestamp_ms=rec.timestamp or None,
+            )
+            messages.append((rec.partition, forward))
         for dl in out.dead_letters:
             rec = dl.record
             to_dead = dead_letters.dead_letter(
                 settings.dead_letter_topic,
-                settings.events_topic,
+                dl.source or settings.events_topic,
                 rec,
                 dl.reason,
                 dl.detail,
@@ -209,8 +238,14 @@ def create_app(
             metrics.alerts.labels(alert.kind).inc()
         metrics.alerts_resent.inc(out.resent)
 
-    async def faust_send(topic: str, value: bytes, *, key: bytes | None, headers: Any) -> Any:
-        return await topics[topic].send(key=key, value=value, headers=headers)
+    async def faust_send(m: Outgoing) -> Any:
+        return await topics[m.topic].send(
+            key=m.key,
+            value=m.value,
+            partition=m.partition,
+            timestamp=m.timestamp_ms / 1000.0 if m.timestamp_ms else None,
+            headers=list(m.headers),
+        )
 
     def delivered(fut: asyncio.Future[Any]) -> None:
         """An alert or score the producer gave up on: nothing more may be committed (the
@@ -342,7 +377,9 @@ def create_app(
                 )
                 metrics.refetched.inc(len(found))
                 processor.accept_gap(p, came)
-                records += [Record(r.partition, r.offset, r.key, r.value) for r in found]
+                records += [
+                    Record(r.partition, r.offset, r.key, r.value, r.timestamp) for r in found
+                ]
                 records += [r for r in out.held if r.partition == p]
             if not records:
                 break
@@ -396,7 +433,7 @@ def create_app(
                         if tp.topic == settings.events_topic
                     }
                     records = [
-                        Record(f.partition, r.offset, r.key, r.value)
+                        Record(f.partition, r.offset, r.key, r.value, r.timestamp)
                         for f in fetched
                         if flowing and f.generation == generation and f.partition in assigned
                         for r in f.records
@@ -418,20 +455,62 @@ def create_app(
             metrics.batch_size.observe(n)
             metrics.batch_seconds.observe(time.perf_counter() - started)
 
+    def record_of(msg: Any) -> Record:
+        timestamp = int(msg.timestamp * 1000) if msg.timestamp else 0
+        return Record(msg.partition, msg.offset, msg.key, msg.value, timestamp)
+
+    async def erase_request(rec: Record) -> None:
+        """Erase, or forward the request to its user's own partition (where the state is), or
+        dead-letter it."""
+        user = parse_erase_request(rec.value, rec.key)
+        if isinstance(user, Invalid):
+            dead = DeadLetter(rec, user.reason, user.detail, settings.erase_topic)
+            await settle(BatchOutput(dead_letters=[dead]))
+            return
+        own = processor.own_partition(user)
+        if own != rec.partition:
+            forward = Outgoing(
+                settings.erase_topic,
+                user.encode(),
+                user.encode(),
+                partition=own,
+                timestamp_ms=rec.timestamp or None,
+            )
+            await (await faust_send(forward))  # delivered before this one is acked
+            metrics.events.labels("erase_forwarded").inc()
+            return
+        await look_up_committed([rec.partition])
+        await settle(processor.erase(rec.partition, rec.offset, user, rec.timestamp or None))
+
     @app.agent(erase)
     async def erase_users(stream: Any) -> None:
         async for event in stream.noack().events():
-            msg = event.message
-            user = (msg.key or msg.value or b"").decode(errors="replace")
-            if not user:
-                log.warning("erase request without a user id at offset %d", msg.offset)
-            else:
-                try:
-                    async with lock:
-                        await settle(processor.erase(msg.partition, msg.offset, user))
-                except Exception as exc:  # unacked, so the request is not lost
-                    await stop_worker(exc, f"erase request at offset {msg.offset} failed")
-                    return
+            rec = record_of(event.message)
+            try:
+                async with lock:
+                    await erase_request(rec)
+            except Exception as exc:  # unacked, so the request is not lost
+                await stop_worker(exc, f"erase request at offset {rec.offset} failed")
+                return
+            await stream.ack(event)
+
+    @app.agent(repartition)
+    async def apply_forwarded(stream: Any) -> None:
+        """Events forwarded to their user's partition (see Processor.process_forwarded), one
+        at a time, as Faust's stream hands them: acked once their output is handed to the
+        producer, which Faust flushes before it commits them."""
+        async for event in stream.noack().events():
+            rec = record_of(event.message)
+            try:
+                async with lock:
+                    await look_up_committed([rec.partition])
+                    out = processor.process_forwarded([rec])
+                    await deliver([out])
+                    apply_writes(out)
+            except Exception as exc:  # unacked, so the event is not lost
+                await stop_worker(exc, f"forwarded event at offset {rec.offset} failed")
+                return
+            observe(out)
             await stream.ack(event)
 
     if settings.live:
@@ -526,7 +605,9 @@ def create_app(
                     len(found),
                 )
                 processor.committed = committed
-                records = [Record(r.partition, r.offset, r.key, r.value) for r in found]
+                records = [
+                    Record(r.partition, r.offset, r.key, r.value, r.timestamp) for r in found
+                ]
                 try:
                     outs = await run_batch(records)
                 except Exception as exc:

@@ -27,11 +27,13 @@ class Outgoing:
     # Where the message came from ("events[3]@1234"), for the log when it cannot be sent.
     origin: str = ""
     best_effort: bool = False  # a dead letter (see the module's docstring)
+    partition: int | None = None  # None: the producer's partitioner picks it from the key
+    timestamp_ms: int | None = None  # None: now
 
 
 OnFailed = Callable[[Outgoing, BaseException], None]
-# A producer's send: (topic, value, key=, headers=) -> a future of the delivery.
-Send = Callable[..., Awaitable[Any]]
+# A producer's send of one message -> a future of its delivery.
+Send = Callable[[Outgoing], Awaitable[Any]]
 
 ATTEMPTS = 3
 BACKOFF_S = 0.2
@@ -48,11 +50,11 @@ async def send(
     message that could not be handed over (``on_failed`` was called). A best-effort message
     whose delivery fails later calls ``on_failed`` too."""
     if not m.best_effort:
-        return await producer_send(m.topic, m.value, key=m.key, headers=list(m.headers))
+        return await producer_send(m)
     error: BaseException | None = None
     for attempt in range(attempts):
         try:
-            delivery = await producer_send(m.topic, m.value, key=m.key, headers=list(m.headers))
+            delivery = await producer_send(m)
         except Exception as exc:  # too large, buffer full, metadata missing...: all alike
             error = exc
             log.warning("could not send %s to %s (%s), attempt %d", m.origin, m.topic, exc, attempt)

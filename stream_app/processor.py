@@ -44,11 +44,35 @@ from decay.state import (
     event_id_hash,
 )
 from decay.window import Window
+from stream_app.queries import partition_for
 
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY: Final = "\x00watermark"
 _WM = struct.Struct("<qq")  # newest event time seen, offset of the last record applied
+# An erased user's marker: the erase request's record time, so that the user's events
+# produced before it and still in a backlog are dropped when they come (see Processor.erase).
+ERASED_PREFIX: Final = "\x00erased:"
+_ERASED = struct.Struct("<q")
+
+
+def erased_key(user_key: str) -> str:
+    return ERASED_PREFIX + user_key
+
+
+def _erased_what(raw: bytes | None) -> str:
+    """What an erasure removed, for its confirmation."""
+    if raw is None:
+        return "no state held for this user"
+    try:
+        st = decode_state(raw)
+    except StateError:
+        return "state erased on request (it was unreadable)"
+    span = f"{al.rfc3339(st.first_ts_ms)} to {al.rfc3339(st.last_ts_ms)}" if st.n_events else ""
+    return (
+        f"state erased on request: {st.n_total} events, the last {st.n_events} of them "
+        f"({span}) kept with {len(st.alerts)} alerts"
+    )
 
 
 def _f32(value: float) -> float:
@@ -63,6 +87,17 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = 0  # the record's Kafka timestamp, epoch ms
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A valid event that came on a partition not its user's own: it goes to ``partition``
+    through the repartition topic (see Processor.process_forwarded)."""
+
+    record: Record
+    partition: int
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +105,7 @@ class DeadLetter:
     record: Record
     reason: str
     detail: str
+    source: str | None = None  # the topic it came from, when not the events topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +125,8 @@ class BatchOutput:
     alerts: list[OutAlert] = field(default_factory=list)
     scores: list[OutAlert] = field(default_factory=list)  # for the optional scores topic
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late
+    forwards: list[Forward] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late...
     resent: int = 0
     # A partition whose records jumped past the next offset: partition -> (the missing
     # offset, the offset that came instead). Its records from there on are in ``held``, not
@@ -129,6 +166,12 @@ class ProcessorConfig:
     # since the user's previous event (0: after every event).
     publish_scores: bool = False
     score_min_change: float = 0.1
+    # The events topic's partition count: a user's own partition is where Kafka's default
+    # (murmur2) partitioner puts the user id; events that came elsewhere are forwarded there.
+    # None: every event is applied on the partition it came on.
+    partitions: int | None = None
+    # How long (in record time) an erased user's marker drops the user's older events.
+    erase_hold_ms: int = 7 * 86_400_000
 
 
 @dataclass(slots=True)
@@ -141,6 +184,10 @@ class _Partition:
     heap: list[tuple[int, str]] = field(default_factory=list)
     last_seen_wall_ms: int = 0
     users: int = 0
+    # Erased users (state key -> the erase request's record time) and the newest record time
+    # seen: a marker goes once the partition's records are erase_hold_ms past it.
+    erased: dict[str, int] = field(default_factory=dict)
+    max_record_ts: int = 0
     # The end of the unbroken run of offsets handed to process() since the activation (the
     # run starts at the committed offset, where Faust seeks, or at the first record when none
     # is known): everything up to it has been applied, so this + 1 is safe to commit once the
@@ -196,6 +243,7 @@ class Processor:
         # caused by records from there on are kept in state until committed (see _activate).
         self.committed: dict[int, int] = {}
         self._partitions: dict[int, _Partition] = {}
+        self._owners: dict[str, int] = {}  # user id -> own partition, see own_partition
         self.halted: BaseException | None = None
 
     # -- failure -------------------------------------------------------------------------
@@ -277,7 +325,9 @@ class Processor:
         max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
         part = _Partition(max_ts=max_ts, last_offset=last_offset)
         for user_id, value in self.store.scan(partition):
-            if user_id == WATERMARK_KEY:
+            if user_id.startswith("\x00"):  # not a user: the watermark, erasure markers
+                if user_id.startswith(ERASED_PREFIX):
+                    part.erased[user_id[len(ERASED_PREFIX) :]] = _ERASED.unpack(value)[0]
                 continue
             part.users += 1
             try:
@@ -309,9 +359,30 @@ class Processor:
     # -- the batch -----------------------------------------------------------------------
 
     def process(self, records: Sequence[Record]) -> BatchOutput:
-        return self._guarded(self._process, records)
+        """The events topic's records. A valid event on a partition that is not its user's
+        own is not applied here: it is in ``forwards``, for the caller to send on."""
+        return self._guarded(self._process, records, False)
 
-    def _process(self, records: Sequence[Record]) -> BatchOutput:
+    def process_forwarded(self, records: Sequence[Record]) -> BatchOutput:
+        """Records of the repartition topic (forwarded by ``process``), each applied to its
+        partition's users as an event of the events topic would be, minus the offset
+        bookkeeping: a copy delivered twice is a duplicate event id, and what it emits is
+        re-sent after a crash until the events partition's commit passes it."""
+        return self._guarded(self._process, records, True)
+
+    def own_partition(self, user_id: str) -> int:
+        """The partition of ``user_id`` (as producers know it) that holds its state."""
+        n = self.config.partitions
+        if n is None:
+            raise ValueError("no partition count configured: events are not routed")
+        got = self._owners.get(user_id)
+        if got is None:
+            if len(self._owners) >= 1 << 16:  # a cache: murmur2 in Python is ~2 us a call
+                self._owners.clear()
+            got = self._owners[user_id] = partition_for(user_id.encode(), n)
+        return got
+
+    def _process(self, records: Sequence[Record], forwarded: bool) -> BatchOutput:
         out = BatchOutput()
         cache: dict[tuple[int, str], UserState] = {}
         touched: set[tuple[int, str]] = set()
@@ -326,34 +397,38 @@ class Processor:
         for rec in records:
             part = self._partitions.get(rec.partition)
             if part is None:
-                part = self._activate(rec.partition, rec.offset, out)
+                part = self._activate(rec.partition, 0 if forwarded else rec.offset, out)
             part.last_seen_wall_ms = now
-            seen = part.seen
-            if seen is None:
-                # The run starts at the committed offset, where Faust's consumer seeks: a first
-                # record past it means the ones in between were skipped on their way here.
-                start = self.committed.get(rec.partition, rec.offset)
-                seen = (start if start <= rec.offset else rec.offset) - 1
-            if rec.partition in out.gaps or rec.offset > seen + 1:
-                # A record went missing on its way here (seen after rebalances): applying
-                # the later ones would lose it for good.
-                out.gaps.setdefault(rec.partition, (seen + 1, rec.offset))
-                out.held.append(rec)
-                continue
-            part.seen = max(seen, rec.offset)
-            redelivered = rec.offset <= part.last_offset  # after a crash: applied already
-            part.last_offset = max(part.last_offset, rec.offset)
+            part.max_record_ts = max(part.max_record_ts, rec.timestamp)
+            # A forwarded event's alerts and state count as caused by the partition's next
+            # events offset: re-sent (same ids) after a crash until a commit passes it.
+            offset, redelivered = part.last_offset + 1, False
+            if not forwarded:
+                again = self._next_offset(rec, part, out)
+                if again is None:
+                    continue
+                offset, redelivered = rec.offset, again
             parsed = parse_event(rec.value, rec.key, limits)
             if isinstance(parsed, Invalid):
                 # Sent again even when redelivered: its first copy may have died with the crash.
                 out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.detail))
                 out.counts["invalid"] += 1
                 continue
+            if not forwarded and self.config.partitions is not None:
+                own = self.own_partition(parsed.user_id)
+                if own != rec.partition:  # sent on even when redelivered, as dead letters are
+                    out.forwards.append(Forward(rec, own, parsed.user_id))
+                    out.counts["forwarded"] += 1
+                    continue
             if redelivered:
                 out.counts["redelivered"] += 1
                 continue
             if self.pseudonymize is not None:
                 parsed = replace(parsed, user_id=self.pseudonymize(parsed.user_id))
+            erased_at = part.erased.get(parsed.user_id)
+            if erased_at is not None and rec.timestamp <= erased_at:
+                out.counts["dropped_erased"] += 1  # produced before its user's erase request
+                continue
             ukey = (rec.partition, parsed.user_id)
             st = self._load(ukey, cache, windows)
             touched.add(ukey)
@@ -363,7 +438,7 @@ class Processor:
                 continue
             newest = max_ts.get(rec.partition, part.max_ts)
             late = parsed.ts_ms < newest - self.config.grace_ms
-            if not st.add(parsed, rec.offset, self.config.max_events, id_hash):
+            if not st.add(parsed, offset, self.config.max_events, id_hash):
                 out.counts["late"] += 1  # older than a full window: nothing to update
                 continue
             out.counts["late" if late else "ok"] += 1
@@ -371,10 +446,41 @@ class Processor:
                 part.users += 1
             st.partition = rec.partition
             max_ts[rec.partition] = max(newest, parsed.ts_ms)
-            steps.append(
-                _Step(parsed, rec.offset, rec.partition, st.window(), max_ts[rec.partition])
-            )
+            steps.append(_Step(parsed, offset, rec.partition, st.window(), max_ts[rec.partition]))
+        self._apply_scores(steps, cache, touched, windows, out)
+        self._finish(out, cache, touched, {rec.partition for rec in records})
+        return out
 
+    def _next_offset(self, rec: Record, part: _Partition, out: BatchOutput) -> bool | None:
+        """The offset bookkeeping of an events topic record: None when it is held behind a
+        gap, else whether it was applied before (redelivered after a crash)."""
+        seen = part.seen
+        if seen is None:
+            # The run starts at the committed offset, where Faust's consumer seeks: a first
+            # record past it means the ones in between were skipped on their way here.
+            start = self.committed.get(rec.partition, rec.offset)
+            seen = (start if start <= rec.offset else rec.offset) - 1
+        if rec.partition in out.gaps or rec.offset > seen + 1:
+            # A record went missing on its way here (seen after rebalances): applying the
+            # later ones would lose it for good.
+            out.gaps.setdefault(rec.partition, (seen + 1, rec.offset))
+            out.held.append(rec)
+            return None
+        part.seen = max(seen, rec.offset)
+        redelivered = rec.offset <= part.last_offset  # after a crash: applied already
+        part.last_offset = max(part.last_offset, rec.offset)
+        return redelivered
+
+    def _apply_scores(
+        self,
+        steps: list[_Step],
+        cache: dict[tuple[int, str], UserState],
+        touched: set[tuple[int, str]],
+        windows: dict[tuple[int, str], Window],
+        out: BatchOutput,
+    ) -> None:
+        """Pass 2: one scorer call for the batch's events, then, event by event in order,
+        the alert state machine and the deadline schedule."""
         started = time.perf_counter()
         scores = self.scorer.score([s.window for s in steps], self.config.threshold)
         out.score_seconds = time.perf_counter() - started
@@ -410,26 +516,34 @@ class Processor:
             part.max_ts = max(part.max_ts, step.max_ts)
             self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
 
-        self._finish(out, cache, touched, {rec.partition for rec in records})
-        return out
-
-    def erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
+    def erase(
+        self, partition: int, offset: int, user_id: str, timestamp_ms: int | None = None
+    ) -> BatchOutput:
         """Delete a user's state (a tombstone in the changelog) and confirm on the alerts topic.
 
         ``user_id`` is as producers know it; with pseudonymisation on, its pseudonym is erased.
+        ``timestamp_ms`` is the erase request's record time: the user's events produced up to
+        then that come later (a backlog, a forwarded copy) are dropped, for erase_hold_ms of
+        the partition's record time, by a marker kept in the state table.
         """
-        return self._guarded(self._erase, partition, offset, user_id)
+        return self._guarded(self._erase, partition, offset, user_id, timestamp_ms)
 
-    def _erase(self, partition: int, offset: int, user_id: str) -> BatchOutput:
+    def _erase(
+        self, partition: int, offset: int, user_id: str, timestamp_ms: int | None
+    ) -> BatchOutput:
         out = BatchOutput()
         key = self.pseudonymize(user_id) if self.pseudonymize is not None else user_id
+        erased_at = self.clock_ms() if timestamp_ms is None else timestamp_ms
         part = self._partitions.get(partition)
-        existed = self.store.get(partition, key) is not None
+        raw = self.store.get(partition, key)
         if part is not None:
             part.cancel(key)
-            part.users -= existed
-        if existed:
+            part.users -= raw is not None
+            erased_at = max(erased_at, part.erased.get(key, erased_at))
+            part.erased[key] = erased_at
+        if raw is not None:
             out.deletes.append((partition, key))
+        out.writes[(partition, erased_key(key))] = _ERASED.pack(erased_at)
         now = self.clock_ms()
         confirmation = al.Alert(
             alert_id=al.alert_id(al.ERASED, key, offset),
@@ -442,10 +556,14 @@ class Processor:
             event_time=al.rfc3339(now),
             emitted_at=al.rfc3339(now),
             model_version=self.scorer.version,
-            reasons=["state erased on request" if existed else "no state held for this user"],
+            reasons=[
+                _erased_what(raw),
+                f"events of this user produced up to {al.rfc3339(erased_at)} that arrive "
+                f"later are dropped (for {self.config.erase_hold_ms / 86_400_000:g} days)",
+            ],
         )
         out.alerts.append(OutAlert(partition, key, al.ERASED, confirmation.to_json()))
-        out.counts["erased" if existed else "erase_unknown"] += 1
+        out.counts["erased" if raw is not None else "erase_unknown"] += 1
         return out
 
     def expire(self, ttl_ms: int) -> BatchOutput:
@@ -458,7 +576,7 @@ class Processor:
         for n, part in self._partitions.items():
             cutoff = part.watermark(self.config.grace_ms) - ttl_ms
             for user_id, value in self.store.scan(n):
-                if user_id == WATERMARK_KEY:
+                if user_id.startswith("\x00"):
                     continue
                 try:
                     last = decode_state(value).last_ts_ms
@@ -527,6 +645,10 @@ class Processor:
         for p in sorted(partitions):
             if p in self._partitions:
                 part = self._partitions[p]
+                for user_key, erased_at in list(part.erased.items()):
+                    if part.max_record_ts - erased_at > self.config.erase_hold_ms:
+                        del part.erased[user_key]  # the backlog has passed it
+                        out.deletes.append((p, erased_key(user_key)))
                 out.writes[(p, WATERMARK_KEY)] = _WM.pack(part.max_ts, part.last_offset)
 
     def _load(

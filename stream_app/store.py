@@ -23,6 +23,9 @@ class MemoryStore:
     def put(self, partition: int, key: str, value: bytes) -> None:
         self.data.setdefault(partition, {})[key] = value
 
+    def delete(self, partition: int, key: str) -> None:
+        self.data.get(partition, {}).pop(key, None)
+
     def scan(self, partition: int) -> Iterator[tuple[str, bytes]]:
         yield from list(self.data.get(partition, {}).items())
 

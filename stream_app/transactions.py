@@ -27,6 +27,20 @@ from stream_app import outbox
 from stream_app.outbox import Outgoing
 
 
+def aiokafka_send(producer: AIOKafkaProducer) -> outbox.Send:
+    async def send(m: Outgoing) -> Any:
+        return await producer.send(
+            m.topic,
+            m.value,
+            key=m.key,
+            partition=m.partition,
+            timestamp_ms=m.timestamp_ms,
+            headers=list(m.headers),
+        )
+
+    return send
+
+
 class PartitionTransactions:
     def __init__(self, settings: Settings, on_failed: outbox.OnFailed, **producer: Any) -> None:
         self.settings = settings
@@ -70,7 +84,7 @@ class PartitionTransactions:
         producer = await self._producer(partition)
         async with producer.transaction():
             for m in messages:
-                await outbox.send(producer.send, m, self.on_failed)
+                await outbox.send(aiokafka_send(producer), m, self.on_failed)
             if next_offset is not None:
                 tp = TopicPartition(self.settings.events_topic, partition)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)

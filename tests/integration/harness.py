@@ -249,12 +249,25 @@ def oracle(
         lambda: now_ms,
         pseudonymizer(settings),
     )
-    outs = []
-    for i in range(0, len(records), batch):
-        out = proc.process(records[i : i + batch])
+
+    def apply(out: BatchOutput) -> BatchOutput:
         for (p, k), v in out.writes.items():
             store.put(p, k, v)
+        for p, k in out.deletes:
+            store.delete(p, k)
         outs.append(out)
+        return out
+
+    outs: list[BatchOutput] = []
+    for i in range(0, len(records), batch):
+        out = apply(proc.process(records[i : i + batch]))
+        # Forwarded events come back through the repartition topic: here, right after.
+        copies = [
+            Record(f.partition, -1, f.user_id.encode(), f.record.value, f.record.timestamp)
+            for f in out.forwards
+        ]
+        if copies:
+            apply(proc.process_forwarded(copies))
     return outs, store
 
 
@@ -262,7 +275,7 @@ def topic_records(bootstrap: str, topic: str) -> list[Record]:
     """The events topic as the worker sees it: per partition, in offset order."""
     msgs = read_topic(bootstrap, topic)
     msgs.sort(key=lambda m: (m.partition, m.offset))
-    return [Record(m.partition, m.offset, m.key, m.value) for m in msgs]
+    return [Record(m.partition, m.offset, m.key, m.value, m.timestamp) for m in msgs]
 
 
 # aiokafka logs this at ERROR while a fresh broker elects its group coordinator, and retries.

@@ -346,8 +346,16 @@ def test_fuzzed_messages_are_all_accounted_for(
             want.update(out.counts)
         dead = read_topic(bootstrap, s.dead_letter_topic)
         print(f"fuzz: {len(mixed)} records, worker counts {counts}, dead letters {len(dead)}")
-        assert sum(counts.values()) == len(mixed)
-        assert counts == {k: float(v) for k, v in want.items() if v}
+        # A record that came on a partition not its user's own is counted there as forwarded,
+        # then again with its result on the user's partition.
+        assert sum(counts.values()) == len(mixed) + counts.get("forwarded", 0)
+        # Whether an applied event counts as late depends, for a forwarded one, on when its
+        # copy comes back between the partition's own records: the sum of the two does not.
+        applied = ("ok", "late")
+        assert sum(counts.get(k, 0) for k in applied) == sum(want[k] for k in applied)
+        assert {k: v for k, v in counts.items() if k not in applied} == {
+            k: float(v) for k, v in want.items() if v and k not in applied
+        }
         assert len(dead) == counts.get("invalid", 0) == want["invalid"]
         assert worker.proc.poll() is None and worker.metrics()
     finally:

@@ -57,7 +57,7 @@ class FlakyProducer:
         self.calls = 0
         self.futures: list[asyncio.Future[Any]] = []
 
-    async def send(self, topic: str, value: bytes, *, key: Any, headers: Any) -> Any:
+    async def send(self, m: Outgoing) -> Any:
         self.calls += 1
         if self.calls <= self.failures:
             raise RuntimeError(f"send {self.calls} refused")

