@@ -279,7 +279,8 @@ def _open_text(path: Path) -> IO[str]:
 
 
 class EventLogError(ValueError):
-    """A line of an event log is not an event record; the message names the file and line."""
+    """An event log holds something that is no event record: the message names the file and,
+    for JSONL, the line."""
 
 
 def _numbered_lines(path: Path, fh: IO[str]) -> Iterator[tuple[int, str]]:
@@ -326,7 +327,15 @@ def iter_event_records(
                     chunk = []
         if chunk:
             yield chunk
-    elif fmt == "csv":
+    else:
+        try:
+            yield from _table_records(path, fmt, chunk_size)
+        except ValueError as exc:  # pandas' and Arrow's parse errors, a missing column
+            raise EventLogError(f"{path}: {exc}") from None
+
+
+def _table_records(path: Path, fmt: EventFormat, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    if fmt == "csv":
         with pd.read_csv(path, dtype=_CSV_DTYPES, chunksize=chunk_size) as reader:
             for frame in reader:
                 yield frame_to_records(coerce_events(frame))

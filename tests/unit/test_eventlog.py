@@ -153,6 +153,13 @@ def test_a_jsonl_file_that_is_not_utf8(tmp_path: Path) -> None:
         list(iter_event_records(path))
 
 
+def test_a_csv_log_without_a_required_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("event_id,user_id,ts\ne1,u1,1709287200000\n")
+    with pytest.raises(EventLogError, match=r"events\.csv: event log lacks required columns"):
+        list(iter_event_records(path))
+
+
 needs_lifetimes = pytest.mark.skipif(
     find_spec("lifetimes") is None, reason="lifetimes (train extra) not installed"
 )
