@@ -5,15 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
+kafka_app = typer.Typer(
+    no_args_is_help=True,
+    help="The local Apache Kafka broker (KRaft), configured as deploy/kafka/kafka.sh is: "
+    "DECAY_KAFKA_PORT, DECAY_KAFKA_CONTROLLER_PORT, DECAY_KAFKA_DIR...",
+)
 app.add_typer(kafka_app, name="kafka")
+log = logging.getLogger(__name__)
+
+
+@app.callback()
+def _check_environment() -> None:
+    # A DECAY_* variable that nothing reads is a typo, silently ignored otherwise.
+    from decay.settings import unknown_variables
+
+    for line in unknown_variables(os.environ):
+        log.warning("%s", line)
 
 
 def _mount_training() -> None:
@@ -31,36 +46,73 @@ _mount_training()
 Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap servers")]
 
 
-def _settings(**overrides: Any) -> Any:
+def _fail(command: str, message: str) -> NoReturn:
+    """An ordinary mistake (a setting, a file, no broker): one error line, exit 2."""
+    logging.getLogger(f"decay.{command}").error("%s", message)
+    raise typer.Exit(2)
+
+
+def _validated(model: Any, command: str, **overrides: Any) -> Any:
+    """``model`` (a settings class) from the environment and the CLI options given; a bad
+    value is named by its environment variable (or option) in one error line."""
+    from pydantic import ValidationError
+
+    from decay.settings import problems
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return model(**given)
+    except ValidationError as exc:
+        _fail(command, "invalid setting: " + "; ".join(problems(model, exc, given)))
+
+
+def _settings(command: str, **overrides: Any) -> Any:
     from decay.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return _validated(Settings, command, **overrides)
 
 
-def _authenticated(settings: Any, command: str) -> Any:
-    """``settings`` once Kafka accepted its credentials; else one error line and exit 2.
-    Checked before any client starts: aiokafka clients log a refused login and retry forever."""
-    from decay.kafka_client import KafkaAuthError, check_credentials
+def _connected(settings: Any, command: str) -> Any:
+    """``settings`` once a broker answered and accepted the credentials; else one error line
+    and exit 2. Checked before any client starts: aiokafka clients print a traceback when no
+    broker answers, and log a refused login and retry forever."""
+    from decay.kafka_client import KafkaAuthError, KafkaUnreachableError, check_connection
 
     try:
-        asyncio.run(check_credentials(settings))
+        asyncio.run(check_connection(settings))
+    except KafkaUnreachableError as exc:
+        _fail(command, f"{exc} (DECAY_BOOTSTRAP or --bootstrap)")
     except KafkaAuthError as exc:
-        logging.getLogger(f"decay.{command}").error("%s; not starting the %s", exc, command)
-        raise typer.Exit(2) from None
+        _fail(command, f"{exc}; not starting the {command}")
     return settings
 
 
 def _broker() -> Any:
     from decay.kafka_broker import KafkaBroker, find_repo_root
+    from decay.settings import LocalKafka
 
-    return KafkaBroker(find_repo_root())
+    local = _validated(LocalKafka, "kafka")
+    return KafkaBroker(
+        find_repo_root(),
+        local.dir,
+        local.port,
+        local.controller_port,
+        extra_props=local.extra_props.splitlines(),
+        format_args=local.format_args.split(),
+        start_timeout=local.start_timeout,
+    )
 
 
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Start the broker (fetching the jars with Maven the first time)."""
+    from decay.kafka_broker import KafkaBrokerError
+
     broker = _broker()
-    broker.start()
+    try:
+        broker.start()
+    except KafkaBrokerError as exc:  # kafka.sh's words: a port in use, no Java, the log tail
+        _fail("kafka", str(exc).rstrip())
     typer.echo(f"kafka running on {broker.bootstrap}")
 
 
@@ -96,7 +148,8 @@ def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
     """Create the events, alerts and dead-letter topics when missing."""
     from decay.topics import ensure_topics
 
-    settings = _authenticated(_settings(bootstrap=bootstrap, partitions=partitions), "topics")
+    settings = _settings("topics", bootstrap=bootstrap, partitions=partitions)
+    _connected(settings, "topics")
     created = asyncio.run(ensure_topics(settings))
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
@@ -107,16 +160,24 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="state directory")] = None,
 ) -> None:
-    """Run a stream worker until SIGTERM / Ctrl-C. Exits 2 when Kafka refuses the credentials."""
+    """Run a stream worker until SIGTERM / Ctrl-C. Every setting is an environment variable
+    too (DECAY_*): `decay settings` lists them. Exits 2, before it touches Kafka, on a bad
+    setting or a model it cannot load; exits 2 when no broker answers or Kafka refuses the
+    credentials."""
     from faust import Worker
 
     from decay.topics import ensure_topics
     from stream_app.app import create_app
+    from stream_app.rollout import ModelUnavailableError, startup_scorer
 
-    settings = _settings(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
-    _authenticated(settings, "worker")
+    settings = _settings("worker", bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
+    try:
+        scorer = startup_scorer(settings)
+    except ModelUnavailableError as exc:
+        _fail("worker", f"{exc}; not starting the worker")
+    _connected(settings, "worker")
     asyncio.run(ensure_topics(settings))
-    built = create_app(settings)
+    built = create_app(settings, scorer)
     runner = Worker(built.app, loglevel=settings.log_level)
     # Faust's console spinner, on at levels >= WARN, lowers the root logger to DEBUG so that
     # it spins on every record: every library debug message then gets built. No spinner.
@@ -154,10 +215,19 @@ def replay(
     rate: Annotated[float, typer.Option(help="events per second; 0: as fast as possible")] = 0,
 ) -> None:
     """Produce an event log to the events topic, in file order, keyed by user id."""
-    from decay.replay import replay_file
+    from decay.eventlog import EventLogError
+    from decay.replay import check_source, replay_file
 
-    settings = _authenticated(_settings(bootstrap=bootstrap), "replay")
-    n = asyncio.run(replay_file(file, settings, topic or settings.events_topic, rate))
+    settings = _settings("replay", bootstrap=bootstrap)
+    try:
+        check_source(file)
+    except (OSError, ValueError) as exc:
+        _fail("replay", f"{exc}; nothing sent")
+    _connected(settings, "replay")
+    try:
+        n = asyncio.run(replay_file(file, settings, topic or settings.events_topic, rate))
+    except EventLogError as exc:
+        _fail("replay", str(exc))
     typer.echo(f"{n} events sent")
 
 
@@ -172,7 +242,7 @@ def alerts(
     """Print alerts as they arrive."""
     from decay.alert_feed import follow_alerts, format_alert
 
-    settings = _authenticated(_settings(bootstrap=bootstrap), "alerts")
+    settings = _connected(_settings("alerts", bootstrap=bootstrap), "alerts")
 
     def show(alert: dict[str, Any]) -> None:
         typer.echo(json.dumps(alert) if as_json else format_alert(alert))

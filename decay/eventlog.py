@@ -278,6 +278,22 @@ def _open_text(path: Path) -> IO[str]:
     return path.open("r", encoding="utf-8")
 
 
+class EventLogError(ValueError):
+    """An event log holds something that is no event record: the message names the file and,
+    for JSONL, the line."""
+
+
+def _numbered_lines(path: Path, fh: IO[str]) -> Iterator[tuple[int, str]]:
+    """``enumerate(fh, 1)``, a file that is not UTF-8 reported as an :class:`EventLogError`
+    (decoding goes by blocks: the line is the one after the last line read)."""
+    number = 0
+    try:
+        for number, line in enumerate(fh, 1):
+            yield number, line
+    except UnicodeDecodeError as exc:
+        raise EventLogError(f"{path} after line {number}: not UTF-8 ({exc.reason})") from None
+
+
 def iter_event_records(
     path: str | Path, chunk_size: int = 10_000
 ) -> Iterator[list[dict[str, Any]]]:
@@ -294,17 +310,32 @@ def iter_event_records(
     if fmt == "jsonl":
         chunk: list[dict[str, Any]] = []
         with _open_text(path) as fh:
-            for line in fh:
+            for number, line in _numbered_lines(path, fh):
                 if not line.strip():
                     continue
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise EventLogError(
+                        f"{path} line {number}, column {exc.colno}: {exc.msg}"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise EventLogError(f"{path} line {number}: not a JSON object")
                 chunk.append({k: v for k, v in record.items() if v is not None})
                 if len(chunk) >= chunk_size:
                     yield chunk
                     chunk = []
         if chunk:
             yield chunk
-    elif fmt == "csv":
+    else:
+        try:
+            yield from _table_records(path, fmt, chunk_size)
+        except ValueError as exc:  # pandas' and Arrow's parse errors, a missing column
+            raise EventLogError(f"{path}: {exc}") from None
+
+
+def _table_records(path: Path, fmt: EventFormat, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    if fmt == "csv":
         with pd.read_csv(path, dtype=_CSV_DTYPES, chunksize=chunk_size) as reader:
             for frame in reader:
                 yield frame_to_records(coerce_events(frame))

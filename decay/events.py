@@ -34,6 +34,7 @@ EVENT_TYPES: Final[dict[str, EventType]] = {t.name.lower(): t for t in EventType
 
 # Dead-letter reason codes. Stable strings: they are metric labels and part of the DLQ record.
 INVALID_JSON: Final = "invalid_json"
+NOT_UTF8: Final = "not_utf8"
 NOT_AN_OBJECT: Final = "not_an_object"
 MISSING_FIELD: Final = "missing_field"
 WRONG_TYPE: Final = "wrong_type"
@@ -45,6 +46,7 @@ TOO_LARGE: Final = "too_large"
 KEY_MISMATCH: Final = "key_mismatch"
 REASONS: Final = (
     INVALID_JSON,
+    NOT_UTF8,
     NOT_AN_OBJECT,
     MISSING_FIELD,
     WRONG_TYPE,
@@ -156,15 +158,30 @@ def _text(obj: dict[str, Any], name: str, required: bool) -> str | Invalid | Non
     return value
 
 
+def _out_of_range(value: Any, ts_ms: int, limits: Limits) -> str:
+    """The detail of a timestamp out of range: the epoch ms, and a hint when a number in epoch
+    seconds (a common producer mistake) would have been in range."""
+    if not isinstance(value, str) and limits.min_ts_ms <= ts_ms * 1000 <= limits.max_ts_ms:
+        return f"{ts_ms} looks like epoch seconds; ts is epoch milliseconds"
+    return str(ts_ms)
+
+
 def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event | Invalid:
     """Parse one message value (and its key, which must equal ``user_id`` when present)."""
     if raw is None:
         return Invalid(INVALID_JSON, "empty message")
     if len(raw) > limits.max_bytes:
         return Invalid(TOO_LARGE, f"{len(raw)} bytes > {limits.max_bytes}")
+    # RFC 8259 (8.1): JSON exchanged between systems is UTF-8. json.loads would detect and
+    # decode UTF-16 and UTF-32 (by BOM or by the zero bytes of the first characters).
+    encoding = json.detect_encoding(raw)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return Invalid(NOT_UTF8, f"{encoding.upper()}; JSON must be UTF-8 (RFC 8259)")
     try:
         obj = loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
+        return Invalid(NOT_UTF8, str(exc)[:200])
+    except (ValueError, RecursionError) as exc:
         return Invalid(INVALID_JSON, str(exc)[:200])
     if not isinstance(obj, dict):
         return Invalid(NOT_AN_OBJECT, f"top level is {type(obj).__name__}")
@@ -196,7 +213,7 @@ def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event |
     if ts_ms is None:
         return Invalid(BAD_TIMESTAMP, repr(obj["ts"])[:64])
     if not limits.min_ts_ms <= ts_ms <= limits.max_ts_ms:
-        return Invalid(TIMESTAMP_OUT_OF_RANGE, str(ts_ms))
+        return Invalid(TIMESTAMP_OUT_OF_RANGE, _out_of_range(obj["ts"], ts_ms, limits))
 
     price = obj.get("price")
     if price is not None:

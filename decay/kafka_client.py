@@ -1,5 +1,5 @@
 """How every aiokafka client of the project connects (admin, producer, consumer), from the one
-Settings object, and a startup check that the credentials work.
+Settings object, and a startup check that a broker answers and accepts the credentials.
 
 The password leaves its ``SecretStr`` only here, in the keyword arguments handed to aiokafka.
 """
@@ -7,6 +7,7 @@ The password leaves its ``SecretStr`` only here, in the keyword arguments handed
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from typing import Any
 
@@ -55,21 +56,36 @@ def client_kwargs(target: Settings | str) -> dict[str, Any]:
     return {"bootstrap_servers": target.bootstrap, **auth_kwargs(target)}
 
 
+class KafkaUnreachableError(RuntimeError):
+    """No bootstrap server accepted a connection."""
+
+
 def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     out = []
     for item in bootstrap.split(","):
         host, _, port = item.strip().rpartition(":")
+        if port and not port.isdigit():
+            raise KafkaUnreachableError(f"bootstrap server {item.strip()!r} is not HOST:PORT")
         out.append((host.strip("[]") or "127.0.0.1", int(port or 9092)))
     return out
 
 
-async def check_credentials(settings: Settings, timeout: float = 15.0) -> None:
-    """Authenticate once against the bootstrap servers; raise :class:`KafkaAuthError` when the
-    broker refuses the credentials or the TLS handshake. A broker that cannot be reached is
-    not an authentication problem: that is left to the clients, which retry."""
-    if settings.security_protocol == "PLAINTEXT":
-        return
+def _why(exc: OSError) -> str:
+    """``Connection refused``, ``Name or service not known``...: the system's words."""
+    if isinstance(exc, TimeoutError):
+        return "no answer"
+    if isinstance(exc, ConnectionError) and exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)
+
+
+async def check_connection(settings: Settings, timeout: float = 15.0) -> None:
+    """Connect once to the bootstrap servers, in turn, and authenticate when the settings use
+    SASL. Raise :class:`KafkaUnreachableError` when none accepts a connection (the clients
+    would give up with a traceback, or log and retry forever) and :class:`KafkaAuthError`
+    when the broker refuses the credentials or the TLS handshake."""
     kwargs = auth_kwargs(settings)
+    failures = []
     for host, port in _hosts(settings.bootstrap):
         where = f"{host}:{port}"
         try:
@@ -87,7 +103,9 @@ async def check_credentials(settings: Settings, timeout: float = 15.0) -> None:
             raise KafkaAuthError(f"Kafka at {where} refused SASL mechanism: {exc}") from None
         except ssl.SSLError as exc:
             raise KafkaAuthError(f"TLS handshake with Kafka at {where} failed: {exc}") from None
-        except (TimeoutError, OSError):
-            continue  # unreachable: try the next server; the clients report and retry
+        except OSError as exc:  # TimeoutError included: try the next server
+            failures.append(f"{where}: {_why(exc)}")
+            continue
         conn.close()
         return
+    raise KafkaUnreachableError(f"no Kafka broker reachable at {', '.join(failures)}")

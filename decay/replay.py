@@ -7,18 +7,34 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
-from decay.eventlog import frame_to_records, iter_event_records
+from decay.eventlog import EventLogError, event_format, frame_to_records, iter_event_records
 from decay.kafka_client import client_kwargs
 from decay.settings import Settings
 
+CDNOW: Final = ("cdnow", "cdnow-sample")
+
+
+def check_source(file: Path | str) -> None:
+    """Raise before anything connects when ``file`` cannot be replayed: ``FileNotFoundError``
+    (also for CDNOW without its package), ``ValueError`` for a suffix of no event log."""
+    if str(file) in CDNOW:
+        from decay.eventlog import cdnow_path
+
+        cdnow_path(sample=str(file) == "cdnow-sample")
+        return
+    path = Path(file)
+    event_format(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no event log {path}")
+
 
 def _records(file: Path | str, chunk: int = 10_000) -> Iterator[list[dict[str, Any]]]:
-    if str(file) in ("cdnow", "cdnow-sample"):
+    if str(file) in CDNOW:
         from decay.eventlog import cdnow_events
 
         frame = cdnow_events(sample=str(file) == "cdnow-sample").sort_values("ts", kind="stable")
@@ -72,10 +88,16 @@ async def produce(
 async def replay_file(
     file: Path | str, kafka: Settings | str, topic: str, rate: float = 0.0
 ) -> int:
+    """Produce ``file`` (see :func:`check_source`) to ``topic``; returns the count. A bad line
+    raises :class:`EventLogError` naming it and how many events before it were sent."""
+
     def messages() -> Iterator[tuple[bytes | None, bytes]]:
         for chunk in _records(file):
             for record in chunk:
                 yield encode(record)
 
     with tqdm(desc=f"replay -> {topic}", unit="ev", mininterval=0.5) as bar:
-        return await produce(messages(), kafka, topic, rate, bar)
+        try:
+            return await produce(messages(), kafka, topic, rate, bar)
+        except EventLogError as exc:
+            raise EventLogError(f"{exc}; replay stopped, {bar.n} events sent") from None

@@ -2,14 +2,20 @@
 
 Every field can be set as ``DECAY_<NAME>`` (for example ``DECAY_BOOTSTRAP=127.0.0.1:9092``);
 the CLI passes its options as keyword arguments, which win over the environment.
+:class:`LocalKafka` is the local broker of ``deploy/kafka/kafka.sh``, configured by the
+script's own ``DECAY_KAFKA_*`` variables. :func:`unknown_variables` finds the ``DECAY_*``
+variables that neither reads (typos), :func:`problems` words a validation error in terms of
+the variables (or CLI options) that were given.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -128,7 +134,74 @@ class Settings(BaseSettings):
             not self.sasl_username or self.sasl_password is None
         ):
             raise ValueError(
-                f"security_protocol={self.security_protocol} needs sasl_username and "
-                "sasl_password (DECAY_SASL_USERNAME, DECAY_SASL_PASSWORD)"
+                f"security_protocol={self.security_protocol} (DECAY_SECURITY_PROTOCOL) needs "
+                "sasl_username and sasl_password (DECAY_SASL_USERNAME, DECAY_SASL_PASSWORD)"
             )
         return self
+
+
+class LocalKafka(BaseSettings):
+    """The local broker as ``decay kafka`` drives it: kafka.sh's variables and defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="DECAY_KAFKA_", frozen=True)
+
+    dir: Path | None = Field(None, description="data dir (default: var/kafka in the repo)")
+    port: int = Field(19092, ge=1, le=65535, description="PLAINTEXT client port")
+    controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port")
+    start_timeout: int = Field(60, gt=0, description="seconds to wait for the broker")
+    extra_props: str = Field("", description="extra lines appended to server.properties")
+    format_args: str = Field("", description="extra arguments of the storage format")
+
+
+# Read by kafka.sh itself from the environment it inherits; Python passes them through.
+SCRIPT_VARIABLES: Final = frozenset(
+    {"DECAY_KAFKA_HEAP_OPTS", "DECAY_KAFKA_TOOL_HEAP_OPTS", "DECAY_KAFKA_STOP_TIMEOUT"}
+)
+
+
+def env_name(model: type[BaseSettings], field: str) -> str:
+    """The environment variable of ``model``'s ``field``, e.g. ``DECAY_THRESHOLD``."""
+    return f"{model.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``DECAY_*`` environment variable something in this project reads."""
+    return frozenset(
+        {env_name(Settings, f) for f in Settings.model_fields}
+        | {env_name(LocalKafka, f) for f in LocalKafka.model_fields}
+        | SCRIPT_VARIABLES
+    )
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``DECAY_*`` variable of ``environ`` that nothing reads, with the
+    nearest known name when there is a close one (a typo is otherwise silently ignored)."""
+    known = known_variables()
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings matches names case-insensitively
+        if not upper.startswith("DECAY_") or upper in known:
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        lines.append(
+            f"unknown environment variable {name} ignored"
+            + (f" (did you mean {near[0]}?)" if near else "")
+        )
+    return lines
+
+
+def problems(
+    model: type[BaseSettings], error: ValidationError, options: Collection[str] = ()
+) -> list[str]:
+    """One line per error of ``error``, naming the environment variable of the field (or its
+    CLI option, for the fields in ``options``, which came from the command line)."""
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a model validator: its message names the variables
+            lines.append(message)
+            continue
+        field = str(item["loc"][0])
+        where = f"--{field.replace('_', '-')}" if field in options else env_name(model, field)
+        lines.append(f"{where}: {message}")
+    return lines

@@ -31,6 +31,26 @@ def load_scorer(settings: Settings, path: Path | None = None) -> Scorer:
     return OnnxScorer(path or settings.model_path or shipped_model())
 
 
+class ModelUnavailableError(RuntimeError):
+    """The model a worker is to start with is missing or cannot be served."""
+
+
+def startup_scorer(settings: Settings) -> Scorer:
+    """The scorer a worker starts with, loaded before the worker touches Kafka. Raises
+    :class:`ModelUnavailableError`, naming the setting, when the model is no file or cannot
+    be loaded (not ONNX, or trained for other features)."""
+    if settings.scorer == "baseline":
+        return load_scorer(settings)
+    path = settings.model_path or shipped_model()
+    which = "DECAY_MODEL_PATH" if settings.model_path is not None else "the shipped model"
+    if not path.is_file():
+        raise ModelUnavailableError(f"{which}: no model file {path}")
+    try:
+        return load_scorer(settings, path)
+    except Exception as exc:  # onnxruntime's errors share no base class but Exception
+        raise ModelUnavailableError(f"{which}: cannot load {path}: {exc}") from exc
+
+
 def pseudonymizer(settings: Settings) -> Callable[[str], str] | None:
     """Keyed HMAC-SHA256 of user ids (first 128 bits, hex), or None when no key is set."""
     if settings.pseudonym_key is None:

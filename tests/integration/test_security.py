@@ -21,7 +21,7 @@ import pytest
 
 from decay.alert_feed import follow_alerts
 from decay.kafka_broker import KafkaBroker, find_repo_root
-from decay.kafka_client import KafkaAuthError, check_credentials
+from decay.kafka_client import KafkaAuthError, check_connection
 from decay.replay import produce
 from decay.settings import Settings
 from decay.topics import ensure_topics
@@ -223,7 +223,7 @@ def test_sasl_over_tls_admin_producer_consumer(secure_broker: SecureBroker) -> N
             partitions=1,
         )
     )
-    asyncio.run(check_credentials(s))
+    asyncio.run(check_connection(s))
     assert s.alerts_topic in asyncio.run(ensure_topics(s))
     alert = b'{"kind": "dormant", "user_id": "u1"}'
     asyncio.run(produce([(b"u1", alert)], s, s.alerts_topic))
@@ -231,10 +231,10 @@ def test_sasl_over_tls_admin_producer_consumer(secure_broker: SecureBroker) -> N
     asyncio.run(follow_alerts(s, s.alerts_topic, got.append, max_alerts=1, idle_timeout=20))
     assert got == [{"kind": "dormant", "user_id": "u1"}]
     with pytest.raises(KafkaAuthError, match="authentication failed"):
-        asyncio.run(check_credentials(_with(s, sasl_password=WRONG)))
+        asyncio.run(check_connection(_with(s, sasl_password=WRONG)))
     untrusted = _with(s, ssl_cafile=None)  # the system CAs do not sign it
     with pytest.raises(KafkaAuthError, match="TLS handshake"):
-        asyncio.run(check_credentials(untrusted))
+        asyncio.run(check_connection(untrusted))
 
 
 def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> None:

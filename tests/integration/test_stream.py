@@ -100,7 +100,8 @@ def malformed_messages(n: int, rng: random.Random) -> list[tuple[tuple[bytes | N
 
     makers = [
         (lambda i: b"{not json " + str(i).encode(), "invalid_json"),
-        (lambda i: bytes(rng.randrange(128, 256) for _ in range(20)), "invalid_json"),
+        (lambda i: bytes(rng.randrange(128, 256) for _ in range(20)), "not_utf8"),
+        (lambda i: json.dumps({**good, "event_id": str(i)}).encode("utf-16"), "not_utf8"),
         (lambda i: js([i, "list"]), "not_an_object"),
         (lambda i: js({k: v for k, v in good.items() if k != "user_id"}), "missing_field"),
         (lambda i: js({k: v for k, v in good.items() if k != "ts"}), "missing_field"),

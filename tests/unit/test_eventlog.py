@@ -11,6 +11,7 @@ import pytest
 
 from decay.eventlog import (
     EVENT_COLUMNS,
+    EventLogError,
     cdnow_events,
     coerce_events,
     event_format,
@@ -125,6 +126,38 @@ def test_format_and_schema_errors(tmp_path: Path) -> None:
     empty.write_text("", encoding="utf-8")
     assert read_events(empty).empty
     assert tuple(read_events(empty).columns) == EVENT_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": 1}\n\n{bad\n', "line 3, column 2: Expecting property name enclosed in"),
+        ('{"a": 1}\n[1, 2]\n', "line 2: not a JSON object"),
+        ('{"a": 1}\n{"a": 2} x\n', "line 2, column 10: Extra data"),
+    ],
+)
+def test_a_bad_jsonl_line_is_named_by_its_line_number(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(EventLogError) as info:
+        list(iter_event_records(path))
+    assert str(info.value).startswith(f"{path} {message}"), info.value
+
+
+def test_a_jsonl_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes('{"a": 1}\n{"a": "\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(EventLogError, match="not UTF-8"):
+        list(iter_event_records(path))
+
+
+def test_a_csv_log_without_a_required_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("event_id,user_id,ts\ne1,u1,1709287200000\n")
+    with pytest.raises(EventLogError, match=r"events\.csv: event log lacks required columns"):
+        list(iter_event_records(path))
 
 
 needs_lifetimes = pytest.mark.skipif(

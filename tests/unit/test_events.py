@@ -41,7 +41,8 @@ def test_timestamp_forms(ts: object, ms: int) -> None:
     ("raw", "reason"),
     [
         (b"{not json", ev.INVALID_JSON),
-        (b"\xff\xfe", ev.INVALID_JSON),
+        (b"\xff\xfe", ev.NOT_UTF8),  # a UTF-16 byte-order mark
+        (b'{"user_id": "\xe9"}', ev.NOT_UTF8),  # Latin-1
         (None, ev.INVALID_JSON),
         (b"[1, 2]", ev.NOT_AN_OBJECT),
         (b'"text"', ev.NOT_AN_OBJECT),
@@ -90,6 +91,39 @@ def test_each_reason(change: dict[str, object], reason: str) -> None:
     assert got.reason == reason, got
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_utf16_and_utf32_are_refused(encoding: str) -> None:
+    """json.loads would decode them; RFC 8259 requires UTF-8 between systems."""
+    raw = json.dumps(GOOD).encode(encoding)
+    assert json.loads(raw) == GOOD  # what the worker would have accepted
+    got = parse_event(raw, None, LIMITS)
+    assert isinstance(got, Invalid) and got.reason == ev.NOT_UTF8, got
+    assert got.detail.startswith(encoding.upper()) and "UTF-8" in got.detail
+
+
+def test_utf8_with_or_without_a_bom_is_accepted() -> None:
+    body = json.dumps({**GOOD, "category": "caf\u00e9"}, ensure_ascii=False).encode()
+    for raw in (body, b"\xef\xbb\xbf" + body):
+        got = parse_event(raw, None, LIMITS)
+        assert isinstance(got, Event) and got.category == "caf\u00e9", got
+
+
+@pytest.mark.parametrize("ts", [1_709_287_200, 1_709_287_200.0])
+def test_epoch_seconds_are_named_in_the_detail(ts: object) -> None:
+    got = parse({**GOOD, "ts": ts})
+    assert got == Invalid(
+        ev.TIMESTAMP_OUT_OF_RANGE, "1709287200 looks like epoch seconds; ts is epoch milliseconds"
+    )
+
+
+@pytest.mark.parametrize("ts", [5, 1_900_000_000_000, "1970-01-20T18:48:07.200Z"])
+def test_other_out_of_range_timestamps_carry_only_the_ms(ts: object) -> None:
+    """Including a string whose ms, read as seconds, would be in range: strings carry units."""
+    got = parse({**GOOD, "ts": ts})
+    assert isinstance(got, Invalid) and got.reason == ev.TIMESTAMP_OUT_OF_RANGE
+    assert "seconds" not in got.detail and got.detail.lstrip("-").isdigit(), got
+
+
 def test_key_must_match_user() -> None:
     got = parse(GOOD, key=b"someone-else")
     assert isinstance(got, Invalid) and got.reason == ev.KEY_MISMATCH
@@ -98,9 +132,9 @@ def test_key_must_match_user() -> None:
 def test_every_reason_is_exercised() -> None:
     # Keeps this file honest when a reason is added to the contract.
     assert set(ev.REASONS) == {
-        ev.INVALID_JSON, ev.NOT_AN_OBJECT, ev.MISSING_FIELD, ev.WRONG_TYPE, ev.BAD_TIMESTAMP,
-        ev.TIMESTAMP_OUT_OF_RANGE, ev.UNKNOWN_EVENT_TYPE, ev.INVALID_VALUE, ev.TOO_LARGE,
-        ev.KEY_MISMATCH,
+        ev.INVALID_JSON, ev.NOT_UTF8, ev.NOT_AN_OBJECT, ev.MISSING_FIELD, ev.WRONG_TYPE,
+        ev.BAD_TIMESTAMP, ev.TIMESTAMP_OUT_OF_RANGE, ev.UNKNOWN_EVENT_TYPE, ev.INVALID_VALUE,
+        ev.TOO_LARGE, ev.KEY_MISMATCH,
     }  # fmt: skip
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 
 import pytest
 from pydantic import ValidationError
 
-from decay.kafka_client import client_kwargs
+from decay.kafka_client import KafkaUnreachableError, check_connection, client_kwargs
 from decay.settings import Settings
 
 SECRET = "pw-never-printed-42"
@@ -72,3 +74,22 @@ def test_faust_gets_the_same_credentials() -> None:
     assert creds.protocol.value == "SASL_PLAINTEXT" and SECRET not in repr(creds)
     tls = broker_credentials(sasl(security_protocol="SASL_SSL"))
     assert tls is not None and tls.protocol.value == "SASL_SSL"
+
+
+def test_no_broker_is_an_error_naming_each_address() -> None:
+    with socket.socket() as a, socket.socket() as b:  # bound, then closed: nobody listens
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        ports = [a.getsockname()[1], b.getsockname()[1]]
+    bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports)
+    with pytest.raises(KafkaUnreachableError) as info:
+        asyncio.run(check_connection(Settings(bootstrap=bootstrap), timeout=5))
+    assert str(info.value) == (
+        f"no Kafka broker reachable at 127.0.0.1:{ports[0]}: Connection refused, "
+        f"127.0.0.1:{ports[1]}: Connection refused"
+    )
+
+
+def test_a_bootstrap_address_without_a_port_number() -> None:
+    with pytest.raises(KafkaUnreachableError, match="'k:abc' is not HOST:PORT"):
+        asyncio.run(check_connection(Settings(bootstrap="k:abc")))
