@@ -501,10 +501,13 @@ def create_app(
         producer, which Faust flushes before it commits them."""
         async for event in stream.noack().events():
             rec = record_of(event.message)
+            if TP(settings.repartition, rec.partition) not in app.consumer.assignment():
+                continue  # revoked meanwhile: its new owner reads it from the commit
             try:
                 async with lock:
                     await look_up_committed([rec.partition])
-                    out = processor.process_forwarded([rec])
+                    # With transactions its output is committed before the next batch.
+                    out = processor.process_forwarded([rec], resend=txns is None)
                     await deliver([out])
                     apply_writes(out)
             except Exception as exc:  # unacked, so the event is not lost

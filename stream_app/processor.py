@@ -361,14 +361,16 @@ class Processor:
     def process(self, records: Sequence[Record]) -> BatchOutput:
         """The events topic's records. A valid event on a partition that is not its user's
         own is not applied here: it is in ``forwards``, for the caller to send on."""
-        return self._guarded(self._process, records, False)
+        return self._guarded(self._process, records, None)
 
-    def process_forwarded(self, records: Sequence[Record]) -> BatchOutput:
+    def process_forwarded(self, records: Sequence[Record], resend: bool = True) -> BatchOutput:
         """Records of the repartition topic (forwarded by ``process``), each applied to its
         partition's users as an event of the events topic would be, minus the offset
-        bookkeeping: a copy delivered twice is a duplicate event id, and what it emits is
-        re-sent after a crash until the events partition's commit passes it."""
-        return self._guarded(self._process, records, True)
+        bookkeeping: a copy delivered twice is a duplicate event id. ``resend``: what it
+        emits may be lost in a crash (handed to the producer, not yet delivered), so it is
+        re-sent after one until the events partition's commit passes it; False when the
+        caller sees it delivered (committed in a transaction) before anything else."""
+        return self._guarded(self._process, records, resend)
 
     def own_partition(self, user_id: str) -> int:
         """The partition of ``user_id`` (as producers know it) that holds its state."""
@@ -382,7 +384,9 @@ class Processor:
             got = self._owners[user_id] = partition_for(user_id.encode(), n)
         return got
 
-    def _process(self, records: Sequence[Record], forwarded: bool) -> BatchOutput:
+    def _process(self, records: Sequence[Record], resend: bool | None) -> BatchOutput:
+        """``resend`` None: the events topic's records; else forwarded ones (see above)."""
+        forwarded = resend is not None
         out = BatchOutput()
         cache: dict[tuple[int, str], UserState] = {}
         touched: set[tuple[int, str]] = set()
@@ -401,8 +405,9 @@ class Processor:
             part.last_seen_wall_ms = now
             part.max_record_ts = max(part.max_record_ts, rec.timestamp)
             # A forwarded event's alerts and state count as caused by the partition's next
-            # events offset: re-sent (same ids) after a crash until a commit passes it.
-            offset, redelivered = part.last_offset + 1, False
+            # events offset: re-sent (same ids) after a crash until a commit passes it; or
+            # by none (-1), when delivered before anything else.
+            offset, redelivered = (part.last_offset + 1 if resend else -1), False
             if not forwarded:
                 again = self._next_offset(rec, part, out)
                 if again is None:

@@ -146,3 +146,32 @@ def test_erase_request_parsing() -> None:
     for bad in (b"x" * 10_000, b"\xff\xfe", b"\x00evil", b"   "):
         got = parse_erase_request(None, bad)
         assert isinstance(got, Invalid) and got.reason == INVALID_VALUE, bad[:10]
+
+
+def two_users_of(partition: int) -> list[str]:
+    return [u for u in (f"u{i}" for i in range(200)) if own(u) == partition][:2]
+
+
+def dormant_by_forwarded_copies(proc: Processor, store: MemoryStore, resend: bool) -> int:
+    """Forwarded copies only: the first user goes dormant when the second one's event moves
+    the watermark 50 h on. Returns the partition."""
+    p = own("u0")
+    first, second = two_users_of(p)
+    copies = [event(p, 0, first, T0), event(p, 1, second, T0 + 50 * HOUR + HOUR)]
+    out = apply(store, proc.process_forwarded(copies, resend=resend))
+    assert [json.loads(a.payload)["kind"] for a in out.alerts] == ["dormant"]
+    return p
+
+
+def test_a_forwarded_events_alerts_are_resent_after_a_crash_unless_delivered() -> None:
+    for resend, resent in ((True, 1), (False, 0)):
+        store = MemoryStore()
+        p = dormant_by_forwarded_copies(
+            Processor(CONFIG, SCORER, store, lambda: NOW), store, resend
+        )
+        # A crash: a new processor takes the partition over from its committed offset (0,
+        # nothing of the events topic committed); its first record is one of the events topic.
+        restarted = Processor(CONFIG, SCORER, store, lambda: NOW)
+        restarted.committed = {p: 0}
+        out = restarted.process([event(p, 0, two_users_of(p)[1], T0 + 51 * HOUR)])
+        assert out.resent == resent, resend
