@@ -581,7 +581,7 @@ async def state_breakdown(
         "sample_mean_bytes": sum(len(v) for v in found.values()) / k,
         "sample_mean_events": sum(s.n_events for s in states) / k,
         "sample_mean_categories": sum(len(s.categories) for s in states) / k,
-        "sample_mean_cat_alerts": sum(len(s.cat_alerts) for s in states) / k,
+        "sample_mean_engaged_categories": sum(len(s.engagement) for s in states) / k,
         "sample_mean_alerts": sum(len(s.alerts) for s in states) / k,
         "sample_mean_alert_bytes": sum(sum(len(a.payload) + 10 for a in s.alerts) for s in states)
         / k,

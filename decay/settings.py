@@ -122,10 +122,16 @@ class Settings(BaseSettings):
     )
     ttl_sweep_s: float = Field(600.0, gt=0, description="how often expired users are swept")
     category_min_peak: float = Field(
-        0.3, gt=0, le=1, description="category interest that makes a category strong"
+        0.3,
+        gt=0,
+        le=1,
+        description="share of the user's sessions that makes a category strong for them",
     )
-    category_drop: float = Field(
-        0.5, gt=0, lt=1, description="a strong category decays below this fraction of its peak"
+    category_min_silence_days: float = Field(
+        7.0, ge=0, description="no category_decay before the user is this long silent in it"
+    )
+    category_half_life_days: float = Field(
+        7.0, gt=0, description="half-life of the decayed per-category activity (alert score)"
     )
 
     @model_validator(mode="after")

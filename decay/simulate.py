@@ -126,6 +126,29 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class Preferences:
+    """Each user's category preferences over time (users in ``truth`` order, categories in
+    ``CATEGORY_NAMES`` order): at time t a session draws its category from
+    ``(1 - w) base + w drift`` with ``w = drift_weight * (t - start) / (end - start)``, and
+    ``base`` is ``initial``, or ``switched`` from ``switch_ts`` on."""
+
+    initial: FloatArray  # [users, categories]
+    drift: FloatArray
+    switched: FloatArray
+    switch_ts: FloatArray  # NaN: no switch
+    drift_weight: float
+    start_ms: int
+    end_ms: int
+
+    def at(self, user: int, t_ms: int) -> FloatArray:
+        w = self.drift_weight * (t_ms - self.start_ms) / (self.end_ms - self.start_ms)
+        switched = not np.isnan(self.switch_ts[user]) and t_ms >= self.switch_ts[user]
+        base = self.switched[user] if switched else self.initial[user]
+        out: FloatArray = (1.0 - w) * base + w * self.drift[user]
+        return out
+
+
+@dataclass(frozen=True)
 class SimulatedLog:
     """Events in the contract's columns (sorted by ``ts``) and per-user ground truth."""
 
@@ -135,6 +158,7 @@ class SimulatedLog:
     end_ms: int
     seed: int
     config: SimConfig = field(default_factory=SimConfig)
+    preferences: Preferences | None = None
 
 
 def _to_ms(start: datetime) -> int:
@@ -396,7 +420,8 @@ def simulate(
         n_users,
         days,
     )
-    return SimulatedLog(events, truth, start_ms, end_ms, seed, cfg)
+    prefs = Preferences(pref0, pref_drift, pref_switch, switch_t, cfg.drift, start_ms, end_ms)
+    return SimulatedLog(events, truth, start_ms, end_ms, seed, cfg, prefs)
 
 
 def _user_names(n: int) -> Any:

@@ -3,14 +3,16 @@
 Pure logic. One record per user lives in a RocksDB table (and its changelog), so the record is
 bytes in a fixed little-endian layout, not JSON: a 64-event window takes about 1.5 kB.
 
-Layout (version 1)::
+Layout (version 2; version 1 is still read: its category entries had only peak and fired)::
 
-    header  <BBhqIqqqffBBH  version, flags, partition, last_offset, n_total, first_ts_ms,
-                            deadline_ms, dormant_since_ms, peak_score, half_life_s,
-                            n_categories, n_alerts, n_events
+    header  <BBhqIqqqffBBHI  version, flags, partition, last_offset, n_total, first_ts_ms,
+                             deadline_ms, dormant_since_ms, peak_score, half_life_s,
+                             n_categories, n_alerts, n_events, sessions
     events  ts int64[n] | type uint8[n] | category uint8[n] | price float32[n] | id uint64[n]
     cats    per category of the window: name length uint8, utf-8 name
-    catalrt count uint8; per category: name length uint8, utf-8 name, peak float32, fired uint8
+    engage  count uint8; per category: name length uint8, utf-8 name, activity float32,
+            last_ts_ms int64, visits uint32, at_session uint32, fired uint8
+            (decay.engagement.Engagement)
     alerts  per alert: cause_offset int64, length uint16, alert JSON bytes
 """
 
@@ -24,16 +26,19 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from decay.engagement import Engagement
 from decay.events import Event
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
 
-VERSION: Final = 1
+VERSION: Final = 2
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
-_HEADER = struct.Struct("<BBhqIqqqffBBH")
-_CAT_TAIL = struct.Struct("<fB")
+_HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
+_HEADER = struct.Struct("<BBhqIqqqffBBHI")  # v2: + sessions
+_CAT_TAIL_V1 = struct.Struct("<fB")
+_CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
 
 
@@ -82,7 +87,8 @@ class UserState:
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
     # (run in event order) changes it.
-    cat_alerts: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    engagement: dict[str, Engagement] = field(default_factory=dict)
+    sessions: int = 0  # the user's sessions so far (decay.engagement)
     alerts: list[StoredAlert] = field(default_factory=list)
 
     @property
@@ -229,6 +235,7 @@ def encode_state(state: UserState) -> bytes:
             len(state.categories),
             len(state.alerts),
             n,
+            state.sessions,
         ),
         state.ts.astype("<i8", copy=False).tobytes(),
         state.types.tobytes(),
@@ -239,10 +246,14 @@ def encode_state(state: UserState) -> bytes:
     for name in state.categories:
         raw = name.encode()[:255]
         parts += [bytes([len(raw)]), raw]
-    parts.append(bytes([len(state.cat_alerts)]))
-    for name, (peak, fired) in state.cat_alerts.items():
+    parts.append(bytes([len(state.engagement)]))
+    for name, e in state.engagement.items():
         raw = name.encode()[:255]
-        parts += [bytes([len(raw)]), raw, _CAT_TAIL.pack(peak, fired)]
+        parts += [
+            bytes([len(raw)]),
+            raw,
+            _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
+        ]
     for alert in state.alerts:
         parts += [_ALERT_HEAD.pack(alert.cause_offset, len(alert.payload)), alert.payload]
     return b"".join(parts)
@@ -256,11 +267,13 @@ def decode_state(raw: bytes) -> UserState:
 
 
 def _decode(buf: memoryview) -> UserState:
-    (version, _flags, partition, last_offset, n_total, first_ts, deadline, dormant, peak,
-     half_life, n_cats, n_alerts, n) = _HEADER.unpack_from(buf, 0)  # fmt: skip
-    if version != VERSION:
+    version = buf[0]
+    if version not in (1, VERSION):
         raise StateError(f"unknown state version {version}")
-    pos = _HEADER.size
+    header = _HEADER if version == VERSION else _HEADER_V1
+    (_, _flags, partition, last_offset, n_total, first_ts, deadline, dormant, peak,
+     half_life, n_cats, n_alerts, n, *more) = header.unpack_from(buf, 0)  # fmt: skip
+    pos = header.size
 
     def take(dtype: str, count: int) -> Any:
         nonlocal pos
@@ -277,6 +290,7 @@ def _decode(buf: memoryview) -> UserState:
         dormant_since_ms=dormant,
         peak_score=peak,
         half_life_s=half_life,
+        sessions=more[0] if more else 0,
     )
     rows = np.empty(n, dtype=EVENT_DTYPE)
     for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
@@ -293,13 +307,18 @@ def _decode(buf: memoryview) -> UserState:
 
     for _ in range(n_cats):
         st.categories.append(text())
-    n_cat_alerts = buf[pos]
+    n_engaged = buf[pos]
     pos += 1
-    for _ in range(n_cat_alerts):
+    for _ in range(n_engaged):
         name = text()
-        cat_peak, fired = _CAT_TAIL.unpack_from(buf, pos)
+        if version == 1:  # no counts kept: they build up again from the next events
+            _, fired = _CAT_TAIL_V1.unpack_from(buf, pos)
+            pos += _CAT_TAIL_V1.size
+            st.engagement[name] = Engagement(fired=bool(fired))
+            continue
+        activity, last_ts, visits, at, fired = _CAT_TAIL.unpack_from(buf, pos)
         pos += _CAT_TAIL.size
-        st.cat_alerts[name] = (cat_peak, bool(fired))
+        st.engagement[name] = Engagement(activity, last_ts, visits, at, bool(fired))
     for _ in range(n_alerts):
         cause, length = _ALERT_HEAD.unpack_from(buf, pos)
         pos += _ALERT_HEAD.size

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from decay.engagement import DAY_MS, EngagementRules
 from decay.events import Invalid, parse_erase_request
 from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
@@ -55,8 +56,11 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         max_events=settings.window_events,
         grace_ms=int(settings.grace_s * 1000),
         threshold=settings.threshold,
-        cat_min_peak=settings.category_min_peak,
-        cat_drop=settings.category_drop,
+        engagement=EngagementRules(
+            half_life_ms=int(settings.category_half_life_days * DAY_MS),
+            min_peak=settings.category_min_peak,
+            min_silence_ms=int(settings.category_min_silence_days * DAY_MS),
+        ),
         publish_scores=settings.scores_topic is not None,
         score_min_change=settings.score_min_change,
         partitions=settings.partitions,

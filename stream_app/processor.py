@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from decay import alerts as al
-from decay.categories import category_probabilities, recent_mix
+from decay.categories import recent_mix
+from decay.engagement import EngagementRules, add_event, review, session_of
 from decay.events import Event, Invalid, Limits, parse_event
 from decay.scoring import Scorer
 from decay.state import (
@@ -43,7 +43,7 @@ from decay.state import (
     encode_state,
     event_id_hash,
 )
-from decay.window import Window
+from decay.window import NO_CATEGORY, Window
 from stream_app.queries import partition_for
 
 log = logging.getLogger(__name__)
@@ -156,12 +156,8 @@ class ProcessorConfig:
     threshold: float = 0.2
     keep_alerts: int = 4
     max_future_ms: int = 7 * 86_400_000
-    # A category is strong once its interest reached cat_min_peak with at least cat_min_events
-    # events in the window; it decays (one alert) when it falls below cat_drop of that peak.
-    cat_min_peak: float = 0.3
-    cat_min_events: int = 3
-    cat_drop: float = 0.5
-    cat_rearm: float = 0.8  # a decayed category is strong again at this fraction of its peak
+    # When a category's engagement has really dropped (decay.engagement).
+    engagement: EngagementRules = field(default_factory=EngagementRules)
     # Publish a user's score after an event when it moved by more than score_min_change
     # since the user's previous event (0: after every event).
     publish_scores: bool = False
@@ -501,14 +497,14 @@ class Processor:
             part = self._partitions[step.partition]
             windows[ukey] = step.window
             last_ts = step.window.last_ts_ms
+            self._count_session(st, step)
             if step.event.ts_ms >= last_ts:
                 self._on_event(ukey, st, step, out)
                 deadline_s = deadlines[i]
                 before = st.peak_score
                 st.peak_score = peaks[i]
                 st.half_life_s = half_lives[i]
-                probs = None if scores.category_probs is None else scores.category_probs[i]
-                self._update_categories(ukey, st, step, probs, out)
+                self._update_categories(ukey, st, step, out)
                 if math.isfinite(deadline_s) and not st.dormant_since_ms:
                     st.deadline_ms = last_ts + int(deadline_s * 1000)
                     part.schedule(step.event.user_id, st.deadline_ms)
@@ -700,49 +696,46 @@ class Processor:
             reasons=al.reengaged_reasons(silent, since, step.event.type.name.lower()),
         )
 
+    def _count_session(self, st: UserState, step: _Step) -> None:
+        """The user's sessions and category visits, with this event (in event order)."""
+        rules = self.config.engagement
+        ts = step.event.ts_ms
+        window = step.window
+        opens = False
+        if ts >= window.last_ts_ms:  # the newest: maybe a new session
+            previous = int(window.ts[-2]) if window.ts.shape[0] > 1 else 0
+            before, st.sessions = st.sessions, session_of(st.sessions, previous, ts, rules)
+            opens = st.sessions > before
+        add_event(st.engagement, step.event.category, ts, st.sessions, opens, rules)
+
     def _update_categories(
-        self,
-        ukey: tuple[int, str],
-        st: UserState,
-        step: _Step,
-        probs: npt.NDArray[np.float64] | None,
-        out: BatchOutput,
+        self, ukey: tuple[int, str], st: UserState, step: _Step, out: BatchOutput
     ) -> None:
-        cfg = self.config
-        cats = step.window.cats.tolist()  # counted in a list: faster than np.bincount here
-        shares = category_probabilities(step.window, probs)
-        # Categories gone from the window have nothing left to decay from.
-        st.cat_alerts = {n: v for n, v in st.cat_alerts.items() if n in shares}
-        for name, p in shares.items():
-            value = _f32(st.peak_score * p)
-            peak, fired = st.cat_alerts.get(name, (0.0, False))
-            if fired:
-                if value >= max(cfg.cat_rearm * peak, cfg.cat_min_peak):
-                    st.cat_alerts[name] = (value, False)  # strong again: a new episode
-                continue
-            if cats.count(step.window.categories.index(name)) >= cfg.cat_min_events:
-                peak = max(peak, value)
-            if peak >= cfg.cat_min_peak and value < cfg.cat_drop * peak:
-                st.cat_alerts[name] = (peak, True)
-                self._emit(
-                    out,
-                    st,
-                    ukey,
-                    step.offset,
-                    kind=al.CATEGORY_DECAY,
-                    anchor_ms=step.event.ts_ms,
-                    event_time_ms=step.event.ts_ms,
-                    score=value,
-                    peak=peak,
-                    category=name,
-                    reasons=[
-                        f"interest in {name} fell to {value:.2f}, {value / peak:.0%} of its "
-                        f"peak {peak:.2f}",
-                        recent_mix(step.window),
-                    ],
-                )
-            elif peak > 0:
-                st.cat_alerts[name] = (peak, False)
+        """On the user's newest event: the categories whose engagement dropped just now."""
+        window = step.window
+        recent = [window.categories[c] if c != NO_CATEGORY else None for c in window.cats[-10:]]
+        rules = self.config.engagement
+        for d in review(st.engagement, step.event.ts_ms, st.sessions, recent, rules):
+            score = _f32(st.peak_score * d.share)
+            self._emit(
+                out,
+                st,
+                ukey,
+                step.offset,
+                kind=al.CATEGORY_DECAY,
+                anchor_ms=step.event.ts_ms,
+                event_time_ms=step.event.ts_ms,
+                score=score,
+                peak=_f32(st.peak_score * d.base),
+                category=d.category,
+                reasons=[
+                    f"no {d.category} for {d.silent_ms / 86_400_000:.1f} days and "
+                    f"{d.sessions_since} sessions, though {d.base:.0%} of this user's "
+                    "sessions had visited it",
+                    f"{d.category} is {d.share:.0%} of the user's recent activity",
+                    recent_mix(window),
+                ],
+            )
 
     def _fire_due(
         self,

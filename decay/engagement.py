@@ -1,0 +1,167 @@
+"""A user's engagement with each category, and when it has really dropped.
+
+Counts are of *sessions*: an event 30 minutes or more after the user's previous one starts a
+new session, and a session visits the category its first event is in (what the user came
+for). So one long session does not make a category look strong, nor do the stray views of
+sessions opened for something else; any event of the category keeps it alive all the same.
+
+Per category and user:
+
+- ``visits``: the sessions that visited it, since the user's first; against the user's
+  sessions that is the user's own baseline share of it (``base``);
+- ``activity``: an exponentially decayed count of those visits, kept as a value and the time
+  it is as of (Fennel's decayed aggregates): its share of the user's decayed activity is how
+  much of what the user does *now* goes to the category (the alerts' score).
+
+A category has decayed (one alert, then not again until the user visits it again) when, on
+an event of the user's,
+
+- it was strong for the user: at least ``min_visits`` visits and ``base >= min_peak``;
+- the user's sessions since its last visit would be unlikely had it kept its share: under a
+  uniform prior on the share and the user's ``visits`` of ``sessions``, the chance of none
+  in the ``sessions_since`` that followed (beta-binomial) is below ``alpha`` (a run of
+  sessions elsewhere, not a gap, and few sessions of evidence need a longer run);
+- nothing of it for ``min_silence_ms``; and it holds fewer than half of the user's last
+  ``recent`` events.
+
+So engagement cannot read as falling while the user keeps coming back to the category, and a
+user silent altogether is dormant (another alert), not decaying in a category.
+
+Pure: values are rounded to float32 as the stored state keeps them, so that a decision does
+not depend on whether the state went through the store between two events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DAY_MS = 86_400_000
+
+
+def _f32(value: float) -> float:
+    return float(np.float32(value))
+
+
+@dataclass(slots=True)
+class Engagement:
+    """One category of one user (see the module's docstring)."""
+
+    activity: float = 0.0  # decayed visits, as of last_ts_ms
+    last_ts_ms: int = 0
+    visits: int = 0
+    at_session: int = 0  # the user's session count at its last visit
+    fired: bool = False  # alerted in this episode (until its next visit)
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRules:
+    half_life_ms: int = 7 * DAY_MS
+    session_gap_ms: int = 30 * 60_000
+    min_peak: float = 0.3
+    min_visits: int = 5
+    alpha: float = 0.001
+    min_silence_ms: int = 7 * DAY_MS
+    recent: int = 10
+    max_categories: int = 32  # the least visited beyond this are forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class Decayed:
+    """A category whose engagement dropped: what the alert says."""
+
+    category: str
+    share: float  # of the user's decayed activity now
+    base: float  # of the user's sessions, up to its last visit
+    silent_ms: int
+    sessions_since: int
+
+
+def none_in(visits: int, sessions: int, since: int) -> float:
+    """P(no visit in ``since`` more sessions | ``visits`` of ``sessions``), the share having
+    a uniform prior: B(v + 1, n - v + 1 + m) / B(v + 1, n - v + 1)."""
+    a, b = visits + 1.0, sessions - visits + 1.0
+
+    def log_beta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    return math.exp(log_beta(a, b + since) - log_beta(a, b))
+
+
+def activity_at(e: Engagement, t_ms: int, rules: EngagementRules) -> float:
+    if t_ms <= e.last_ts_ms:
+        return e.activity
+    return e.activity * 2.0 ** (-(t_ms - e.last_ts_ms) / rules.half_life_ms)
+
+
+def add_event(
+    book: dict[str, Engagement],
+    category: str | None,
+    ts_ms: int,
+    session: int,
+    opens: bool,
+    rules: EngagementRules,
+) -> None:
+    """Count an event (of ``category``, or none) at ``ts_ms`` in the user's ``session``-th
+    session (see :func:`session_of`); ``opens``: it is the session's first event."""
+    if category is None:
+        return
+    e = book.get(category)
+    if e is None:
+        e = book[category] = Engagement()
+    # Any event of the category keeps it alive; only a session it opens counts as a visit.
+    e.at_session = max(e.at_session, session)
+    e.fired = False  # an event of it again: a new episode
+    if not opens:
+        e.last_ts_ms = max(e.last_ts_ms, ts_ms)
+        return
+    if ts_ms >= e.last_ts_ms:
+        e.activity, e.last_ts_ms = _f32(activity_at(e, ts_ms, rules) + 1.0), ts_ms
+    else:  # an older visit: its weight as of the entry's time
+        e.activity = _f32(e.activity + 2.0 ** (-(e.last_ts_ms - ts_ms) / rules.half_life_ms))
+    e.visits += 1
+    if len(book) > rules.max_categories:
+        del book[min(book, key=lambda n: (book[n].visits, book[n].last_ts_ms))]
+
+
+def session_of(sessions: int, last_ts_ms: int, ts_ms: int, rules: EngagementRules) -> int:
+    """The user's session count with an event at ``ts_ms`` (``sessions`` so far, the last
+    at ``last_ts_ms``; 0 before the first): one more when the gap starts a new session."""
+    if sessions == 0 or ts_ms - last_ts_ms >= rules.session_gap_ms:
+        return sessions + 1
+    return sessions
+
+
+def review(
+    book: dict[str, Engagement],
+    t_ms: int,
+    sessions: int,
+    recent_categories: Sequence[str | None],
+    rules: EngagementRules,
+) -> list[Decayed]:
+    """On the user's newest event at ``t_ms`` (after :func:`add_event`; ``sessions``: the
+    user's sessions so far): the categories that decayed just now, marked as alerted.
+    ``recent_categories``: the categories of the user's last events, newest last."""
+    recent = list(recent_categories)[-rules.recent :]
+    now = {name: activity_at(e, t_ms, rules) for name, e in book.items()}
+    total = sum(now.values())
+    out = []
+    for name, e in book.items():
+        if e.fired or e.visits < rules.min_visits or e.at_session <= 0:
+            continue
+        base = (e.visits + 1.0) / (e.at_session + 2.0)  # the posterior mean share
+        since = sessions - e.at_session
+        silent = t_ms - e.last_ts_ms
+        if (
+            base >= rules.min_peak
+            and none_in(e.visits, e.at_session, since) < rules.alpha
+            and silent >= rules.min_silence_ms
+            and 2 * recent.count(name) < len(recent)
+        ):
+            e.fired = True
+            share = _f32(now[name] / total) if total > 0 else 0.0
+            out.append(Decayed(name, share, _f32(base), silent, since))
+    return out

@@ -1,0 +1,137 @@
+"""Category engagement (decay.engagement) and the category_decay alerts it drives."""
+
+from __future__ import annotations
+
+import json
+import struct
+from datetime import datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decay.engagement import (
+    DAY_MS,
+    Engagement,
+    EngagementRules,
+    add_event,
+    none_in,
+    review,
+    session_of,
+)
+from decay.scoring import ExponentialDecayScorer
+from decay.state import UserState, decode_state, encode_state
+from stream_app.processor import Processor, ProcessorConfig, Record
+from stream_app.store import MemoryStore
+
+HOUR = 3_600_000
+T0 = 1_704_067_200_000
+SCORER = ExponentialDecayScorer(half_life_s=24 * 3600.0)
+EAGER = EngagementRules(min_visits=2, alpha=0.5, min_silence_ms=HOUR, min_peak=0.2)
+
+
+def test_none_in_is_the_beta_binomial_chance_of_a_run_elsewhere() -> None:
+    # 5 visits in 5 sessions, uniform prior: P(none in the next one) = 1/7.
+    assert abs(none_in(5, 5, 1) - 1 / 7) < 1e-12
+    assert none_in(5, 5, 0) == 1.0
+    # More evidence of the same share, or a longer run, makes the run less likely.
+    assert none_in(20, 40, 10) < none_in(2, 4, 10)
+    assert none_in(20, 40, 12) < none_in(20, 40, 10)
+
+
+def test_a_category_the_user_keeps_coming_back_to_never_decays() -> None:
+    """Books opens a session every third day for a year, among daily sessions elsewhere."""
+    rules = EngagementRules()
+    book: dict[str, Engagement] = {}
+    sessions, last, recent = 0, 0, []
+    for day in range(365):
+        ts = T0 + day * DAY_MS
+        category = "books" if day % 3 == 0 else f"c{day % 5}"
+        sessions = session_of(sessions, last, ts, rules)
+        add_event(book, category, ts, sessions, True, rules)
+        last, recent = ts, [*recent, category][-10:]
+        assert review(book, ts, sessions, recent, rules) == [], day
+
+
+def records_of(user_events: list[tuple[int, str]]) -> list[Record]:
+    out = []
+    for offset, (ts, category) in enumerate(user_events):
+        body = {"event_id": f"e{offset}", "user_id": "u", "ts": ts, "type": "view"}
+        out.append(Record(0, offset, b"u", json.dumps({**body, "category": category}).encode()))
+    return out
+
+
+def category_alerts(records: list[Record], rules: EngagementRules, batch: int) -> list[dict]:
+    store = MemoryStore()
+    config = ProcessorConfig(grace_ms=HOUR, threshold=0.25, engagement=rules)
+    proc = Processor(config, SCORER, store, lambda: T0 + 400 * DAY_MS)
+    alerts = []
+    for i in range(0, len(records), batch):
+        out = proc.process(records[i : i + batch])
+        for (p, k), v in out.writes.items():
+            store.put(p, k, v)
+        alerts += [json.loads(a.payload) for a in out.alerts if a.kind == "category_decay"]
+    return alerts
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+logs = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=4 * DAY_MS // 60_000),  # gap, minutes
+        st.sampled_from(["books", "toys", "garden"]),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(logs, st.sampled_from([1, 7, 500]))
+def test_no_category_decay_while_the_category_holds_half_of_the_last_10_events(
+    log: list[tuple[int, str]], batch: int
+) -> None:
+    events, ts = [], T0
+    for gap_min, category in log:
+        ts += gap_min * 60_000
+        events.append((ts, category))
+    for rules in (EAGER, EngagementRules()):
+        for alert in category_alerts(records_of(events), rules, batch):
+            t = ms(alert["event_time"])
+            last10 = [c for when, c in events if when <= t][-10:]
+            assert 2 * last10.count(alert["category"]) < len(last10), (alert, last10)
+
+
+def test_the_eager_rules_do_fire_on_a_drifting_log() -> None:
+    """So that the property above is checked against alerts, not an empty list."""
+    rng = np.random.default_rng(3)
+    events, ts = [], T0
+    for i in range(200):
+        ts += int(rng.integers(1, 3 * 24 * 60)) * 60_000
+        events.append((ts, ["books", "toys", "garden"][(i // 40 + int(rng.integers(0, 2))) % 3]))
+    assert len(category_alerts(records_of(events), EAGER, 7)) > 3
+
+
+def test_state_version_1_records_are_still_read() -> None:
+    """A record written before the engagement counts (version 1): read, counts empty."""
+    st_ = UserState(partition=2, n_total=0)
+    v2 = encode_state(st_)
+    header_v1 = struct.Struct("<BBhqIqqqffBBH")
+    fields = struct.unpack_from("<BBhqIqqqffBBHI", v2)
+    v1 = header_v1.pack(1, *fields[1:-1])
+    # The window is empty (no events, no category names); then one v1 category entry.
+    v1 += bytes([1, 5]) + b"books" + struct.pack("<fB", 0.4, 1)
+    got = decode_state(v1)
+    assert got.partition == 2 and got.sessions == 0
+    assert got.engagement == {"books": Engagement(fired=True)}
+
+
+def test_engagement_round_trips_through_the_state_record() -> None:
+    s = UserState(partition=1)
+    s.sessions = 12
+    s.engagement = {"books": Engagement(3.5, T0, 7, 11, True), "toys": Engagement(1.0, T0 + 1)}
+    got = decode_state(encode_state(s))
+    assert got.sessions == 12
+    assert got.engagement == s.engagement
