@@ -12,7 +12,7 @@ with the ONNX LSTM scorer, in a child process, its scores topic on with
    them; max = events / seconds from its first event in hand to its last event processed
    (bench/throughput.py's ``worker`` contender, with the scores topic on).
 2. load: a fresh worker is started on another fresh topic and, once it is assigned and
-   ready, events are produced at ``--fraction`` x max per second (``decay.replay.produce``'s
+   ready, events are produced at ``--fraction`` x max per second (``decay_cli.replay.produce``'s
    ``rate``) for ``--duration`` seconds while it consumes live.
 
 After the run both topics are read back with aiokafka. Latency of an event = Kafka timestamp
@@ -129,9 +129,9 @@ def simulate_events(args: argparse.Namespace) -> tuple[Any, float]:
 
 
 def encoded(events: Any, n: int) -> list[tuple[bytes, bytes]]:
-    """The first n events as (key, value) messages (decay.replay.encode)."""
+    """The first n events as (key, value) messages (decay_cli.replay.encode)."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode
+    from decay_cli.replay import encode
 
     return [encode(r) for r in frame_to_records(events.iloc[:n])]
 
@@ -306,8 +306,8 @@ def main() -> int:
     if not 0 < args.fraction <= 1 or args.duration <= 0 or args.events <= 0:
         parser.error("need 0 < --fraction <= 1, --duration > 0, --events > 0")
 
-    from decay.kafka_broker import KafkaBroker, find_repo_root
-    from decay.replay import produce
+    from decay_cli.replay import produce
+    from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 
     run = time.strftime("lat-%Y%m%d-%H%M%S", time.gmtime())
     run_dir = WORK_DIR / run

@@ -5,7 +5,7 @@
 
 A private broker (``KafkaBroker`` on 127.0.0.1:19592, controller 19593, data in
 /tmp/scale-kafka; work dir /tmp/scale-work) gets one topic of synthetic valid events (the
-contract of ``decay/events.py``, encoded with ``decay.replay.encode``): ``--users`` distinct
+contract of ``decay/events.py``, encoded with ``decay_cli.replay.encode``): ``--users`` distinct
 users, ``--events-per-user`` events each, event times uniform over ``--span-hours`` and
 produced in time order, keyed by user id, seeded. Then one worker
 (``stream_app.app.create_app`` with the ONNX scorer ``stream_app/models/model.onnx``), in a
@@ -138,7 +138,7 @@ def child_main(spec: dict[str, Any]) -> None:
     Runs until SIGTERM (Faust's graceful stop)."""
     import faust
 
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
@@ -599,8 +599,8 @@ def synthetic_events(
     uniform over the span, in time order; also the count and the last event time (ms)."""
     import numpy as np
 
-    from decay.replay import encode
     from decay.simulate import CATEGORY_NAMES
+    from decay_cli.replay import encode
 
     rng = np.random.default_rng(seed)
     n = users * per_user
@@ -636,7 +636,7 @@ def synthetic_events(
 
 def probe_events(tag: str, partitions: int, ts_ms: int) -> list[tuple[bytes, bytes]]:
     """One valid event per partition, of new users (keys picked by Kafka's partitioner)."""
-    from decay.replay import encode
+    from decay_cli.replay import encode
     from stream_app.queries import partition_for
 
     chosen: dict[int, bytes] = {}
@@ -664,7 +664,7 @@ def probe_events(tag: str, partitions: int, ts_ms: int) -> list[tuple[bytes, byt
 def produce_topic(
     bootstrap: str, topic: str, partitions: int, messages: Iterable[tuple[bytes, bytes]]
 ) -> tuple[int, float]:
-    from decay.replay import produce
+    from decay_cli.replay import produce
 
     asyncio.run(create_topic(bootstrap, topic, partitions))
     t = time.monotonic()
@@ -800,7 +800,7 @@ def phase_restart(
 
 
 def produce_topic_existing(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    from decay.replay import produce
+    from decay_cli.replay import produce
 
     asyncio.run(produce(messages, bootstrap, topic))
 
@@ -905,7 +905,7 @@ def recovery_table(phases: dict[str, dict[str, Any]]) -> str:
 
 
 def start_broker(extra_props: tuple[str, ...] = ()) -> Any:
-    from decay.kafka_broker import KafkaBroker, find_repo_root
+    from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 
     broker = KafkaBroker(
         find_repo_root(REPO),

@@ -12,7 +12,7 @@ On a private broker (``KafkaBroker`` on 127.0.0.1:19492, controller 19493, data 
 (``stream_app.app.create_app`` with the ONNX LSTM scorer, in a child process, default
 settings, built by bench/throughput.py's ``build_worker``/``child_settings``) consumes a
 fresh events topic while a producer thread offers simulator traffic (``decay.simulate``,
-events in event-time order, keyed by user id, ``decay.replay.produce`` with ``rate``) at
+events in event-time order, keyed by user id, ``decay_cli.replay.produce`` with ``rate``) at
 ``--rate`` events/s for ``--minutes`` minutes. The worker starts first; the producer starts
 once its partitions are assigned.
 
@@ -304,7 +304,7 @@ async def take_sample(
 
 
 class Producer:
-    """A thread producing the events at ``rate`` per second (``decay.replay.produce``) for
+    """A thread producing the events at ``rate`` per second (``decay_cli.replay.produce``) for
     at most ``seconds``; ``sent`` counts the messages handed to it."""
 
     def __init__(
@@ -323,7 +323,7 @@ class Producer:
 
     def messages(self, chunk: int = 5000) -> Iterator[tuple[bytes, bytes]]:
         from decay.eventlog import frame_to_records
-        from decay.replay import encode
+        from decay_cli.replay import encode
 
         deadline = time.monotonic() + self.seconds
         ts = self.frame["ts"]
@@ -340,7 +340,7 @@ class Producer:
                     yield encode(record)
 
     def _run(self) -> None:
-        from decay.replay import produce
+        from decay_cli.replay import produce
 
         try:
             asyncio.run(produce(self.messages(), self.bootstrap, self.topic, rate=self.rate))
@@ -772,7 +772,7 @@ def main() -> int:
     args = parse_args()
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
-    from decay.kafka_broker import KafkaBroker
+    from decay_kafka.kafka_broker import KafkaBroker
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
     run_id = time.strftime("soak-%Y%m%d-%H%M%S", time.gmtime())

@@ -255,7 +255,7 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
     processor (first event in hand) and the last metric a batch records (after its state
     writes, its sends and its acks). The scorer is chosen explicitly, never by default."""
     from decay.scoring import ExponentialDecayScorer
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
@@ -411,9 +411,9 @@ async def count_messages(bootstrap: str, topic: str) -> int:
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode, produce
     from decay.scoring import fit_half_life, gaps_from_events
     from decay.simulate import simulate
+    from decay_cli.replay import encode, produce
 
     t = time.monotonic()
     log = simulate(n_users=args.users, days=args.days, seed=args.seed)
@@ -639,7 +639,7 @@ def main() -> int:
     args.timeout = args.timeout or 120.0 + args.events / 250.0
     args.repeat = max(1, min(args.repeat, 20))
 
-    from decay.kafka_broker import KafkaBroker, find_repo_root
+    from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 
     run = time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
     run_dir = WORK_DIR / run

@@ -65,8 +65,8 @@ from bench.throughput import child_settings  # noqa: E402
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode
     from decay.simulate import simulate
+    from decay_cli.replay import encode
 
     t = time.monotonic()
     events = simulate(n_users=args.users, days=args.days, seed=args.seed).events
@@ -101,7 +101,7 @@ def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str
 def launch(k: int, group: str, common: dict[str, Any], run_dir: Path) -> list[WorkerProc]:
     """k worker processes of one fresh group, started together; the group's alerts and DLQ
     topics are made first, so that they do not race to create them."""
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
 
     specs = [
         {

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from decay import cli
-from decay.kafka_broker import find_repo_root
 from decay.settings import unknown_variables
+from decay_cli import cli
+from decay_kafka.kafka_broker import find_repo_root
 
 ROOT = find_repo_root()
 EVENT = {"event_id": "e1", "user_id": "u1", "ts": 1_709_287_200_000, "type": "view"}
@@ -117,7 +117,7 @@ def test_an_unknown_variable_is_warned_about(closed_port: int) -> None:
     proc = decay("topics", "--bootstrap", f"127.0.0.1:{closed_port}", DECAY_TRESHOLD="0.3")
     warning, error = proc.stderr.splitlines()
     assert warning.endswith(
-        "WARNING decay.cli: unknown environment variable DECAY_TRESHOLD ignored "
+        "WARNING decay_cli.cli: unknown environment variable DECAY_TRESHOLD ignored "
         "(did you mean DECAY_THRESHOLD?)"
     )
     assert "no Kafka broker reachable" in error and proc.returncode == 2
