@@ -145,7 +145,10 @@ def test_variables_the_project_uses_are_known() -> None:
         ROOT / "docker-compose.yml",
         ROOT / "Makefile",
         ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
         *(ROOT / "decay").glob("*.py"),
+        *(ROOT / "decay_kafka").glob("*.py"),
+        *(ROOT / "decay_cli").glob("*.py"),
         *(ROOT / "stream_app").glob("*.py"),
     ]
     names = {n for f in files for n in re.findall(r"\bDECAY_[A-Z][A-Z_]*[A-Z]\b", f.read_text())}
@@ -199,3 +202,11 @@ def test_worker_help_points_to_decay_settings() -> None:
     result = CliRunner().invoke(cli.app, ["worker", "--help"])
     assert result.exit_code == 0
     assert "`decay settings` lists them" in " ".join(result.output.split())
+
+
+def test_the_readme_settings_table_is_the_output_of_decay_settings() -> None:
+    result = CliRunner().invoke(cli.app, ["settings"])
+    assert result.exit_code == 0, result.output
+    table = result.output.strip()
+    assert table.count("\n") > 10
+    assert table in (ROOT / "README.md").read_text(encoding="utf-8")
