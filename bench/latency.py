@@ -1,6 +1,6 @@
 """Event-to-score latency of one worker at half its maximum throughput, in one run.
 
-    .venv/bin/python bench/latency.py --json bench/latency.json
+    .venv/bin/python bench/latency.py
 
 On a private broker (``KafkaBroker`` on 127.0.0.1:19392/19393, data in /tmp/bench-kafka, as
 bench/throughput.py), with simulator traffic (``decay.simulate``, events in time order,
@@ -12,7 +12,7 @@ with the ONNX LSTM scorer, in a child process, its scores topic on with
    them; max = events / seconds from its first event in hand to its last event processed
    (bench/throughput.py's ``worker`` contender, with the scores topic on).
 2. load: a fresh worker is started on another fresh topic and, once it is assigned and
-   ready, events are produced at ``--fraction`` x max per second (``decay.replay.produce``'s
+   ready, events are produced at ``--fraction`` x max per second (``decay_cli.replay.produce``'s
    ``rate``) for ``--duration`` seconds while it consumes live.
 
 After the run both topics are read back with aiokafka. Latency of an event = Kafka timestamp
@@ -40,19 +40,26 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the child runs this file as a script
     sys.path.insert(0, str(REPO))
 
+from bench.common import (  # noqa: E402
+    MODEL,
+    add_json_option,
+    create_topic,
+    delete_topics,
+    figures_path,
+    is_child_call,
+    launch_child,
+    machine_note,
+    new_run_dir,
+    start_broker,
+    write_figures,
+)
 from bench.throughput import (  # noqa: E402
     BENCH_CONTROLLER_PORT,
     BENCH_PORT,
     BROKER_DIR,
-    MODEL,
-    WORK_DIR,
     Probe,
     build_worker,
     child_settings,
-    create_topic,
-    delete_topics,
-    machine_note,
-    warm_coordinator,
 )
 
 # ------------------------------------------------------------------------ child side
@@ -129,26 +136,16 @@ def simulate_events(args: argparse.Namespace) -> tuple[Any, float]:
 
 
 def encoded(events: Any, n: int) -> list[tuple[bytes, bytes]]:
-    """The first n events as (key, value) messages (decay.replay.encode)."""
+    """The first n events as (key, value) messages (decay_cli.replay.encode)."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode
+    from decay_cli.replay import encode
 
     return [encode(r) for r in frame_to_records(events.iloc[:n])]
 
 
 def launch(label: str, spec: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     log_path = run_dir / f"{label}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, log_path
+    return launch_child(__file__, spec, log_path), log_path
 
 
 def wait_result(proc: subprocess.Popen, out: Path, log_path: Path, timeout: float) -> dict:
@@ -297,7 +294,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_option(parser, "latency")
     parser.add_argument("--faust-loglevel", default="info")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     args = parser.parse_args()
@@ -306,25 +303,15 @@ def main() -> int:
     if not 0 < args.fraction <= 1 or args.duration <= 0 or args.events <= 0:
         parser.error("need 0 < --fraction <= 1, --duration > 0, --events > 0")
 
-    from decay.kafka_broker import KafkaBroker, find_repo_root
-    from decay.replay import produce
+    from decay_cli.replay import produce
 
     run = time.strftime("lat-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = WORK_DIR / run
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run)
     meta = machine_note()
-    broker = KafkaBroker(
-        find_repo_root(REPO),
-        data_dir=BROKER_DIR,
-        port=BENCH_PORT,
-        controller_port=BENCH_CONTROLLER_PORT,
-    )
     started = time.monotonic()
+    broker = start_broker(BROKER_DIR, BENCH_PORT, BENCH_CONTROLLER_PORT)
     try:
-        print(f"broker on {broker.bootstrap} (data {BROKER_DIR})", flush=True)
-        broker.start()
         bootstrap = broker.bootstrap
-        asyncio.run(warm_coordinator(bootstrap))
         t = time.monotonic()
         frame, half_life_h = simulate_events(args)
         print(f"simulated {len(frame):,} events in {time.monotonic() - t:.1f} s", flush=True)
@@ -420,34 +407,30 @@ def main() -> int:
         print(text, flush=True)
         if lat["no_score"]:
             print(f"WARNING: {lat['no_score']:,} events without a score", flush=True)
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "meta": {
-                            **meta,
-                            "command": " ".join(sys.argv),
-                            "loadavg_load_phase": [load_at_start, load_at_end],
-                            "total_s": round(time.monotonic() - started, 1),
-                        },
-                        "params": {
-                            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                        },
-                        "max_phase": {**r_max, "events_per_s": max_rate},
-                        "load_phase": {
-                            **r_load,
-                            "offered_rate": rate,
-                            "produced": sent,
-                            "produce_s": produce_s,
-                            "cpu": cpu_load_phase,
-                        },
-                        "latency": lat,
-                        "table_markdown": text,
-                    },
-                    indent=2,
-                )
-            )
-            print(f"wrote {args.json}")
+        write_figures(
+            figures_path(args.json, "latency"),
+            {
+                "meta": {
+                    **meta,
+                    "command": " ".join(sys.argv),
+                    "loadavg_load_phase": [load_at_start, load_at_end],
+                    "total_s": round(time.monotonic() - started, 1),
+                },
+                "params": {
+                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                },
+                "max_phase": {**r_max, "events_per_s": max_rate},
+                "load_phase": {
+                    **r_load,
+                    "offered_rate": rate,
+                    "produced": sent,
+                    "produce_s": produce_s,
+                    "cpu": cpu_load_phase,
+                },
+                "latency": lat,
+                "table_markdown": text,
+            },
+        )
         return 0 if lat["no_score"] == 0 and lat["count"] > 0 else 1
     finally:
         try:
@@ -463,7 +446,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+    if is_child_call(sys.argv):
         child_main(json.loads(sys.argv[2]))
     else:
         sys.exit(main())

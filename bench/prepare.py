@@ -3,6 +3,7 @@ report, then the per-event features): `python bench/prepare.py`."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from decay.features import FeatureSpec, prepare_events
@@ -11,6 +12,7 @@ from training.data import clean
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
     users = users_for_events(1_000_000, days=30, seed=7)
     events = simulate(n_users=users, days=30, seed=7, duplicate_fraction=0.01).events
     started = time.perf_counter()

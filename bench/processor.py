@@ -24,9 +24,9 @@ import time
 from dataclasses import replace
 
 from decay.eventlog import frame_to_records
-from decay.replay import encode
 from decay.settings import Settings
 from decay.simulate import simulate
+from decay_cli.replay import encode
 from stream_app.app import processor_config
 from stream_app.processor import Processor, ProcessorConfig, Record
 from stream_app.queries import partition_for

@@ -1,13 +1,12 @@
 """One worker and 1,000,000 users: state bytes per user, RSS, recovery from RocksDB and changelog.
 
-    .venv/bin/python bench/scale.py \\
-        --users 1000000 --events-per-user 1 --json bench/scale-1m.json
+    .venv/bin/python bench/scale.py --users 1000000 --events-per-user 1
 
 A private broker (``KafkaBroker`` on 127.0.0.1:19592, controller 19593, data in
-/tmp/scale-kafka; work dir /tmp/scale-work) gets one topic of synthetic valid events (the
-contract of ``decay/events.py``, encoded with ``decay.replay.encode``): ``--users`` distinct
-users, ``--events-per-user`` events each, event times uniform over ``--span-hours`` and
-produced in time order, keyed by user id, seeded. Then one worker
+/tmp/scale-kafka; logs and worker data in var/bench/runs/<run>/) gets one topic of synthetic
+valid events (the contract of ``decay/events.py``, encoded with ``decay_cli.replay.encode``):
+``--users`` distinct users, ``--events-per-user`` events each, event times uniform over
+``--span-hours`` and produced in time order, keyed by user id, seeded. Then one worker
 (``stream_app.app.create_app`` with the ONNX scorer ``stream_app/models/model.onnx``), in a
 child process, with one app id and one data dir throughout:
 
@@ -48,26 +47,31 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the child runs this file as a script
     sys.path.insert(0, str(REPO))
 
-from bench.latency import machine_cpu, proc_cpu_s  # noqa: E402
-from bench.throughput import (  # noqa: E402
-    child_settings,
+from bench.common import (  # noqa: E402
+    MODEL,
+    add_json_option,
     create_topic,
     delete_topics,
+    figures_path,
     free_port,
+    is_child_call,
+    launch_child,
     machine_note,
-    warm_coordinator,
+    new_run_dir,
+    write_figures,
 )
+from bench.common import start_broker as start_own_broker  # noqa: E402
+from bench.latency import machine_cpu, proc_cpu_s  # noqa: E402
+from bench.throughput import child_settings  # noqa: E402
 
 PORT = 19592
 CONTROLLER_PORT = 19593
 BROKER_DIR = Path("/tmp/scale-kafka")
-WORK_DIR = Path("/tmp/scale-work")
 TABLE = "user-state"  # create_app's table; its changelog is "<app id>-user-state-changelog"
 T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, as decay.simulate starts
 TYPES = ("view", "click", "cart", "search", "purchase", "wishlist", "other")
 TYPE_WEIGHTS = (0.66, 0.20, 0.05, 0.04, 0.02, 0.015, 0.015)  # about decay.simulate's mix
 MB = 1024.0 * 1024.0
-MODEL = REPO / "stream_app" / "models" / "model.onnx"
 
 
 # ------------------------------------------------------------------------ child side
@@ -138,7 +142,7 @@ def child_main(spec: dict[str, Any]) -> None:
     Runs until SIGTERM (Faust's graceful stop)."""
     import faust
 
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
@@ -244,7 +248,6 @@ class WorkerProc:
     proc: subprocess.Popen[bytes] | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
     _pos: int = 0
-    _log: IO[bytes] | None = None
     _t_term: float | None = None
 
     @property
@@ -262,16 +265,7 @@ class WorkerProc:
     def start(self) -> None:
         self.journal.unlink(missing_ok=True)
         self.spec.update(journal=str(self.journal), t_launch=time.time())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(self.spec)],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = launch_child(__file__, self.spec, self.log_path)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -322,8 +316,6 @@ class WorkerProc:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         out.update(shutdown_s=round(time.monotonic() - t, 2), exit_code=self.proc.returncode)
-        if self._log is not None:
-            self._log.close()
         self.read_journal()
         return out
 
@@ -599,8 +591,8 @@ def synthetic_events(
     uniform over the span, in time order; also the count and the last event time (ms)."""
     import numpy as np
 
-    from decay.replay import encode
     from decay.simulate import CATEGORY_NAMES
+    from decay_cli.replay import encode
 
     rng = np.random.default_rng(seed)
     n = users * per_user
@@ -636,7 +628,7 @@ def synthetic_events(
 
 def probe_events(tag: str, partitions: int, ts_ms: int) -> list[tuple[bytes, bytes]]:
     """One valid event per partition, of new users (keys picked by Kafka's partitioner)."""
-    from decay.replay import encode
+    from decay_cli.replay import encode
     from stream_app.queries import partition_for
 
     chosen: dict[int, bytes] = {}
@@ -664,7 +656,7 @@ def probe_events(tag: str, partitions: int, ts_ms: int) -> list[tuple[bytes, byt
 def produce_topic(
     bootstrap: str, topic: str, partitions: int, messages: Iterable[tuple[bytes, bytes]]
 ) -> tuple[int, float]:
-    from decay.replay import produce
+    from decay_cli.replay import produce
 
     asyncio.run(create_topic(bootstrap, topic, partitions))
     t = time.monotonic()
@@ -800,7 +792,7 @@ def phase_restart(
 
 
 def produce_topic_existing(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    from decay.replay import produce
+    from decay_cli.replay import produce
 
     asyncio.run(produce(messages, bootstrap, topic))
 
@@ -905,21 +897,7 @@ def recovery_table(phases: dict[str, dict[str, Any]]) -> str:
 
 
 def start_broker(extra_props: tuple[str, ...] = ()) -> Any:
-    from decay.kafka_broker import KafkaBroker, find_repo_root
-
-    broker = KafkaBroker(
-        find_repo_root(REPO),
-        data_dir=BROKER_DIR,
-        port=PORT,
-        controller_port=CONTROLLER_PORT,
-        extra_props=extra_props,
-    )
-    print(f"broker on {broker.bootstrap} (data {BROKER_DIR})", flush=True)
-    if broker.is_running():  # a broker left by --keep-broker: restart it with our settings
-        broker.stop()
-    broker.start()
-    asyncio.run(warm_coordinator(broker.bootstrap))
-    return broker
+    return start_own_broker(BROKER_DIR, PORT, CONTROLLER_PORT, extra_props)
 
 
 def parse_args() -> argparse.Namespace:
@@ -936,7 +914,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=5.0, help="s after ready, then RSS")
     parser.add_argument("--series-every", type=int, default=4, help="thin the gauge series")
     parser.add_argument("--faust-loglevel", default="info")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_option(parser, "scale")
     parser.add_argument("--keep-broker", action="store_true")
     args = parser.parse_args()
     args.timeout = args.timeout or 300.0 + args.users * args.events_per_user / 300.0
@@ -1012,8 +990,7 @@ def main() -> int:
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
     run_name = time.strftime("scale-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = WORK_DIR / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run_name)
     meta = {**machine_note(), "uptime_start": uptime(), "command": " ".join(sys.argv)}
     print(f"{meta['date_utc']}: {meta['uptime_start']}", flush=True)
     started = time.monotonic()
@@ -1039,18 +1016,16 @@ def main() -> int:
         print()
         print(out["table_recovery"])
     print(f"load at end: {meta['uptime_end']}; total {meta['total_s']:.0f} s; logs in {run_dir}")
-    if args.json:
-        out = {"meta": meta, **out}
-        for r in [out.get("process", {}), *out.get("restarts", {}).values()]:
-            r.pop("log_tail", None)
-        args.json.write_text(json.dumps(out, indent=2, default=str))
-        print(f"wrote {args.json}")
     ok = "table_process" in out and all("error" not in r for r in out["restarts"].values())
+    out = {"meta": meta, **out}
+    for r in [out.get("process", {}), *out.get("restarts", {}).values()]:
+        r.pop("log_tail", None)
+    write_figures(figures_path(args.json, "scale"), out)
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+    if is_child_call(sys.argv):
         child_main(json.loads(sys.argv[2]))
     else:
         sys.exit(main())

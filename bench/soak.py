@@ -1,18 +1,15 @@
 """Soak: one worker for 30 minutes at a steady offered load; RSS, state size and lag per minute.
 
-    .venv/bin/python bench/soak.py \
-        --minutes 30 --rate 400 --users 50000 --json bench/soak-30min.json \
-        2>&1 | tee bench/soak-30min.log
+    .venv/bin/python bench/soak.py --minutes 30 --rate 400 --users 50000
     # a fixed population (its first 96,000 events offered again and again):
-    .venv/bin/python bench/soak.py --minutes 30 --rate 400 --users 5000 \
-        --cycle-events 96000 --json bench/soak-cycled.json 2>&1 | tee bench/soak-cycled.log
+    .venv/bin/python bench/soak.py --minutes 30 --rate 400 --users 5000 --cycle-events 96000
 
 On a private broker (``KafkaBroker`` on 127.0.0.1:19492, controller 19493, data in
-/tmp/soak-kafka; worker data and logs in /tmp/soak-work/<run>/), ONE worker
+/tmp/soak-kafka; worker data and logs in var/bench/runs/<run>/), ONE worker
 (``stream_app.app.create_app`` with the ONNX LSTM scorer, in a child process, default
 settings, built by bench/throughput.py's ``build_worker``/``child_settings``) consumes a
 fresh events topic while a producer thread offers simulator traffic (``decay.simulate``,
-events in event-time order, keyed by user id, ``decay.replay.produce`` with ``rate``) at
+events in event-time order, keyed by user id, ``decay_cli.replay.produce`` with ``rate``) at
 ``--rate`` events/s for ``--minutes`` minutes. The worker starts first; the producer starts
 once its partitions are assigned.
 
@@ -22,7 +19,8 @@ offsets, and the worker's own ``decay_consumer_lag``), the worker's RSS (VmRSS),
 disk (bytes under its data dir; the RocksDB table dirs), users tracked, alerts emitted.
 After the load the worker is given ``--drain-timeout`` seconds to catch up, then the summary:
 RSS and state size of the first vs the last 10 minutes (means and least-squares slopes per
-10 minutes), max lag, and whether the worker kept up. ``--json FILE`` writes every sample.
+10 minutes), max lag, and whether the worker kept up. Every sample and the summary go to
+var/bench/soak-<time>.json (or ``--json FILE``).
 """
 
 from __future__ import annotations
@@ -47,23 +45,30 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the child runs this file as a script
     sys.path.insert(0, str(REPO))
 
-from bench.throughput import (  # noqa: E402
+from bench.common import (  # noqa: E402
     MODEL,
+    add_json_option,
+    create_topic,
+    delete_topics,
+    figures_path,
+    free_port,
+    is_child_call,
+    launch_child,
+    machine_note,
+    new_run_dir,
+    start_broker,
+    write_figures,
+)
+from bench.throughput import (  # noqa: E402
     Probe,
     build_worker,
     child_settings,
-    create_topic,
-    delete_topics,
-    free_port,
-    machine_note,
-    warm_coordinator,
 )
 
 # This bench's own broker and directories: other benches and tests run on the same machine.
 SOAK_PORT = 19492
 SOAK_CONTROLLER_PORT = 19493
 BROKER_DIR = Path("/tmp/soak-kafka")
-WORK_DIR = Path("/tmp/soak-work")
 # The results of decay_events_total that are events of the events topic (not erasures, TTL).
 EVENT_RESULTS = ("ok", "late", "duplicate", "invalid", "redelivered")
 NEVER = 10**15  # Probe's event count: the worker never stops itself, the parent stops it
@@ -304,7 +309,7 @@ async def take_sample(
 
 
 class Producer:
-    """A thread producing the events at ``rate`` per second (``decay.replay.produce``) for
+    """A thread producing the events at ``rate`` per second (``decay_cli.replay.produce``) for
     at most ``seconds``; ``sent`` counts the messages handed to it."""
 
     def __init__(
@@ -323,7 +328,7 @@ class Producer:
 
     def messages(self, chunk: int = 5000) -> Iterator[tuple[bytes, bytes]]:
         from decay.eventlog import frame_to_records
-        from decay.replay import encode
+        from decay_cli.replay import encode
 
         deadline = time.monotonic() + self.seconds
         ts = self.frame["ts"]
@@ -340,7 +345,7 @@ class Producer:
                     yield encode(record)
 
     def _run(self) -> None:
-        from decay.replay import produce
+        from decay_cli.replay import produce
 
         try:
             asyncio.run(produce(self.messages(), self.bootstrap, self.topic, rate=self.rate))
@@ -356,29 +361,6 @@ class Producer:
 
 
 # ----------------------------------------------------------------------- parent side
-
-
-def kafka_root() -> Path:
-    """The checkout whose deploy/kafka/kafka.sh runs the broker: this one when its jars are
-    fetched, else the main checkout of this git worktree (lib/ is git-ignored, so a fresh
-    worktree has none), else this one (kafka.sh fetches them)."""
-    candidates = [REPO]
-    try:
-        common = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        if common:
-            candidates.append(Path(common).parent)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    for root in candidates:
-        if (root / "deploy" / "kafka" / "lib" / ".complete").is_file():
-            return root
-    return REPO
 
 
 def uptime() -> str:
@@ -417,17 +399,7 @@ def simulate_events(users: int, days: float, seed: int, n: int) -> tuple[Any, di
 def launch_worker(spec: dict[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
     """The worker child in its own session: a Ctrl-C in the terminal reaches only the
     parent, which then stops the worker gracefully."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return launch_child(__file__, spec, log_path, new_session=True)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], ready: Path, log_path: Path, timeout: float) -> None:
@@ -646,11 +618,6 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.write_text(json.dumps(doc, indent=1, default=str))
-    print(f"wrote {path}", flush=True)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=30, help="minutes of offered load")
@@ -676,7 +643,7 @@ def parse_args() -> argparse.Namespace:
         default=30.0,
         help="kept up: lag never above this many seconds of offered load, and drained after",
     )
-    parser.add_argument("--json", type=Path, help="write every sample and the summary here")
+    add_json_option(parser, "soak")
     parser.add_argument("--faust-loglevel", default="info")
     parser.add_argument(
         "--cache-mb",
@@ -772,30 +739,23 @@ def main() -> int:
     args = parse_args()
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
-    from decay.kafka_broker import KafkaBroker
-
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
     run_id = time.strftime("soak-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = WORK_DIR / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run_id)
     meta = {**machine_note(), "command": " ".join(sys.argv), "uptime_start": uptime()}
     print(f"{meta['date_utc']}, {meta['cpus']} CPUs ({meta['cpu_model']})", flush=True)
     print(f"uptime at start: {meta['uptime_start']}", flush=True)
-    broker = KafkaBroker(
-        kafka_root(), data_dir=BROKER_DIR, port=SOAK_PORT, controller_port=SOAK_CONTROLLER_PORT
-    )
     started = time.monotonic()
+    broker = start_broker(BROKER_DIR, SOAK_PORT, SOAK_CONTROLLER_PORT)
     try:
-        print(f"broker on {broker.bootstrap} (data {BROKER_DIR})", flush=True)
-        broker.start()
-        asyncio.run(warm_coordinator(broker.bootstrap))
         doc = run(args, run_id, run_dir, broker.bootstrap)
         meta["uptime_end"] = uptime()
         meta["total_s"] = round(time.monotonic() - started, 1)
         print(f"uptime at end: {meta['uptime_end']}", flush=True)
-        if args.json:
-            params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-            write_json(args.json, {"meta": meta, "params": params, **doc})
+        params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        write_figures(
+            figures_path(args.json, "soak"), {"meta": meta, "params": params, **doc}, indent=1
+        )
         return 0 if doc["summary"]["kept_up"] else 1
     finally:
         try:
@@ -808,7 +768,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+    if is_child_call(sys.argv):
         child_main(json.loads(sys.argv[2]))
     else:
         try:

@@ -1,6 +1,6 @@
 """Throughput of one worker against its references, all measured in the same run.
 
-    .venv/bin/python bench/throughput.py --users 100000 --events 300000 --json out.json
+    .venv/bin/python bench/throughput.py --users 100000 --events 300000
 
 One topic of simulator traffic (``decay.simulate``, the first ``--events`` events in time
 order, keyed by user id, ``--partitions`` partitions) is produced once to a private broker
@@ -33,11 +33,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,11 +47,25 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the child runs this file as a script
     sys.path.insert(0, str(REPO))
 
+from bench.common import (  # noqa: E402
+    MODEL,
+    add_json_option,
+    count_messages,
+    create_topic,
+    delete_topics,
+    figures_path,
+    free_port,
+    is_child_call,
+    launch_child,
+    machine_note,
+    new_run_dir,
+    start_broker,
+    write_figures,
+)
+
 BENCH_PORT = 19392
 BENCH_CONTROLLER_PORT = 19393
 BROKER_DIR = Path("/tmp/bench-kafka")
-WORK_DIR = Path("/tmp/bench-work")
-MODEL = REPO / "stream_app" / "models" / "model.onnx"
 CONTENDERS = (
     "raw",
     "faust_count",
@@ -75,12 +87,6 @@ LABELS = {
     "worker_baseline": "(d') decay worker, exp-decay scorer",
 }
 SCORER = {"worker": "onnx", "worker_baseline": "baseline"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------------ child side
@@ -255,7 +261,7 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
     processor (first event in hand) and the last metric a batch records (after its state
     writes, its sends and its acks). The scorer is chosen explicitly, never by default."""
     from decay.scoring import ExponentialDecayScorer
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
@@ -325,95 +331,12 @@ def child_main(spec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------- parent side
 
 
-def machine_note() -> dict[str, Any]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import aiokafka
-    import faust
-
-    return {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "loadavg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "faust": faust.__version__,
-        "aiokafka": aiokafka.__version__,
-    }
-
-
-async def warm_coordinator(bootstrap: str) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id="bench-warm-up", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await asyncio.wait_for(consumer.commit({TopicPartition("__warm_up", 0): 0}), 60)
-    except Exception:  # the join is what warms the coordinator
-        pass
-    finally:
-        await consumer.stop()
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
-async def count_messages(bootstrap: str, topic: str) -> int:
-    """Messages in a topic (sum of end minus beginning offsets); -1 when it does not exist."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            return -1
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = await consumer.end_offsets(tps)
-        begins = await consumer.beginning_offsets(tps)
-        return int(sum(ends[tp] - begins[tp] for tp in tps))
-    finally:
-        await consumer.stop()
-
-
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode, produce
     from decay.scoring import fit_half_life, gaps_from_events
     from decay.simulate import simulate
+    from decay_cli.replay import encode, produce
 
     t = time.monotonic()
     log = simulate(n_users=args.users, days=args.days, seed=args.seed)
@@ -479,26 +402,16 @@ def run_child(
         "t_launch": time.time(),
     }
     log_path = run_dir / f"{label}.log"
-    env = dict(os.environ)
-    env = {k: v for k, v in env.items() if not k.startswith("DECAY_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        # Wait for the result file, bounded; then give the child time to shut down.
-        deadline = time.monotonic() + args.timeout
-        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+    proc = launch_child(__file__, spec, log_path)
+    # Wait for the result file, bounded; then give the child time to shut down.
+    deadline = time.monotonic() + args.timeout
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
     if not out.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
         return {
@@ -611,7 +524,7 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="per run, seconds (default: 120 + events/250)"
     )
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_option(parser, "throughput")
     parser.add_argument(
         "--profile",
         choices=CONTENDERS,
@@ -639,24 +552,13 @@ def main() -> int:
     args.timeout = args.timeout or 120.0 + args.events / 250.0
     args.repeat = max(1, min(args.repeat, 20))
 
-    from decay.kafka_broker import KafkaBroker, find_repo_root
-
     run = time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = WORK_DIR / run
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run)
     meta = machine_note()
-    broker = KafkaBroker(
-        find_repo_root(REPO),
-        data_dir=BROKER_DIR,
-        port=BENCH_PORT,
-        controller_port=BENCH_CONTROLLER_PORT,
-    )
     started = time.monotonic()
     results: list[dict[str, Any]] = []
+    broker = start_broker(BROKER_DIR, BENCH_PORT, BENCH_CONTROLLER_PORT)
     try:
-        print(f"broker on {broker.bootstrap} (data {BROKER_DIR})", flush=True)
-        broker.start()
-        asyncio.run(warm_coordinator(broker.bootstrap))
         topic_info = make_topic(args, broker.bootstrap, f"{run}-events")
         common = {
             "run": run,
@@ -725,25 +627,21 @@ def main() -> int:
                 )
             else:
                 print(f"profile run failed: {r.get('error')} (log {r.get('log')})")
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "meta": {
-                            **meta,
-                            "command": " ".join(sys.argv),
-                            "total_s": round(time.monotonic() - started, 1),
-                        },
-                        "topic": topic_info,
-                        "summary": rows,
-                        "runs": [{k: v for k, v in r.items() if k != "log_tail"} for r in results],
-                        "table_markdown": text,
-                        "profile": profile_text,
-                    },
-                    indent=2,
-                )
-            )
-            print(f"wrote {args.json}")
+        write_figures(
+            figures_path(args.json, "throughput"),
+            {
+                "meta": {
+                    **meta,
+                    "command": " ".join(sys.argv),
+                    "total_s": round(time.monotonic() - started, 1),
+                },
+                "topic": topic_info,
+                "summary": rows,
+                "runs": [{k: v for k, v in r.items() if k != "log_tail"} for r in results],
+                "table_markdown": text,
+                "profile": profile_text,
+            },
+        )
         return 0 if all("error" not in r for r in results) else 1
     finally:
         try:
@@ -760,7 +658,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+    if is_child_call(sys.argv):
         child_main(json.loads(sys.argv[2]))
     else:
         sys.exit(main())

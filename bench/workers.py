@@ -1,13 +1,12 @@
 """Throughput of 1 vs 2 worker processes on the same topic, measured in the same run.
 
-    .venv/bin/python bench/workers.py \\
-        --json bench/workers.json
+    .venv/bin/python bench/workers.py
 
 One topic of simulator traffic (``decay.simulate(--users, --days, --seed)``, the first
 ``--events`` events in time order, keyed by user id, ``--partitions`` partitions) is produced
 once to a private broker (``KafkaBroker`` on 127.0.0.1:19592, controller 19593, data in
-/tmp/scale-kafka; work dir /tmp/scale-work; the same as bench/scale.py, so never run the two
-at once). Then, ``--repeat`` rounds, the order alternating (1, 2 | 2, 1 | ...):
+/tmp/scale-kafka, the same as bench/scale.py's, so never run the two at once; logs in
+var/bench/runs/<run>/). Then, ``--repeat`` rounds, the order alternating (1, 2 | 2, 1 | ...):
 
   1 worker   one worker process (``stream_app.app.create_app``, ONNX scorer) in a fresh
              consumer group / Faust app id, from offset 0
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -41,18 +39,23 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.scale import (  # noqa: E402
+from bench.common import (  # noqa: E402
     MODEL,
-    WORK_DIR,
+    add_json_option,
+    delete_topics,
+    figures_path,
+    free_port,
+    machine_note,
+    new_run_dir,
+    write_figures,
+)
+from bench.scale import (  # noqa: E402
     Progress,
     Sampler,
     WorkerProc,
     broker_pid,
-    delete_topics,
     end_offsets,
     fmt,
-    free_port,
-    machine_note,
     produce_topic,
     share,
     start_broker,
@@ -65,8 +68,8 @@ from bench.throughput import child_settings  # noqa: E402
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
-    from decay.replay import encode
     from decay.simulate import simulate
+    from decay_cli.replay import encode
 
     t = time.monotonic()
     events = simulate(n_users=args.users, days=args.days, seed=args.seed).events
@@ -101,7 +104,7 @@ def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str
 def launch(k: int, group: str, common: dict[str, Any], run_dir: Path) -> list[WorkerProc]:
     """k worker processes of one fresh group, started together; the group's alerts and DLQ
     topics are made first, so that they do not race to create them."""
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
 
     specs = [
         {
@@ -279,7 +282,7 @@ def parse_args() -> argparse.Namespace:
         "--timeout", type=float, default=0.0, help="per run, s (default 300 + events/200)"
     )
     parser.add_argument("--faust-loglevel", default="info")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    add_json_option(parser, "workers")
     parser.add_argument("--keep-broker", action="store_true")
     args = parser.parse_args()
     args.timeout = args.timeout or 300.0 + args.events / 200.0
@@ -314,8 +317,7 @@ def main() -> int:
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
     run = time.strftime("workers-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = WORK_DIR / run
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run)
     meta = {**machine_note(), "uptime_start": uptime(), "command": " ".join(sys.argv)}
     print(f"{meta['date_utc']}: {meta['uptime_start']}", flush=True)
     started = time.monotonic()
@@ -340,13 +342,11 @@ def main() -> int:
     print(f"\n{meta['date_utc']}, load at start: {meta['uptime_start']}")
     print(text)
     print(f"load at end: {meta['uptime_end']}; total {meta['total_s']:.0f} s; logs in {run_dir}")
-    if args.json:
-        for r in runs:
-            r.pop("log_tails", None)
-        topic = results[0].get("topic") if results else None
-        out = {"meta": meta, "topic": topic, "summary": rows, "runs": runs, "table_markdown": text}
-        args.json.write_text(json.dumps(out, indent=2, default=str))
-        print(f"wrote {args.json}")
+    for r in runs:
+        r.pop("log_tails", None)
+    topic = results[0].get("topic") if results else None
+    out = {"meta": meta, "topic": topic, "summary": rows, "runs": runs, "table_markdown": text}
+    write_figures(figures_path(args.json, "workers"), out)
     return 0 if runs and all("error" not in r for r in runs) else 1
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Final
 
+from decay.durations import DAY_MS
+
 DORMANT: Final = "dormant"
 CATEGORY_DECAY: Final = "category_decay"
 REENGAGED: Final = "reengaged"
 ERASED: Final = "erased"  # confirms an erasure request; not a change of interest
 KINDS: Final = (DORMANT, CATEGORY_DECAY, REENGAGED, ERASED)
-DAY_MS: Final = 86_400_000
 
 
 def alert_id(kind: str, user_id: str, anchor_ms: int, category: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """Category interest: how much of a user's interest goes to each category they touched.
 
-Category interest = I × P(category) (DESIGN.md). P comes from the model's category head when
+Category interest = I × P(category) (docs/design.md). P comes from the model's category head when
 it has one (hashed buckets, mapped back to the names in the window), else from the window
 itself: the category shares of its events, weighted towards the recent ones.
 """

@@ -31,13 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from decay.durations import DAY_MS, HOUR_MS
 from decay.events import EVENT_TYPES, EventType
 from decay.window import NO_CATEGORY, Window
 
 FEATURE_VERSION: Final = "fs1"
 UNKNOWN_CATEGORY: Final = "unknown"
-HOUR_MS: Final = 3_600_000
-DAY_MS: Final = 86_400_000
 # hazard bins (hours): fine at first (sessions), then days and weeks; the last bin is open
 DEFAULT_BIN_EDGES_H: Final = (
     0.0, 0.5, 1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0, 336.0, 720.0, 1440.0,

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from decay.durations import DAY_MS as MS_PER_DAY
 from decay.eventlog import EVENT_TYPES, coerce_events
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
-MS_PER_DAY = 86_400_000
 
 # (name, share of traffic, median price in currency units)
 CATEGORIES: tuple[tuple[str, float, float], ...] = (

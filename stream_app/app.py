@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from decay.engagement import DAY_MS, EngagementRules
 from decay.events import Invalid, parse_erase_request
-from decay.kafka_client import ssl_context
 from decay.scoring import Scorer
 from decay.settings import Settings
-from decay.topics import STATE_TABLE
-from decay.topics import message_limits as topic_limits
+from decay_kafka.kafka_client import ssl_context
+from decay_kafka.topics import STATE_TABLE
+from decay_kafka.topics import message_limits as topic_limits
 from stream_app import dead_letters, offsets, outbox, rocks
 from stream_app.intake import Intake
 from stream_app.metrics import Metrics

@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from decay.kafka_client import client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import client_kwargs
 
 
 def committed_offsets(consumer: Any, topic: str) -> dict[int, int]:

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from decay.kafka_client import client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import client_kwargs
 from stream_app import outbox
 from stream_app.outbox import Outgoing
 

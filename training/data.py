@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from decay.durations import DAY_MS, MINUTE_MS
 from decay.eventlog import cdnow_events, read_events
 from decay.events import EVENT_TYPES, MIN_TS_MS
 from decay.features import UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 
 @dataclass

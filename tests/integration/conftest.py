@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from decay.kafka_broker import KafkaBroker, find_repo_root
+from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 
 
 def _free_ports(n: int) -> list[int]:

@@ -23,9 +23,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from decay.replay import produce
 from decay.settings import Settings
-from decay.topics import ensure_topics
+from decay_cli.replay import produce
+from decay_kafka.topics import ensure_topics
 from stream_app.app import processor_config
 from stream_app.processor import BatchOutput, Processor, Record
 from stream_app.rollout import load_scorer, pseudonymizer

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from decay.kafka_broker import KafkaBroker, find_repo_root
 from decay.state import decode_state
+from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 from tests.integration.conftest import _free_ports, _warm_group_coordinator
 from tests.integration.harness import (
     Setup,

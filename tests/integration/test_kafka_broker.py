@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from decay.kafka_broker import KafkaBroker
+from decay_kafka.kafka_broker import KafkaBroker
 
 N_MESSAGES = 100
 PARTITIONS = 3

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from decay.replay import encode, produce
 from decay.simulate import simulate
+from decay_cli.replay import encode, produce
 from tests.integration.harness import Setup, WorkerProcess, produce_messages, worker_log_errors
 from tests.integration.prometheus import (
     JOB,

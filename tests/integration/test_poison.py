@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from decay.replay import encode
-from decay.topics import message_limits
+from decay_cli.replay import encode
+from decay_kafka.topics import message_limits
 from stream_app import dead_letters
 from tests.integration.harness import (
     Setup,

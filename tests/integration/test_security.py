@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from decay.alert_feed import follow_alerts
-from decay.kafka_broker import KafkaBroker, find_repo_root
-from decay.kafka_client import KafkaAuthError, check_connection
-from decay.replay import produce
 from decay.settings import Settings
-from decay.topics import ensure_topics
+from decay_cli.alert_feed import follow_alerts
+from decay_cli.replay import produce
+from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
+from decay_kafka.kafka_client import KafkaAuthError, check_connection
+from decay_kafka.topics import ensure_topics
 from tests.integration.conftest import _free_ports, _warm_group_coordinator
 from tests.integration.harness import Setup, WorkerProcess, read_topic
 from tests.integration.test_stream import simulated_messages

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from decay.replay import encode
 from decay.simulate import simulate
 from decay.state import decode_state
+from decay_cli.replay import encode
 from tests.integration.harness import (
     Setup,
     WorkerProcess,

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from decay import cli
-from decay.kafka_broker import find_repo_root
 from decay.settings import unknown_variables
+from decay_cli import cli
+from decay_kafka.kafka_broker import find_repo_root
 
 ROOT = find_repo_root()
 EVENT = {"event_id": "e1", "user_id": "u1", "ts": 1_709_287_200_000, "type": "view"}
@@ -117,7 +117,7 @@ def test_an_unknown_variable_is_warned_about(closed_port: int) -> None:
     proc = decay("topics", "--bootstrap", f"127.0.0.1:{closed_port}", DECAY_TRESHOLD="0.3")
     warning, error = proc.stderr.splitlines()
     assert warning.endswith(
-        "WARNING decay.cli: unknown environment variable DECAY_TRESHOLD ignored "
+        "WARNING decay_cli.cli: unknown environment variable DECAY_TRESHOLD ignored "
         "(did you mean DECAY_THRESHOLD?)"
     )
     assert "no Kafka broker reachable" in error and proc.returncode == 2
@@ -145,7 +145,10 @@ def test_variables_the_project_uses_are_known() -> None:
         ROOT / "docker-compose.yml",
         ROOT / "Makefile",
         ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
         *(ROOT / "decay").glob("*.py"),
+        *(ROOT / "decay_kafka").glob("*.py"),
+        *(ROOT / "decay_cli").glob("*.py"),
         *(ROOT / "stream_app").glob("*.py"),
     ]
     names = {n for f in files for n in re.findall(r"\bDECAY_[A-Z][A-Z_]*[A-Z]\b", f.read_text())}
@@ -199,3 +202,11 @@ def test_worker_help_points_to_decay_settings() -> None:
     result = CliRunner().invoke(cli.app, ["worker", "--help"])
     assert result.exit_code == 0
     assert "`decay settings` lists them" in " ".join(result.output.split())
+
+
+def test_the_readme_settings_table_is_the_output_of_decay_settings() -> None:
+    result = CliRunner().invoke(cli.app, ["settings"])
+    assert result.exit_code == 0, result.output
+    table = result.output.strip()
+    assert table.count("\n") > 10
+    assert table in (ROOT / "README.md").read_text(encoding="utf-8")

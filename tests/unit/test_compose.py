@@ -85,6 +85,18 @@ def test_build_contexts_and_dockerfiles_exist(compose: dict[str, Any]) -> None:
                     assert (context / source).exists(), f"{dockerfile}: {line}"
 
 
+def test_the_image_copies_every_package_the_install_needs() -> None:
+    """``pip install .`` in the image installs what it was given: every top-level package of
+    the repository must be copied in (the worker's command line lives in decay_cli)."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert {"decay", "decay_kafka", "decay_cli", "stream_app", "training"} <= packages
+    copied = set()
+    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied.update(line.split()[1:-1])
+    assert packages <= copied
+
+
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
     named = set(compose.get("volumes", {}))
     mounts = 0

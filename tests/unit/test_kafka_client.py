@@ -9,8 +9,8 @@ import ssl
 import pytest
 from pydantic import ValidationError
 
-from decay.kafka_client import KafkaUnreachableError, check_connection, client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import KafkaUnreachableError, check_connection, client_kwargs
 
 SECRET = "pw-never-printed-42"
 

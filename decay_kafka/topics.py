@@ -10,8 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from decay.kafka_client import client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import client_kwargs
 
 log = logging.getLogger(__name__)
 

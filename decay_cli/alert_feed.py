@@ -8,8 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from decay.kafka_client import client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import client_kwargs
 
 
 def format_alert(alert: dict[str, Any]) -> str:

@@ -1,4 +1,8 @@
-"""The ``decay`` command line (typer). Heavy imports happen inside the commands."""
+"""The ``decay`` command line (typer): run a worker, replay an event log, follow the alerts,
+ask what a user is interested in, run the demo, a local broker, training and benchmarks.
+
+Heavy imports happen inside the commands, so ``decay --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = (
+    "decay: a live interest score per user that decays while the user is silent, and an "
+    "alert when it has decayed far enough to act on. Run a worker, replay an event log, "
+    "follow the alerts, ask what a user is interested in, or run the whole demo."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
 kafka_app = typer.Typer(
     no_args_is_help=True,
     help="The local Apache Kafka broker (KRaft), configured as deploy/kafka/kafka.sh is: "
@@ -76,7 +85,7 @@ def _connected(settings: Any, command: str) -> Any:
     """``settings`` once a broker answered and accepted the credentials; else one error line
     and exit 2. Checked before any client starts: aiokafka clients print a traceback when no
     broker answers, and log a refused login and retry forever."""
-    from decay.kafka_client import KafkaAuthError, KafkaUnreachableError, check_connection
+    from decay_kafka.kafka_client import KafkaAuthError, KafkaUnreachableError, check_connection
 
     try:
         asyncio.run(check_connection(settings))
@@ -88,8 +97,8 @@ def _connected(settings: Any, command: str) -> Any:
 
 
 def _broker() -> Any:
-    from decay.kafka_broker import KafkaBroker, find_repo_root
     from decay.settings import LocalKafka
+    from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 
     local = _validated(LocalKafka, "kafka")
     return KafkaBroker(
@@ -106,7 +115,7 @@ def _broker() -> Any:
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Start the broker (fetching the jars with Maven the first time)."""
-    from decay.kafka_broker import KafkaBrokerError
+    from decay_kafka.kafka_broker import KafkaBrokerError
 
     broker = _broker()
     try:
@@ -146,7 +155,7 @@ def show_settings() -> None:
 @app.command()
 def topics(bootstrap: Bootstrap = None, partitions: int | None = None) -> None:
     """Create the events, alerts and dead-letter topics when missing."""
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
 
     settings = _settings("topics", bootstrap=bootstrap, partitions=partitions)
     _connected(settings, "topics")
@@ -166,7 +175,7 @@ def worker(
     credentials."""
     from faust import Worker
 
-    from decay.topics import ensure_topics
+    from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.rollout import ModelUnavailableError, startup_scorer
 
@@ -216,7 +225,7 @@ def replay(
 ) -> None:
     """Produce an event log to the events topic, in file order, keyed by user id."""
     from decay.eventlog import EventLogError
-    from decay.replay import check_source, replay_file
+    from decay_cli.replay import check_source, replay_file
 
     settings = _settings("replay", bootstrap=bootstrap)
     try:
@@ -240,7 +249,7 @@ def alerts(
     idle_timeout: Annotated[float, typer.Option(help="stop after this long idle; 0: never")] = 0,
 ) -> None:
     """Print alerts as they arrive."""
-    from decay.alert_feed import follow_alerts, format_alert
+    from decay_cli.alert_feed import follow_alerts, format_alert
 
     settings = _connected(_settings("alerts", bootstrap=bootstrap), "alerts")
 
@@ -267,7 +276,7 @@ def bench(
     """Run a benchmark of bench/ (by hand; its options follow, e.g. --json FILE)."""
     import runpy
 
-    from decay.kafka_broker import find_repo_root
+    from decay_kafka.kafka_broker import find_repo_root
 
     script = find_repo_root() / "bench" / f"{name}.py"
     if not script.is_file():
@@ -312,7 +321,7 @@ def demo(
     ] = None,
 ) -> None:
     """Broker, model and baseline workers, a log replayed at full speed, alerts, a summary."""
-    from decay.demo import run_demo
+    from decay_cli.demo import run_demo
 
     if data not in ("cdnow", "sim"):
         raise typer.BadParameter("--data must be cdnow or sim")

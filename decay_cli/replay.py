@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
 from decay.eventlog import EventLogError, event_format, frame_to_records, iter_event_records
-from decay.kafka_client import client_kwargs
 from decay.settings import Settings
+from decay_kafka.kafka_client import client_kwargs
 
 CDNOW: Final = ("cdnow", "cdnow-sample")
 

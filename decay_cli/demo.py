@@ -28,16 +28,16 @@ from typing import IO, Any, Literal
 import numpy as np
 import pandas as pd
 
-from decay.alert_feed import follow_alerts, format_alert
+from decay.durations import DAY_MS
 from decay.eventlog import cdnow_events, write_events
-from decay.kafka_broker import KafkaBroker, find_repo_root
-from decay.replay import replay_file
 from decay.scoring import fit_half_life, gaps_from_events
 from decay.settings import Settings
 from decay.simulate import simulate
-from decay.topics import ensure_topics
+from decay_cli.alert_feed import follow_alerts, format_alert
+from decay_cli.replay import replay_file
+from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
+from decay_kafka.topics import ensure_topics
 
-DAY_MS = 86_400_000
 PASSED = (
     *("bootstrap", "app_id", "events_topic", "alerts_topic", "dead_letter_topic"),
     *("erase_topic", "data_dir", "web_port", "half_life_hours", "scorer", "partitions"),

@@ -1,0 +1,3 @@
+from decay_cli.cli import main
+
+main()
