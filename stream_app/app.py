@@ -122,7 +122,7 @@ def create_app(
     message_limits: dict[str, int] | None = None,
 ) -> Worker:
     """The worker. ``message_limits``: the largest record each topic accepts (read from the
-    broker when not given, see decay.topics.message_limits)."""
+    broker when not given, see decay_kafka.topics.message_limits)."""
     scorer = scorer or load_scorer(settings)
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)

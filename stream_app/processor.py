@@ -4,7 +4,7 @@
 (offset order within each partition) and returns what to write and what to send. The agent in
 ``stream_app.agents`` is thin wiring around it; the unit tests drive it with an in-memory store.
 
-Event time (DESIGN.md "Time"): each partition keeps a watermark, the newest event time seen
+Event time (docs/design.md, "Time"): each partition keeps a watermark, the newest event time seen
 minus a grace period. A user's dormancy deadline is computed when the event arrives; it fires
 when the partition's watermark passes it and the user has had no event since. Deadlines are
 checked after every event, not once per batch, so the alerts (and their ids) do not depend on
