@@ -5,9 +5,10 @@ bytes in a fixed little-endian layout, not JSON: a 64-event window takes about 1
 
 Layout (version 2; version 1 is still read: its category entries had only peak and fired)::
 
-    header  <BBhqIqqqffBBHI  version, flags, partition, last_offset, n_total, first_ts_ms,
-                             deadline_ms, dormant_since_ms, peak_score, half_life_s,
-                             n_categories, n_alerts, n_events, sessions
+    header  <BBhqIqqqffBBHIq  version, flags, partition, last_offset, n_total, first_ts_ms,
+                              deadline_ms, dormant_since_ms, peak_score, half_life_s,
+                              n_categories, n_alerts, n_events, sessions,
+                              max_cause_offset (of the alerts below; -1: none)
     events  ts int64[n] | type uint8[n] | category uint8[n] | price float32[n] | id uint64[n]
     cats    per category of the window: name length uint8, utf-8 name
     engage  count uint8; per category: name length uint8, utf-8 name, activity float32,
@@ -36,7 +37,7 @@ NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
 _HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
-_HEADER = struct.Struct("<BBhqIqqqffBBHI")  # v2: + sessions
+_HEADER = struct.Struct("<BBhqIqqqffBBHIq")  # v2: + sessions, max_cause_offset
 _CAT_TAIL_V1 = struct.Struct("<fB")
 _CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
@@ -236,6 +237,7 @@ def encode_state(state: UserState) -> bytes:
             len(state.alerts),
             n,
             state.sessions,
+            max((a.cause_offset for a in state.alerts), default=-1),
         ),
         state.ts.astype("<i8", copy=False).tobytes(),
         state.types.tobytes(),
@@ -257,6 +259,30 @@ def encode_state(state: UserState) -> bytes:
     for alert in state.alerts:
         parts += [_ALERT_HEAD.pack(alert.cause_offset, len(alert.payload)), alert.payload]
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What a restart needs of a stored record, read from its header alone."""
+
+    last_offset: int
+    deadline_ms: int
+    dormant_since_ms: int
+    max_cause_offset: int  # of its stored alerts; -1 when none
+
+
+def peek_state(raw: bytes) -> Peek:
+    """The header fields a partition's activation reads, without decoding the record (a
+    version 1 record, which lacks ``max_cause_offset``, is decoded whole)."""
+    if raw[:1] != bytes([VERSION]):
+        st = decode_state(raw)
+        cause = max((a.cause_offset for a in st.alerts), default=-1)
+        return Peek(st.last_offset, st.deadline_ms, st.dormant_since_ms, cause)
+    try:
+        fields = _HEADER.unpack_from(raw, 0)
+    except struct.error as exc:
+        raise StateError(f"cannot decode user state ({len(raw)} bytes): {exc}") from exc
+    return Peek(fields[3], fields[6], fields[7], fields[14])
 
 
 def decode_state(raw: bytes) -> UserState:

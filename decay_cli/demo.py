@@ -12,18 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,32 +28,9 @@ from decay.settings import Settings
 from decay.simulate import simulate
 from decay_cli.alert_feed import follow_alerts, format_alert
 from decay_cli.replay import replay_file
+from decay_cli.worker_process import WorkerProcess, free_port
 from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 from decay_kafka.topics import ensure_topics
-
-PASSED = (
-    *("bootstrap", "app_id", "events_topic", "alerts_topic", "dead_letter_topic"),
-    *("erase_topic", "data_dir", "web_port", "half_life_hours", "scorer", "partitions"),
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _events_seen(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return -1.0
-    return sum(
-        float(line.rpartition(" ")[2])
-        for line in text.splitlines()
-        if line.startswith("decay_events_total{")
-    )
 
 
 @dataclass(frozen=True)
@@ -109,41 +79,6 @@ def base_rate(events: pd.DataFrame, horizon_ms: int) -> float:
     return float(stayed[judged].mean())
 
 
-@dataclass
-class DemoWorker:
-    label: str
-    settings: Settings
-    proc: subprocess.Popen[bytes]
-    log: IO[bytes]
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.label} worker exited with {self.proc.returncode}; see {self.log.name}"
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-
-
-def _start_worker(label: str, settings: Settings, run_dir: Path) -> DemoWorker:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-    dumped = settings.model_dump()
-    env.update({f"DECAY_{name.upper()}": str(dumped[name]) for name in PASSED})
-    env["DECAY_LOG_LEVEL"] = "warning"
-    log = (run_dir / f"worker-{label}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "decay", "worker"], env=env, stdout=log, stderr=log
-    )
-    return DemoWorker(label, settings, proc, log)
-
-
 def _load(
     data: str, users: int, days: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -168,7 +103,7 @@ def run_demo(
     horizon = horizon_days if horizon_days is not None else (90.0 if data == "cdnow" else 14.0)
     broker = KafkaBroker(root)
     started_broker = not broker.is_running()
-    workers: list[DemoWorker] = []
+    workers: dict[str, WorkerProcess] = {}
     try:
         state = "starting" if started_broker else "already running"
         print(f"== broker: {state} on {broker.bootstrap}")
@@ -201,12 +136,13 @@ def run_demo(
                 app_id=f"demo-{run}-{label}",
                 alerts_topic=f"demo-{run}-alerts-{label}",
                 data_dir=run_dir / f"state-{label}",
-                web_port=_free_port(),
+                web_port=free_port(),
                 scorer=scorer,
+                log_level="warning",
             )
             asyncio.run(ensure_topics(settings))
-            workers.append(_start_worker(label, settings, run_dir))
-        model = workers[0]
+            workers[label] = WorkerProcess(settings, run_dir / f"worker-{label}.log")
+        model = workers["model"]
         port = model.settings.web_port
         print(f"== workers started; model worker metrics: http://127.0.0.1:{port}/metrics")
         print(f"   one user's page: http://127.0.0.1:{port}/ui/users/{events['user_id'].iloc[0]}")
@@ -225,19 +161,19 @@ def run_demo(
                 print(f"   ... {seen[0]} alerts so far")
 
         def all_read() -> bool:
-            for w in workers:
+            for w in workers.values():
                 w.check()
-            return all(_events_seen(w.settings.web_port) >= sent for w in workers)
+            return all(w.events_seen() >= sent for w in workers.values())
 
         _follow(model.settings, on_alert, stop=all_read)
-        results = {w.label: _read_all_alerts(w.settings) for w in workers}
+        results = {label: _read_all_alerts(w.settings) for label, w in workers.items()}
         print_summary(results, events, truth, horizon)
         return 0
     except KeyboardInterrupt:
         print("\n== interrupted; stopping everything")
         return 130
     finally:
-        for w in workers:
+        for w in workers.values():
             w.stop()
         if started_broker:
             broker.stop()

@@ -42,6 +42,7 @@ from decay.state import (
     decode_state,
     encode_state,
     event_id_hash,
+    peek_state,
 )
 from decay.window import NO_CATEGORY, Window
 from stream_app.queries import partition_for
@@ -327,15 +328,20 @@ class Processor:
                 continue
             part.users += 1
             try:
-                st = decode_state(value)
+                # The header says all but the few users touched since the commit need.
+                head = peek_state(value)
+                if head.last_offset >= first_offset or head.max_cause_offset >= first_offset:
+                    alerts = decode_state(value).alerts
+                else:
+                    alerts = []
             except StateError:
                 log.exception("dropping undecodable state of a user in partition %d", partition)
                 continue
-            if st.deadline_ms and not st.dormant_since_ms:
-                part.current[user_id] = st.deadline_ms
-            if st.last_offset >= first_offset:
+            if head.deadline_ms and not head.dormant_since_ms:
+                part.current[user_id] = head.deadline_ms
+            if head.last_offset >= first_offset:
                 out.writes[(partition, user_id)] = value
-            for stored in st.alerts:
+            for stored in alerts:
                 if stored.cause_offset >= first_offset:
                     kind = al.Alert.from_json(stored.payload).kind
                     out.alerts.append(OutAlert(partition, user_id, kind, stored.payload))

@@ -9,13 +9,8 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +19,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from decay.settings import Settings
+from decay_cli import worker_process
 from decay_cli.replay import produce
+from decay_cli.worker_process import free_port
 from decay_kafka.topics import ensure_topics
 from stream_app.app import processor_config
 from stream_app.processor import BatchOutput, Processor, Record
 from stream_app.rollout import load_scorer, pseudonymizer
 from stream_app.store import MemoryStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -69,22 +60,15 @@ class Setup:
         return Settings(**{**fields, **self.overrides, **more})
 
     def env(self, web_port: int, **more: Any) -> dict[str, str]:
-        s = self.settings(web_port=web_port, **more)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DECAY_")}
-        for name, value in s.model_dump().items():
-            if value is None:
-                continue
-            if hasattr(value, "get_secret_value"):
-                value = value.get_secret_value()
-            env[f"DECAY_{name.upper()}"] = str(value)
-        return env
+        return worker_process.worker_env(self.settings(web_port=web_port, **more))
 
     def create_topics(self) -> None:
         asyncio.run(ensure_topics(self.settings()))
 
 
-class WorkerProcess:
-    """``python -m decay worker`` as a child process, with its log in a file."""
+class WorkerProcess(worker_process.WorkerProcess):
+    """``python -m decay worker`` for a test's Setup (``settings``: Settings fields that
+    differ from it), on a free HTTP port."""
 
     def __init__(
         self,
@@ -94,66 +78,9 @@ class WorkerProcess:
         extra_env: dict[str, str] | None = None,
         **settings: Any,
     ) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, *command],
-            env={**setup.env(self.port, **settings), **(extra_env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            setup.settings(web_port=free_port(), **settings), log_path, command, extra_env
         )
-
-    def metrics(self) -> dict[str, float]:
-        """Prometheus samples as {'name{labels}': value}; empty while the server is not up."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def user(self, user_id: str) -> tuple[int, dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/users/{user_id}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def events_seen(self) -> float:
-        """Records handled so far, whatever their result."""
-        return sum(v for k, v in self.metrics().items() if k.startswith("decay_events_total"))
-
-    def wait_for(self, what: Callable[[], bool], timeout: float, label: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}) waiting for {label}")
-            if what():
-                return
-            time.sleep(0.2)  # polling a metrics endpoint: there is no event to wait on
-        raise AssertionError(f"timed out after {timeout}s waiting for {label}; see {self.log_path}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log.close()
-        return self.proc.returncode
 
 
 def produce_messages(

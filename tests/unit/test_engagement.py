@@ -119,8 +119,8 @@ def test_state_version_1_records_are_still_read() -> None:
     st_ = UserState(partition=2, n_total=0)
     v2 = encode_state(st_)
     header_v1 = struct.Struct("<BBhqIqqqffBBH")
-    fields = struct.unpack_from("<BBhqIqqqffBBHI", v2)
-    v1 = header_v1.pack(1, *fields[1:-1])
+    fields = struct.unpack_from("<BBhqIqqqffBBHIq", v2)
+    v1 = header_v1.pack(1, *fields[1:-2])
     # The window is empty (no events, no category names); then one v1 category entry.
     v1 += bytes([1, 5]) + b"books" + struct.pack("<fB", 0.4, 1)
     got = decode_state(v1)

@@ -77,3 +77,14 @@ def test_unconfirmed_alerts_are_kept_beyond_the_last_few() -> None:
     for offset in range(10, 12):
         st.remember_alert(StoredAlert(offset, b"{}"), keep=4, unconfirmed_from=11)
     assert [a.cause_offset for a in st.alerts] == [8, 9, 10, 11]
+
+
+def test_peek_reads_what_a_restart_needs_from_the_header_alone() -> None:
+    from decay.state import StoredAlert, peek_state
+
+    st = UserState(partition=3, last_offset=41, deadline_ms=1_704_067_200_000)
+    st.alerts = [StoredAlert(17, b"{}"), StoredAlert(45, b"{}")]
+    head = peek_state(encode_state(st))
+    assert (head.last_offset, head.deadline_ms, head.dormant_since_ms) == (41, st.deadline_ms, 0)
+    assert head.max_cause_offset == 45
+    assert peek_state(encode_state(UserState())).max_cause_offset == -1
