@@ -199,6 +199,22 @@ async def count_messages(bootstrap: str, topic: str) -> int:
 # ------------------------------------------------------------------------ worker processes
 
 
+def worker_settings_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's ``DECAY_*`` variables that are worker settings (``DECAY_BATCH_MAX=...``),
+    as Settings field names: a benchmark passes them to its worker in the spec, since
+    ``launch_child`` gives the child none of the caller's ``DECAY_*`` variables."""
+    from decay.settings import Settings
+
+    env = os.environ if environ is None else environ
+    fields = set(Settings.model_fields)
+    out = {}
+    for name, value in env.items():
+        field = name.upper().removeprefix("DECAY_").lower()
+        if name.upper().startswith("DECAY_") and field in fields:
+            out[field] = value
+    return out
+
+
 def launch_child(
     script: str | Path, spec: dict[str, Any], log_path: Path, new_session: bool = False
 ) -> subprocess.Popen[bytes]:

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     machine_note,
     new_run_dir,
     start_broker,
+    worker_settings_from_env,
     write_figures,
 )
 from bench.throughput import (  # noqa: E402
@@ -317,12 +318,16 @@ def main() -> int:
         print(f"simulated {len(frame):,} events in {time.monotonic() - t:.1f} s", flush=True)
         if len(frame) < args.events:
             raise SystemExit(f"the simulation gave {len(frame):,} events < --events")
+        given = worker_settings_from_env()
+        if given:
+            print(f"worker settings from the environment: {given}", flush=True)
         common = {
             "run": run,
             "bootstrap": bootstrap,
             "partitions": args.partitions,
             "half_life_hours": half_life_h,
             "loglevel": args.faust_loglevel,
+            "settings": given,
         }
 
         # 1. max: pre-produced topic, timed from the first event in hand to the last done.

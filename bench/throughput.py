@@ -165,17 +165,22 @@ def child_settings(spec: dict[str, Any]) -> Any:
     _, _, cache_mb = spec.get("kind", "").partition("@")
     if cache_mb:  # a contender named kind@N: RocksDB memory of N MB (stream_app.rocks)
         optional["rocksdb_cache_mb"] = int(cache_mb)
+    # The caller's worker settings first (DECAY_* of the benchmark's environment, see
+    # common.worker_settings_from_env); the benchmark's own topics, group and ports win.
     return Settings(
-        bootstrap=spec["bootstrap"],
-        app_id=spec["group"],
-        events_topic=spec["topic"],
-        alerts_topic=f"{spec['group']}-alerts",
-        dead_letter_topic=f"{spec['group']}-dlq",
-        partitions=spec["partitions"],
-        data_dir=Path(spec["data_dir"]),
-        web_port=spec.get("web_port") or free_port(),
-        log_level=spec["loglevel"],
-        **optional,
+        **{
+            **spec.get("settings", {}),
+            "bootstrap": spec["bootstrap"],
+            "app_id": spec["group"],
+            "events_topic": spec["topic"],
+            "alerts_topic": f"{spec['group']}-alerts",
+            "dead_letter_topic": f"{spec['group']}-dlq",
+            "partitions": spec["partitions"],
+            "data_dir": Path(spec["data_dir"]),
+            "web_port": spec.get("web_port") or free_port(),
+            "log_level": spec["loglevel"],
+            **optional,
+        }
     )
 
 
