@@ -11,10 +11,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from decay.errors import DecayError
+
 PREFIX = "decay."
 
 
-class CardError(ValueError):
+class CardError(DecayError, ValueError):
     """The ONNX file carries no card, or one that cannot be read."""
 
 

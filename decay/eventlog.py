@@ -30,6 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from decay.errors import DecayError
+
 logger = logging.getLogger(__name__)
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -278,7 +280,7 @@ def _open_text(path: Path) -> IO[str]:
     return path.open("r", encoding="utf-8")
 
 
-class EventLogError(ValueError):
+class EventLogError(DecayError, ValueError):
     """An event log holds something that is no event record: the message names the file and,
     for JSONL, the line."""
 

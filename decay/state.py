@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decay.engagement import Engagement
+from decay.errors import DecayError
 from decay.events import Event
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
@@ -43,7 +44,7 @@ _CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
 
 
-class StateError(ValueError):
+class StateError(DecayError, ValueError):
     """A stored record cannot be decoded (corrupt, or written by an unknown version)."""
 
 

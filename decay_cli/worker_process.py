@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from decay.errors import DecayError
 from decay.settings import Settings
 
 
-class WorkerProcessError(RuntimeError):
+class WorkerProcessError(DecayError, RuntimeError):
     """The worker exited, or did not reach what was waited for in time."""
 
 

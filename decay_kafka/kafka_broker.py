@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from decay.errors import DecayError
+
 KAFKA_SH: Final = Path("deploy") / "kafka" / "kafka.sh"
 HOST: Final = "127.0.0.1"
 
 
-class KafkaBrokerError(RuntimeError):
+class KafkaBrokerError(DecayError, RuntimeError):
     """kafka.sh failed; the message carries its output (including the server log tail)."""
 
 

@@ -18,10 +18,11 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from decay.errors import DecayError
 from decay.settings import Settings
 
 
-class KafkaAuthError(RuntimeError):
+class KafkaAuthError(DecayError, RuntimeError):
     """The broker refused our credentials (or our TLS handshake): retrying will not help."""
 
 
@@ -56,7 +57,7 @@ def client_kwargs(target: Settings | str) -> dict[str, Any]:
     return {"bootstrap_servers": target.bootstrap, **auth_kwargs(target)}
 
 
-class KafkaUnreachableError(RuntimeError):
+class KafkaUnreachableError(DecayError, RuntimeError):
     """No bootstrap server accepted a connection."""
 
 

@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from decay import survival
 from decay.card import CardError, ModelCard, card_of_session
+from decay.errors import DecayError
 from decay.features import FeatureSpec, encode_windows
 from decay.scoring import HOUR_S, Scores
 from decay.window import Window
@@ -26,7 +27,7 @@ INPUTS = ("x", "lengths", "elapsed_h")
 OUTPUTS = ("log_hazard", "category_logits", "log_count")
 
 
-class ModelMismatchError(RuntimeError):
+class ModelMismatchError(DecayError, RuntimeError):
     """The model was trained for another feature encoding (or is not a decay model)."""
 
 

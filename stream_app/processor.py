@@ -33,6 +33,7 @@ import numpy as np
 from decay import alerts as al
 from decay.categories import recent_mix
 from decay.engagement import EngagementRules, add_event, review, session_of
+from decay.errors import DecayError
 from decay.events import Event, Invalid, Limits, parse_event
 from decay.scoring import Scorer
 from decay.state import (
@@ -138,7 +139,7 @@ class BatchOutput:
     peaks: list[float] = field(default_factory=list)  # interest right after each event
 
 
-class ProcessorHalted(RuntimeError):
+class ProcessorHalted(DecayError, RuntimeError):
     """Raised by a processor that halted after a failed batch (see Processor.halt)."""
 
 

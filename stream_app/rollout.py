@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from decay.errors import DecayError
 from decay.scoring import ExponentialDecayScorer, Scorer
 from decay.settings import Settings
 
@@ -31,7 +32,7 @@ def load_scorer(settings: Settings, path: Path | None = None) -> Scorer:
     return OnnxScorer(path or settings.model_path or shipped_model())
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(DecayError, RuntimeError):
     """The model a worker is to start with is missing or cannot be served."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from decay.card import ModelCard, write_card
+from decay.errors import DecayError
 from decay.features import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ OPSET = 17
 _SOURCES = ("decay/features.py", "decay/survival.py", "training/model.py", "training/train.py")
 
 
-class ExportError(RuntimeError):
+class ExportError(DecayError, RuntimeError):
     """The exported graph is not what serving expects, or disagrees with TensorFlow."""
 
 
