@@ -157,13 +157,13 @@ def build_batch_count_app(settings: Settings, probe: Any, stop: Callable[[], Non
 
 
 def build_drain_count_app(settings: Settings, probe: Any, stop: Callable[[], None]) -> faust.App:
-    """(b'') One level lower, with the worker's own intake (``stream_app.intake.Intake``):
+    """(b'') One level lower, with the worker's own intake (``stream_app.runtime.intake.Intake``):
     Faust's drain loop replaced by one that takes each fetch of the events topic whole, with
     no ``Message`` objects, conductor or ``wait_first`` per record; an app task counts the
     fetches as the worker's consume task takes them (at most ``BATCH`` records at a time).
     Faust still owns the group, the assignment and the fetching; it never tracks, acks or
     commits these records."""
-    from stream_app.intake import Intake
+    from stream_app.runtime.intake import Intake
 
     app = faust_app(settings)
     intake = Intake(app, settings.events_topic, on_fetch=lambda partition: None)

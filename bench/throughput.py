@@ -12,7 +12,7 @@ beginning, one after the other (never two at once: the machine has 2 cores):
   faust_count  a Faust agent that only counts (same Faust app settings as the worker)
   faust_batch_count  the same app counting the topic's messages in batches as Faust's
                conductor hands them over, without a Stream (bench/naive.py: RawTopic)
-  faust_drain_count  the same, one level lower: the worker's intake (stream_app/intake.py)
+  faust_drain_count  the same, one level lower: the worker's intake (stream_app/runtime/intake.py)
                takes whole fetches in place of Consumer._drain_messages
   naive        a Faust agent doing, per event: parse, RocksDB table get + decode, window
                update, one scorer call, encode + table set (bench/naive.py)
@@ -163,7 +163,7 @@ def child_settings(spec: dict[str, Any]) -> Any:
     if "half_life_hours" in spec:
         optional["half_life_hours"] = spec["half_life_hours"]
     _, _, cache_mb = spec.get("kind", "").partition("@")
-    if cache_mb:  # a contender named kind@N: RocksDB memory of N MB (stream_app.rocks)
+    if cache_mb:  # a contender named kind@N: RocksDB memory of N MB (stream_app.runtime.rocks)
         optional["rocksdb_cache_mb"] = int(cache_mb)
     # The caller's worker settings first (DECAY_* of the benchmark's environment, see
     # common.worker_settings_from_env); the benchmark's own topics, group and ports win.

@@ -24,13 +24,14 @@ from decay.settings import Settings
 from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
 from decay_kafka.topics import message_limits as topic_limits
-from stream_app import dead_letters, offsets, outbox, rocks
-from stream_app.intake import Intake
+from stream_app import dead_letters, outbox
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
 from stream_app.processor import BatchOutput, DeadLetter, Processor, ProcessorConfig, Record
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
-from stream_app.store import FaustTableStore
+from stream_app.runtime import offsets, rocks
+from stream_app.runtime.intake import Intake
+from stream_app.runtime.table_store import FaustTableStore
 from stream_app.transactions import PartitionTransactions
 from stream_app.web import register_pages
 
@@ -187,7 +188,7 @@ def create_app(
         return offsets.committed_offsets(app.consumer, settings.events_topic)
 
     async def commit_applied(partitions: set[int] | None = None) -> None:
-        """Commit what the processor applied; call under the lock (see stream_app.offsets)."""
+        """Commit what the processor applied; call under the lock (see runtime.offsets)."""
         applied = processor.commit_offsets()
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}
@@ -414,7 +415,7 @@ def create_app(
     @app.task
     async def consume() -> None:
         """The events topic, a micro-batch at a time, straight from Faust's fetches (see
-        stream_app.intake). Offsets are committed from what the processor applied, after the
+        stream_app.runtime.intake). Offsets are committed from what the processor applied, after the
         batch's state writes and messages are handed to the producer, which is flushed before
         each commit: a failure before that leaves them uncommitted."""
         while True:
@@ -572,8 +573,8 @@ def create_app(
                 return  # Faust holds partitions back during the first two, rightly
             if intake.fetches.backlog():
                 return  # busy: fetches wait for their turn (a full queue holds fetching)
-            # Paused: waiting for the table's recovery, not stalled (Faust internal, pinned).
-            paused = consumer._paused_partitions  # type: ignore[attr-defined]
+            # Paused: waiting for the table's recovery, not stalled.
+            paused = offsets.paused_partitions(consumer)
             assigned = [
                 tp.partition
                 for tp in consumer.assignment()

@@ -14,7 +14,7 @@ from decay.state import UserState, decode_state
 from stream_app import ui
 from stream_app.processor import Processor
 from stream_app.queries import describe_user, partition_for
-from stream_app.store import FaustTableStore
+from stream_app.runtime.table_store import FaustTableStore
 
 
 def register_pages(

@@ -1,6 +1,6 @@
 import asyncio
 
-from stream_app.intake import Fetched, Fetches
+from stream_app.runtime.intake import Fetched, Fetches
 
 
 def fetched(partition: int, first: int, n: int, generation: int = 1) -> Fetched:

@@ -6,7 +6,7 @@ from pathlib import Path
 import faust
 from faust.stores import rocksdb as faust_rocksdb
 
-from stream_app.rocks import CACHE_MB, SharedMemoryOptions, StateTable
+from stream_app.runtime.rocks import CACHE_MB, SharedMemoryOptions, StateTable
 
 MB = 2**20
 WRITE_BUFFER = {"write_buffer_size": 8 * MB, "max_write_buffer_number": 2}

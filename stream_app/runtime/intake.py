@@ -2,12 +2,12 @@
 
 Faust hands each record to an agent through its consumer's drain loop, its conductor and a
 stream: about 250 µs of CPU per record here, more than the worker's own processing of it
-(bench/README.md, "Faust without its stream"). The worker commits the events topic itself
-(stream_app/offsets.py) and needs no acks, so it takes that topic's records straight from each
-fetch: ``Consumer._drain_messages`` (the loop Faust's Fetcher runs) is replaced by one that
-puts the events topic's records of a fetch, per partition, on a bounded queue (a full queue
-holds the loop, and with it the fetching), and hands every other topic's records (changelogs
-in recovery, erase requests) to Faust's conductor one by one, as Faust's own loop does.
+(docs/performance.md, "Faust without its stream"). The worker commits the events topic itself
+(stream_app/runtime/offsets.py) and needs no acks, so it takes that topic's records straight
+from each fetch: ``Consumer._drain_messages`` (the loop Faust's Fetcher runs) is replaced by one
+that puts the events topic's records of a fetch, per partition, on a bounded queue (a full queue
+holds the loop, and with it the fetching), and hands every other topic's records (changelogs in
+recovery, erase requests) to Faust's conductor one by one, as Faust's own loop does.
 
 Faust still owns the group, the assignment, the fetching of its active partitions (pauses
 during recovery included) and the seek to the committed offsets while its flow is stopped.
@@ -15,7 +15,7 @@ Each fetch is tagged with the consumer generation it was made in: the worker dro
 of an older generation (their partitions' owners read them again from the committed offset).
 This replaces or uses Faust internals (``_drain_messages``, ``_wait_next_records``,
 ``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``):
-pinned in pyproject.
+pinned by tests/unit/test_runtime_contract.py.
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ rebalances (seen in tests/integration/test_faults.py's two-worker test, faust-st
 a newly assigned partition has every record delivered twice, and the duplicate acks break
 those runs: its commits then creep forward an offset or two per interval, or stop, while the
 worker is long done, and a late one can move the group's offset back. The worker now takes
-the events topic's records past Faust's acks altogether (stream_app/intake.py: subscribed
+the events topic's records past Faust's acks altogether (stream_app/runtime/intake.py: subscribed
 with ``acks=False``, so Faust never commits that topic) and commits it itself: per active
 partition, the offset after the unbroken run of offsets its processor applied, under the
 worker's lock (no batch half done), after the producer is flushed (Faust's
 ``_commit_offsets`` does that first). This reaches into Faust's consumer (``_commit_fut``,
-``_commit_offsets``, ``_committed_offset``, ``_paused_partitions``): pinned in pyproject.
+``_commit_offsets``, ``_committed_offset``, ``_paused_partitions``): pinned by
+tests/unit/test_runtime_contract.py.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ async def commit_slot(consumer: Any) -> AsyncIterator[None]:
         fut, consumer._commit_fut = consumer._commit_fut, None
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+
+def paused_partitions(consumer: Any) -> set[TP]:
+    """The partitions Faust's consumer holds paused (during a table's recovery)."""
+    return set(consumer._paused_partitions)
 
 
 def forget_committed(consumer: Any, topic: str, partitions: Iterable[int]) -> None:

@@ -1,0 +1,95 @@
+"""The private names of Faust, mode and aiokafka the worker relies on, pinned: an upgrade that
+renames one or changes its signature fails here instead of changing the worker's behaviour.
+And no module of stream_app outside stream_app/runtime uses another library's private name.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextvars
+import inspect
+from pathlib import Path
+
+import faust
+import faust.streams
+from faust.stores import rocksdb
+from faust.tables.table import Table
+from faust.transport.consumer import Consumer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (owner, name) -> its signature as this version of the library has it.
+METHODS = {
+    (Consumer, "_drain_messages"): "(self, fetcher: mode.types.services.ServiceT) -> None",
+    (Consumer, "_wait_next_records"): "(self, timeout: float) -> Tuple[Optional[Mapping["
+    "faust.types.tuples.TP, List[Any]]], Optional[Set[faust.types.tuples.TP]]]",
+    (Consumer, "_to_message"): "(self, tp: faust.types.tuples.TP, record: Any) -> "
+    "faust.types.tuples.ConsumerMessage",
+    (Consumer, "_add_gap"): "(self, tp: faust.types.tuples.TP, offset_from: int, offset_to: "
+    "int) -> None",
+    (Consumer, "_commit_offsets"): "(self, offsets: Mapping[faust.types.tuples.TP, int], "
+    "start_new_transaction: bool = True) -> bool",
+    (Consumer, "maybe_wait_for_commit_to_finish"): "(self) -> bool",
+    (rocksdb.Store, "_db_for_partition"): "(self, partition: int) -> Rdict",
+    (rocksdb.Store, "_visible_items"): "(self, db: Rdict) -> Iterator[Tuple[bytes, bytes]]",
+    (Table, "_new_store_by_url"): "(self, url: Union[str, yarl.URL]) -> faust.types.stores.StoreT",
+}
+# Attributes of a Faust (aiokafka driver) consumer, with their types.
+CONSUMER_ATTRIBUTES = {
+    "_committed_offset": dict,
+    "_commit_fut": type(None),  # None between commits; the worker plants a future in it
+    "_paused_partitions": set,
+    "_buffered_partitions": set,
+    "_read_offset": dict,
+}
+
+
+def test_the_private_methods_used_have_the_pinned_signatures() -> None:
+    got = {
+        f"{owner.__name__}.{name}": str(inspect.signature(getattr(owner, name)))
+        for owner, name in METHODS
+    }
+    want = {f"{owner.__name__}.{name}": sig for (owner, name), sig in METHODS.items()}
+    assert got == want
+
+
+def test_the_private_attributes_used_exist_on_a_consumer() -> None:
+    consumer = faust.App("contract", broker="kafka://127.0.0.1:9").consumer
+    for name, kind in CONSUMER_ATTRIBUTES.items():
+        assert isinstance(getattr(consumer, name), kind), name
+    assert callable(consumer._stopped.is_set)  # mode's Service event
+    assert isinstance(faust.streams._current_event, contextvars.ContextVar)
+
+
+def private_uses(path: Path) -> list[str]:
+    """``x._name`` on something other than self/cls, and ``from lib import _name``."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            if node.attr.startswith("__"):
+                continue
+            base = node.value
+            if isinstance(base, ast.Name) and base.id in ("self", "cls"):
+                continue
+            found.append(f"{path.name}:{node.lineno} .{node.attr}")
+        if isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("stream_app"):
+            found += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name[0] == "_"]
+    return found
+
+
+def test_private_names_of_other_libraries_only_under_runtime() -> None:
+    outside = [
+        p for p in (ROOT / "stream_app").rglob("*.py") if "runtime" not in p.relative_to(ROOT).parts
+    ]
+    assert len(outside) > 5
+    assert [use for p in sorted(outside) for use in private_uses(p)] == []
+
+
+def test_the_scan_finds_what_runtime_uses() -> None:
+    """So that the check above is a check: inside runtime it does find private names."""
+    inside = [
+        use for p in (ROOT / "stream_app" / "runtime").glob("*.py") for use in private_uses(p)
+    ]
+    assert any("._committed_offset" in use for use in inside)
+    assert any("_current_event" in use for use in inside)
