@@ -144,9 +144,15 @@ class ProcessorHalted(DecayError, RuntimeError):
 
 
 class StateStore(Protocol):
-    """Per-partition key/value storage (a Faust RocksDB table in the worker)."""
+    """Per-partition key/value storage: stream_app.store.MemoryStore, and the Faust RocksDB
+    table of the worker (stream_app.runtime.table_store). The processor only reads; its
+    caller applies the batch's writes and deletes."""
 
     def get(self, partition: int, key: str) -> bytes | None: ...
+
+    def put(self, partition: int, key: str, value: bytes) -> None: ...
+
+    def delete(self, partition: int, key: str) -> None: ...
 
     def scan(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
 

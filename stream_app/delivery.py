@@ -1,0 +1,214 @@
+"""How a batch's output leaves the worker, and the offsets that go with it.
+
+Its messages (events forwarded to their user's partition, dead letters, alerts, scores) are
+handed to Faust's producer, which is flushed before every commit (at least once), or sent
+with the partition's next offset in one Kafka transaction per partition (exactly once, see
+stream_app.transactions). Its state writes go to the table; its counts to the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from decay.settings import Settings
+from stream_app import dead_letters, outbox
+from stream_app.metrics import Metrics
+from stream_app.outbox import Outgoing
+from stream_app.processor import BatchOutput, Processor, StateStore
+from stream_app.runtime import offsets
+from stream_app.transactions import PartitionTransactions
+
+log = logging.getLogger(__name__)
+
+# What the worker does when a message the producer gave up on means it must stop.
+OnUndelivered = Callable[[BaseException, str], Awaitable[None]]
+
+
+class Delivery:
+    def __init__(
+        self,
+        settings: Settings,
+        app: faust.App,
+        topics: dict[str, Any],
+        processor: Processor,
+        store: StateStore,
+        metrics: Metrics,
+        limits: dict[str, int],
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.topics = topics
+        self.processor = processor
+        self.store = store
+        self.metrics = metrics
+        self.dead_letter_max = limits.get(
+            settings.dead_letter_topic, dead_letters.DEFAULT_MAX_MESSAGE_BYTES
+        )
+        request_max = max(limits.values(), default=dead_letters.DEFAULT_MAX_MESSAGE_BYTES)
+        self.txns = (
+            PartitionTransactions(settings, self.dead_letter_failed, max_request_size=request_max)
+            if settings.exactly_once
+            else None
+        )
+        self.on_undelivered: OnUndelivered | None = None  # set by the worker
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def committed_offsets(self) -> dict[int, int]:
+        return offsets.committed_offsets(self.app.consumer, self.settings.events_topic)
+
+    async def commit_applied(self, partitions: set[int] | None = None) -> None:
+        """Commit what the processor applied; call under the lock (see runtime.offsets)."""
+        applied = self.processor.commit_offsets()
+        if partitions is not None:
+            applied = {p: o for p, o in applied.items() if p in partitions}
+        await offsets.commit_applied(self.app.consumer, self.settings.events_topic, applied)
+
+    # -- messages --------------------------------------------------------------------------
+
+    def dead_letter_failed(self, m: Outgoing, exc: BaseException) -> None:
+        """Counted and logged, never a stop (see stream_app.outbox)."""
+        self.metrics.dead_letters_failed.inc()
+        log.error("dead letter of %s not sent to %s: %s", m.origin, m.topic, exc)
+
+    def outgoing(self, out: BatchOutput) -> list[tuple[int, Outgoing]]:
+        """The batch's messages, each with the events partition whose records caused it."""
+        s = self.settings
+        messages = []
+        for fw in out.forwards:
+            rec = fw.record
+            headers = (
+                ("decay-source-partition", str(rec.partition).encode()),
+                ("decay-source-offset", str(rec.offset).encode()),
+            )
+            # Keyed by the user id and sent to its own partition; the record time kept, as
+            # erasure compares it (see Processor.erase).
+            forward = Outgoing(
+                s.repartition,
+                fw.user_id.encode(),
+                rec.value or b"",
+                headers,
+                partition=fw.partition,
+                timestamp_ms=rec.timestamp or None,
+            )
+            messages.append((rec.partition, forward))
+        for dl in out.dead_letters:
+            rec = dl.record
+            source = dl.source or s.events_topic
+            to_dead = dead_letters.dead_letter(
+                s.dead_letter_topic, source, rec, dl.reason, dl.detail, self.dead_letter_max
+            )
+            messages.append((rec.partition, to_dead))
+        for alert in out.alerts:
+            key = alert.user_id.encode()
+            messages.append((alert.partition, Outgoing(s.alerts_topic, key, alert.payload)))
+        if s.scores_topic:
+            for score in out.scores:
+                key = score.user_id.encode()
+                messages.append((score.partition, Outgoing(s.scores_topic, key, score.payload)))
+        return messages
+
+    def count_sent(self, out: BatchOutput) -> None:
+        for dl in out.dead_letters:
+            self.metrics.dead_letters.labels(dl.reason).inc()
+        for alert in out.alerts:
+            self.metrics.alerts.labels(alert.kind).inc()
+        self.metrics.alerts_resent.inc(out.resent)
+
+    async def send(self, m: Outgoing) -> Any:
+        """Hand one message to Faust's producer; the future of its delivery."""
+        return await self.topics[m.topic].send(
+            key=m.key,
+            value=m.value,
+            partition=m.partition,
+            timestamp=m.timestamp_ms / 1000.0 if m.timestamp_ms else None,
+            headers=list(m.headers),
+        )
+
+    def _delivered(self, fut: asyncio.Future[Any]) -> None:
+        """An alert or score the producer gave up on: nothing more may be committed (the
+        records that caused it are applied again after the restart)."""
+        if not fut.cancelled() and fut.exception() is not None:
+            exc = fut.exception()
+            assert exc is not None
+            self.processor.halt(exc)
+            if self.on_undelivered is not None:
+                self.app.add_future(self.on_undelivered(exc, "a message was not delivered"))
+
+    async def publish(self, out: BatchOutput) -> list[Any]:
+        """At least once: hand the messages to Faust's producer (flushed before commits)."""
+        futures = []
+        for _, m in self.outgoing(out):
+            fut = await outbox.send(self.send, m, self.dead_letter_failed)
+            if not m.best_effort:  # a dead letter that fails is handled by the outbox
+                assert fut is not None
+                fut.add_done_callback(self._delivered)
+                futures.append(fut)
+        self.count_sent(out)
+        return futures
+
+    async def commit_in_transactions(self, outs: list[BatchOutput]) -> None:
+        """Exactly once: per partition, its messages and its next offset in one transaction,
+        once the state writes are on the broker (see stream_app.transactions)."""
+        txns, consumer, topic = self.txns, self.app.consumer, self.settings.events_topic
+        assert txns is not None
+        await self.app.producer.flush()
+        messages: dict[int, list[Outgoing]] = {}
+        for out in outs:
+            for p, m in self.outgoing(out):
+                messages.setdefault(p, []).append(m)
+        applied = self.processor.commit_offsets()
+        committed = self.committed_offsets()
+        moved = {p: o for p, o in applied.items() if o > committed.get(p, -1)}
+        async with offsets.commit_slot(consumer):
+            for p in sorted(set(messages) | set(moved)):
+                await txns.commit(p, messages.get(p, []), moved.get(p))
+                if p in moved:  # so that Faust's own commits never go back below it
+                    offsets.set_committed(consumer, topic, p, moved[p])
+        for out in outs:
+            self.count_sent(out)
+
+    async def deliver(self, outs: list[BatchOutput]) -> None:
+        if self.txns is None:
+            for out in outs:
+                await self.publish(out)
+        else:
+            await self.commit_in_transactions(outs)
+
+    async def settle(self, out: BatchOutput) -> None:
+        """For work no offset holds back (timers): see the messages delivered, then write."""
+        if self.txns is None:
+            pending = await self.publish(out)
+            if pending:
+                await asyncio.gather(*pending)
+        else:
+            await self.commit_in_transactions([out])
+        self.apply_writes(out)
+        self.observe(out)
+
+    # -- state and metrics -----------------------------------------------------------------
+
+    def apply_writes(self, out: BatchOutput) -> None:
+        for (partition, key), value in out.writes.items():
+            self.store.put(partition, key, value)
+        for partition, key in out.deletes:
+            self.store.delete(partition, key)
+
+    def observe(self, out: BatchOutput) -> None:
+        m, processor = self.metrics, self.processor
+        for result, n in out.counts.items():
+            m.events.labels(result).inc(n)
+        for peak in out.peaks:
+            m.interest.observe(peak)
+        m.pending_deadlines.set(processor.pending_deadlines())
+        m.users_tracked.set(processor.users_tracked())
+        now = time.time()
+        for p, wm in processor.watermarks().items():
+            m.watermark.labels(str(p)).set(max(wm, 0) / 1000.0)
+            m.watermark_lag.labels(str(p)).set(now - max(wm, 0) / 1000.0)

@@ -1,0 +1,400 @@
+"""The worker: one method per thing it reacts to, over what create_app gives it. ``consume``
+takes the events topic a micro-batch at a time; ``erase_users`` and ``apply_forwarded`` the
+erase and repartition topics; the rest are Faust's timers and signals. Whatever touches the
+processor holds the worker's lock: batches, erasures, sweeps and rollouts never interleave.
+A batch's order (look up the committed offsets, process, write, refill offset gaps, deliver)
+is ``run_batch``'s; delivery and commits are stream_app.delivery's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.types import TP
+
+from decay.events import Invalid, parse_erase_request
+from decay.scoring import Scorer
+from decay.settings import Settings
+from stream_app.delivery import Delivery
+from stream_app.metrics import Metrics
+from stream_app.outbox import Outgoing
+from stream_app.processor import BatchOutput, DeadLetter, Processor, Record
+from stream_app.runtime import offsets
+from stream_app.runtime.intake import Fetched, Intake
+
+log = logging.getLogger(__name__)
+
+
+def record_of(msg: Any) -> Record:
+    """A Faust message as the processor's record (its Kafka timestamp in ms)."""
+    timestamp = int(msg.timestamp * 1000) if msg.timestamp else 0
+    return Record(msg.partition, msg.offset, msg.key, msg.value, timestamp)
+
+
+def as_records(found: Iterable[Any]) -> list[Record]:
+    """aiokafka consumer records as the processor's."""
+    return [Record(r.partition, r.offset, r.key, r.value, r.timestamp) for r in found]
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        app: faust.App,
+        processor: Processor,
+        delivery: Delivery,
+        metrics: Metrics,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.processor = processor
+        self.delivery = delivery
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+        self.lock = asyncio.Lock()
+        self.gaps = offsets.GapReader(settings)
+        self.group_offsets = offsets.GroupOffsets(settings)
+        self.tail = offsets.TailWatch(settings.batch_max)
+        # A partition whose records wait in the intake's queue is not stalled.
+        self.intake = Intake(
+            app, settings.events_topic, on_fetch=lambda p: self.tail.delivered((p,))
+        )
+        # One thread for all batches (they run one at a time under the lock): the default
+        # pool would spread them over several threads, and glibc gives each its own arena.
+        self.batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
+        delivery.on_undelivered = self.stop
+
+    # -- failure ---------------------------------------------------------------------------
+
+    async def stop(self, exc: BaseException, what: str) -> None:
+        """Halt the processor first: until Faust has stopped, timers must neither commit
+        nor apply what a failed batch left half done (see Processor.halt)."""
+        log.exception("%s; stopping the worker", what, exc_info=exc)
+        self.processor.halt(exc)
+        await self.app.crash(exc)
+
+    def fatal(self, timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``timer``, whose failure stops the worker as a failed batch does."""
+
+        async def run() -> None:
+            if self.processor.halted is not None:
+                return
+            try:
+                await timer()
+            except Exception as exc:
+                await self.stop(exc, f"{timer.__name__} failed")
+
+        return run
+
+    # -- the batch -------------------------------------------------------------------------
+
+    def assigned(self, topic: str | None = None) -> set[int]:
+        """The partitions of ``topic`` (default: the events topic) assigned here now."""
+        name = topic or self.settings.events_topic
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
+
+    async def look_up_committed(self, partitions: Iterable[int]) -> None:
+        """Before this worker applies anything of ``partitions`` (not yet active here): their
+        committed offsets as the broker has them now, where the processor starts (see
+        offsets.GroupOffsets). With transactions, the previous owners are fenced first, so
+        none of them commits after the look-up."""
+        processor, topic = self.processor, self.settings.events_topic
+        new = sorted(set(partitions) - set(processor.active_partitions()))
+        if not new:
+            return
+        if self.delivery.txns is not None:
+            await self.delivery.txns.fence(new)
+        found = await self.group_offsets.fetch(topic, new)
+        for p in new:
+            if p in found:
+                processor.committed[p] = found[p]
+                offsets.set_committed(self.app.consumer, topic, p, found[p])
+            else:
+                processor.committed.pop(p, None)
+
+    async def run_batch(self, records: list[Record]) -> list[BatchOutput]:
+        """Process, write, publish; then fill the offset gaps the batch had, if any, and
+        process the records held behind them."""
+        await self.look_up_committed({r.partition for r in records})
+        outs = []
+        for _ in range(len(records) + 1):  # each round applies at least one record
+            # In a thread: a partition's activation reads all its users, and Faust's
+            # fetching, timers and web pages go on meanwhile. Only code holding the lock
+            # touches the processor's partitions.
+            out = await asyncio.get_running_loop().run_in_executor(
+                self.batch_thread, self.processor.process, records
+            )
+            self.delivery.apply_writes(out)
+            outs.append(out)
+            records = []
+            for p, (missing, came) in out.gaps.items():
+                found = await self.gaps.read(self.settings.events_topic, p, missing, came)
+                log.warning(
+                    "partition %d: offset %d came before %d; read %d missing records",
+                    *(p, came, missing, len(found)),
+                )
+                self.metrics.refetched.inc(len(found))
+                self.processor.accept_gap(p, came)
+                records += as_records(found) + [r for r in out.held if r.partition == p]
+            if not records:
+                break
+        await self.delivery.deliver(outs)
+        return outs
+
+    def applicable(self, fetched: Sequence[Fetched]) -> list[Record]:
+        """The records of ``fetched`` this worker may apply now. One fetched before the
+        latest rebalance is not: its partition's owner (maybe this worker again) reads it
+        anew from the committed offset, and applying it could write over the owner's state
+        in the changelog. As a Faust stream: nothing while a rebalance holds the flow."""
+        generation = self.app.consumer_generation_id
+        if not self.app.flow_control.is_active():
+            return []
+        assigned = self.assigned()
+        return [
+            Record(f.partition, r.offset, r.key, r.value, r.timestamp)
+            for f in fetched
+            if f.generation == generation and f.partition in assigned
+            for r in f.records
+        ]
+
+    async def consume(self) -> None:
+        """The events topic, a micro-batch at a time, straight from Faust's fetches (see
+        stream_app.runtime.intake). Offsets are committed from what the processor applied,
+        after the batch's state writes and messages are handed to the producer, which is
+        flushed before each commit: a failure before that leaves them uncommitted."""
+        s, m = self.settings, self.metrics
+        while True:
+            fetched = await self.intake.take(s.batch_max, s.batch_within_s)
+            started = time.perf_counter()
+            n = sum(len(f.records) for f in fetched)
+            try:
+                async with self.lock:
+                    records = self.applicable(fetched)
+                    m.stale_records.inc(n - len(records))
+                    self.processor.committed = self.delivery.committed_offsets()
+                    outs = await self.run_batch(records) if records else []
+            except Exception as exc:
+                # Stop the worker rather than go on past a hole in the committed offsets.
+                await self.stop(exc, f"batch of {n} records failed")
+                return
+            now_ms = time.time() * 1000.0
+            for f in fetched:
+                for r in f.records:
+                    m.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
+            for out in outs:
+                self.delivery.observe(out)
+                m.scoring_seconds.observe(out.score_seconds)
+            m.batch_size.observe(n)
+            m.batch_seconds.observe(time.perf_counter() - started)
+
+    # -- the erase and repartition topics --------------------------------------------------
+
+    async def erase_request(self, rec: Record) -> None:
+        """Erase, or forward the request to its user's own partition (where the state is), or
+        dead-letter it."""
+        s, processor = self.settings, self.processor
+        user = parse_erase_request(rec.value, rec.key)
+        if isinstance(user, Invalid):
+            dead = DeadLetter(rec, user.reason, user.detail, s.erase_topic)
+            await self.delivery.settle(BatchOutput(dead_letters=[dead]))
+            return
+        own = processor.own_partition(user)
+        if own != rec.partition:
+            timestamp = rec.timestamp or None
+            forward = Outgoing(
+                s.erase_topic, user.encode(), user.encode(), partition=own, timestamp_ms=timestamp
+            )
+            await (await self.delivery.send(forward))  # delivered before this one is acked
+            self.metrics.events.labels("erase_forwarded").inc()
+            return
+        await self.look_up_committed([rec.partition])
+        out = processor.erase(rec.partition, rec.offset, user, rec.timestamp or None)
+        await self.delivery.settle(out)
+
+    async def erase_users(self, stream: Any) -> None:
+        async for event in stream.noack().events():
+            rec = record_of(event.message)
+            try:
+                async with self.lock:
+                    await self.erase_request(rec)
+            except Exception as exc:  # unacked, so the request is not lost
+                await self.stop(exc, f"erase request at offset {rec.offset} failed")
+                return
+            await stream.ack(event)
+
+    async def apply_forwarded(self, stream: Any) -> None:
+        """Events forwarded to their user's partition (see Processor.process_forwarded), one
+        at a time, as Faust's stream hands them: acked once their output is handed to the
+        producer, which Faust flushes before it commits them."""
+        delivery = self.delivery
+        async for event in stream.noack().events():
+            rec = record_of(event.message)
+            if rec.partition not in self.assigned(self.settings.repartition):
+                continue  # revoked meanwhile: its new owner reads it from the commit
+            try:
+                async with self.lock:
+                    await self.look_up_committed([rec.partition])
+                    # With transactions its output is committed before the next batch.
+                    resend = delivery.txns is None
+                    out = self.processor.process_forwarded([rec], resend=resend)
+                    await delivery.deliver([out])
+                    delivery.apply_writes(out)
+            except Exception as exc:  # unacked, so the event is not lost
+                await self.stop(exc, f"forwarded event at offset {rec.offset} failed")
+                return
+            delivery.observe(out)
+            await stream.ack(event)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    async def advance_idle_partitions(self) -> None:
+        async with self.lock:
+            partitions = sorted(self.assigned())
+            await self.look_up_committed(partitions)
+            assigned = {p: self.processor.committed.get(p, 0) for p in partitions}
+            idle_ms = int(self.settings.idle_s * 1000)
+            out = self.processor.tick(self.clock_ms(), idle_ms, assigned)
+            await self.delivery.settle(out)
+
+    async def expire_idle_users(self) -> None:
+        async with self.lock:
+            ttl_ms = int(self.settings.state_ttl_days * 86_400_000)
+            await self.delivery.settle(self.processor.expire(ttl_ms))
+
+    async def roll_out(self, new: Scorer) -> None:
+        """Serve ``new`` from the next batch on: each batch is scored by one model."""
+        async with self.lock:
+            self.metrics.model_info.labels(self.processor.scorer.version).set(0)
+            self.processor.scorer = new
+            self.metrics.model_info.labels(new.version).set(1)
+
+    def stalled_candidates(self) -> dict[int, int]:
+        """Per assigned, unpaused partition: the next offset this worker should see (where
+        its unbroken run ends; else where Faust will start)."""
+        consumer, processor = self.app.consumer, self.processor
+        paused = offsets.paused_partitions(consumer)  # recovering, not stalled
+        assigned = [
+            tp.partition
+            for tp in consumer.assignment()
+            if tp.topic == self.settings.events_topic and tp not in paused
+        ]
+        committed = self.delivery.committed_offsets()
+        applied = processor.commit_offsets()
+        return {
+            p: applied[p] if p in applied else committed[p]
+            for p in assigned
+            if p in applied or p in committed
+        }
+
+    async def read_stalled_partitions(self) -> None:
+        """Apply the records Faust's consumer will not deliver (see offsets.TailWatch). A
+        read that fails (the broker away) is tried again at the next check; a failure once
+        records are being applied stops the worker, as in a batch."""
+        app, processor, topic = self.app, self.processor, self.settings.events_topic
+        async with self.lock:
+            if app.rebalancing or app.in_recovery or processor.halted is not None:
+                return  # Faust holds partitions back during the first two, rightly
+            if self.intake.fetches.backlog():
+                return  # busy: fetches wait for their turn (a full queue holds fetching)
+            nexts = self.stalled_candidates()
+            if not nexts:
+                return
+            try:
+                ends = await self.gaps.end_offsets(topic, nexts)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.warning("tail check: no end offsets (%s); trying again later", exc)
+                return
+            for p, (start, end) in self.tail.stalled(nexts, ends).items():
+                if not await self.read_stalled(p, start, end):
+                    return
+
+    async def read_stalled(self, p: int, start: int, end: int) -> bool:
+        """Read and apply partition ``p``'s offsets ``start`` to ``end``; False when applying
+        them failed (the worker is stopping)."""
+        try:
+            found = await self.gaps.read(self.settings.events_topic, p, start, end)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("tail check: partition %d not read (%s); later", p, exc)
+            return True
+        self.metrics.refetched.inc(len(found))
+        if not found:  # only transaction markers there
+            self.processor.accept_gap(p, end)
+            return True
+        log.warning(
+            "partition %d: no record delivered past offset %d of %d; read %d",
+            *(p, start - 1, end, len(found)),
+        )
+        self.processor.committed = self.delivery.committed_offsets()
+        try:
+            outs = await self.run_batch(as_records(found))
+        except Exception as exc:
+            await self.stop(exc, f"records read from partition {p} failed")
+            return False
+        for out in outs:
+            self.delivery.observe(out)
+        return True
+
+    async def commit_processed(self) -> None:
+        async with self.lock:
+            await self.delivery.commit_applied()
+
+    async def sample_lag(self) -> None:
+        app, m = self.app, self.metrics
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        m.recovery_remaining.set(recovery.active_remaining_total())
+        async with self.lock:
+            last_offsets = self.processor.last_offsets()
+        assigned = app.consumer.assignment()
+        for p, last in last_offsets.items():
+            tp = TP(self.settings.events_topic, p)
+            if tp not in assigned:
+                continue
+            try:
+                highwater = app.consumer.highwater(tp)
+            except AssertionError:  # revoked meanwhile (aiokafka runs in its own thread)
+                continue
+            if highwater is not None:
+                m.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
+
+    # -- signals ---------------------------------------------------------------------------
+
+    async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == self.settings.events_topic}
+        txns, m = self.delivery.txns, self.metrics
+        async with self.lock:
+            try:  # the next owner then starts where this worker stopped, not at older commits
+                if txns is None:
+                    await self.delivery.commit_applied(gone)
+                else:  # committed with each batch; the next owner's producer fences these
+                    await txns.close(gone)
+            except Exception:  # it redoes what this worker did: duplicates, nothing lost
+                log.exception("could not commit partitions %s on revocation", sorted(gone))
+            self.processor.revoke(sorted(gone))
+            offsets.forget_committed(self.app.consumer, self.settings.events_topic, gone)
+        for p in gone:  # a partition's series belong to its owner from now on
+            for gauge in (m.watermark, m.watermark_lag, m.consumer_lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(p))
+
+    async def on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        txns = self.delivery.txns
+        if txns is None:  # a graceful stop hands over what was applied, as a revocation does
+            async with self.lock:  # Faust has stopped fetching: the batch under way is the last
+                try:  # (a halted processor commits nothing)
+                    await self.delivery.commit_applied()
+                except Exception:  # the next start redoes it: duplicates, nothing lost
+                    log.exception("could not commit on shutdown")
+        await self.gaps.stop()
+        await self.group_offsets.stop()
+        self.batch_thread.shutdown(wait=False)
+        if txns is not None:
+            await txns.close()
