@@ -30,6 +30,8 @@ so the dormancy deadline and the half-life are 1-d roots, found by bisection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -104,39 +106,48 @@ def expected_count(
     return out
 
 
+def decreasing_root(
+    curve: Callable[[Array], Array],
+    level: npt.ArrayLike,
+    shape: tuple[int, ...],
+    iterations: int = 80,
+) -> Array:
+    """First ``d >= 0`` with ``curve(d) <= level`` for a continuous curve that decreases to 0
+    (elementwise over ``shape``); 0 if already below at ``d = 0``, ``inf`` where
+    ``level <= 0``. Bisection on ``log1p(d)``, after doubling the bracket."""
+    lvl = np.broadcast_to(_f(level), shape)
+    lo = np.zeros(shape)
+    hi = np.full(shape, 1.0)
+    for _ in range(60):  # grow the bracket until curve(hi) <= level (at most e^(2^60))
+        above = curve(np.expm1(hi)) > lvl
+        if not above.any():
+            break
+        hi = np.where(above, hi * 2.0, hi)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        above = curve(np.expm1(mid)) > lvl
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+    out: Array = np.expm1(hi)
+    out = np.where(curve(np.zeros(shape)) <= lvl, 0.0, out)
+    return np.where(lvl <= 0.0, np.inf, out)
+
+
 def first_crossing(
     p: npt.ArrayLike,
     k: npt.ArrayLike,
     beta: npt.ArrayLike,
     horizon: float,
     level: npt.ArrayLike,
-    iterations: int = 80,
 ) -> Array:
     """First silence ``d >= 0`` with ``I(d) <= level`` ([B]); 0 if already below at ``d = 0``.
 
-    ``I`` is continuous and strictly decreasing to 0 (for ``p > 0``), so bisection on
-    ``log1p(d)`` finds the root; ``inf`` where ``level <= 0``.
+    ``I`` is continuous and strictly decreasing to 0 (for ``p > 0``): a 1-d root.
     """
-    p_, k_, b_ = np.broadcast_arrays(_f(p), _f(k), _f(beta))
-    lvl = np.broadcast_to(_f(level), p_.shape)
     if horizon <= 0:
         raise ValueError("horizon must be positive")
-    lo = np.zeros(p_.shape)
-    hi = np.full(p_.shape, 1.0)
-    # grow the bracket until I(hi) <= level (at most 2^60 time units)
-    for _ in range(60):
-        above = interest(p_, k_, b_, horizon, np.expm1(hi)) > lvl
-        if not above.any():
-            break
-        hi = np.where(above, hi * 2.0, hi)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        above = interest(p_, k_, b_, horizon, np.expm1(mid)) > lvl
-        lo = np.where(above, mid, lo)
-        hi = np.where(above, hi, mid)
-    out: Array = np.expm1(hi)
-    out = np.where(interest(p_, k_, b_, horizon, 0.0) <= lvl, 0.0, out)
-    return np.where(lvl <= 0.0, np.inf, out)
+    p_, k_, b_ = np.broadcast_arrays(_f(p), _f(k), _f(beta))
+    return decreasing_root(lambda d: interest(p_, k_, b_, horizon, d), level, p_.shape)
 
 
 def deadline(

@@ -428,7 +428,7 @@ def _gaps_days(split: Split) -> F64:
 CDNOW_LAPSE = LapseConfig()
 LAPSE_SEEDS = (0, 1, 2)
 CDNOW_MODELS = ("exp-decay", "arima", "bgnbd", "pareto", "lapse", "lapse+pareto", "lstm", "gru")
-NEURAL = ("LSTM", "GRU", "LSTM-BTYD", "GRU-BTYD", "LSTM-BTYD+Pareto/NBD")
+NEURAL = ("LSTM", "GRU")  # and every LSTM-BTYD* / GRU-BTYD* row (see is_neural)
 CLASSIC = ("exp-decay", "arima", "BG/NBD", "Pareto/NBD")
 
 
@@ -445,9 +445,14 @@ def lapse_runs(
         result = fit(split.calibration, split.cut_ms, spec, dataclasses.replace(config, seed=seed))
         heads = predict(result, split.calibration, users, split.cut_ms, spec.horizon_h)
         info = {"seed": seed, "train_seconds": result.summary["train_seconds"]}
-        name = f"{config.arch.upper()}-BTYD"
+        name = lapse_name(config)
         out.append(Prediction(name, heads["expected"], heads["p_any"], info))
     return out
+
+
+def lapse_name(config: LapseConfig) -> str:
+    suffix = "" if config.dropout == "fixed" else f"-{config.dropout}"
+    return f"{config.arch.upper()}-BTYD{suffix}"
 
 
 def seed_mean(runs: Sequence[Prediction], config: LapseConfig) -> Prediction:
@@ -561,14 +566,19 @@ def _run_models(
             preds.append(bg_nbd(split.rfm))
         elif name == "pareto":
             preds.append(pareto_nbd(split.rfm))
-        elif name in ("lapse", "lapse-gru"):
-            cfg = dataclasses.replace(lapse_config, arch="gru" if name == "lapse-gru" else "lstm")
+        elif name in ("lapse", "lapse-gru", "lapse-exp", "lapse-beta", "lapse-fixed"):
+            cfg = lapse_config
+            if name == "lapse-gru":
+                cfg = dataclasses.replace(cfg, arch="gru")
+            elif name != "lapse":
+                cfg = dataclasses.replace(cfg, dropout=name.removeprefix("lapse-"))
             preds.append(lapse_prediction(split, cfg, lapse_seeds))
         elif name == "lapse+pareto":
-            by = {p.name: p for p in preds}
-            if "LSTM-BTYD" not in by or "Pareto/NBD" not in by:
+            lapse = next((p for p in preds if p.name.startswith("LSTM-BTYD")), None)
+            pareto = next((p for p in preds if p.name == "Pareto/NBD"), None)
+            if lapse is None or pareto is None:
                 raise ValueError("lapse+pareto needs lapse and pareto listed before it")
-            preds.append(average(by["LSTM-BTYD"], by["Pareto/NBD"]))
+            preds.append(average(lapse, pareto))
         elif name in ("lstm", "gru"):
             out = Path(model_dir) / name if model_dir is not None else None
             pred, result = lstm_prediction(
@@ -592,13 +602,17 @@ VERDICT_METRICS: dict[str, tuple[str, bool]] = {
 }
 
 
+def is_neural(name: str) -> bool:
+    return name in NEURAL or name.split("+")[0].split("-")[0] in NEURAL
+
+
 def verdict(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, list[str]]]]:
     """For each neural model and metric: which of the classic models THAT WERE RUN it beats,
     and which it does not (``{"LSTM-BTYD": {"corr": {"beats": [...], "not": [...]}}}``)."""
     refs = [k for k in CLASSIC if k in rows]
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for name in rows:
-        if name not in NEURAL or not refs:
+        if not is_neural(name) or not refs:
             continue
         m = rows[name]
         per: dict[str, dict[str, list[str]]] = {}

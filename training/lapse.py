@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from decay import btyd
+from decay import btyd, lifetime
 from decay.features import HOUR_MS, EventTable, FeatureSpec, gather_windows, prepare_events
 from training.landmarks import STATIC, Histories, Rows, event_amounts, landmark_rows, landmark_times
 
 log = logging.getLogger(__name__)
 # starting values: BG/NBD's on CDNOW (r, alpha in weeks) and a lapse chance per event
 K0_INIT, B0_INIT, P_INIT, KAPPA_INIT = 0.25, 4.0, 0.25, 3.0
+MU_INIT = 0.05  # dropout="exp": lapse rate per time unit (Pareto/NBD's mean on CDNOW)
+DROPOUTS = ("fixed", "beta", "exp")
 P_MIN, P_MAX = 1e-4, 1.0 - 1e-4
 
 
@@ -42,7 +44,9 @@ class LapseConfig:
     min_window_h: float = 168.0
     max_window_h: float | None = None
     l2: float = 0.0
-    # "fixed": one lapse chance p per history; "beta": p ~ Beta(p kappa, (1 - p) kappa)
+    # "fixed": one lapse chance p per history (after each event, as BG/NBD); "beta":
+    # p ~ Beta(p kappa, (1 - p) kappa); "exp": an exponential lifetime, rate p per time unit
+    # (Pareto/NBD's dropout, decay.lifetime)
     dropout: str = "fixed"
     verbose: int = 0
 
@@ -78,7 +82,9 @@ def build(spec: FeatureSpec, cfg: LapseConfig) -> Any:
     init = (
         math.log(K0_INIT),
         math.log(B0_INIT),
-        math.log(P_INIT / (1 - P_INIT)),
+        math.log(P_INIT / (1 - P_INIT))
+        if cfg.dropout != "exp"
+        else math.log(MU_INIT / (1 - MU_INIT)),
         math.log(KAPPA_INIT),
     )
     raw = layers.Dense(
@@ -145,6 +151,49 @@ def tf_window_loglik(
         )
     )
     return tf.where(n > 0, some, log_s(d + w)) - log_s(d)
+
+
+def tf_lapse_before_first(k: Any, beta: Any, mu: Any, t: Any) -> Any:
+    """TensorFlow twin of :func:`decay.lifetime.lapse_before_first` (same nodes)."""
+    import tensorflow as tf
+
+    from decay.lifetime import _NODES, _WEIGHTS
+
+    nodes = tf.constant(_NODES, k.dtype)
+    weights = tf.constant(_WEIGHTS, k.dtype)
+    t = tf.maximum(t, 0.0)
+    r0 = 1e-6 * tf.minimum(tf.minimum(beta / tf.maximum(k, 1e-12), 1.0 / mu), tf.maximum(t, 1e-30))
+    head = -tf.math.expm1(-k * tf.math.log1p(tf.minimum(r0, t) / beta))
+    lo, hi = tf.math.log(r0), tf.math.log(tf.maximum(t, r0))
+    half = ((hi - lo) / 2.0)[:, None]
+    y = ((lo + hi) / 2.0)[:, None] + half * nodes[None, :]
+    k2, b2, m2 = k[:, None], beta[:, None], mu[:, None]
+    log_g = -m2 * tf.exp(y) + tf.math.log(k2 / b2) - (k2 + 1.0) * tf.math.log1p(tf.exp(y) / b2) + y
+    return head + tf.reduce_sum(tf.exp(log_g) * weights[None, :] * half, axis=1)
+
+
+def tf_exp_window_loglik(params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any, w: Any) -> Any:
+    """TensorFlow twin of :func:`decay.lifetime.window_loglik`; the rate is ``params[:, 2]``."""
+    import tensorflow as tf
+
+    k = params[:, 0] + x
+    beta = params[:, 1] + tx
+    mu = params[:, 2]
+
+    def log_s(k_: Any, b_: Any, t: Any) -> Any:
+        return tf.math.log(tf.maximum(1.0 - tf_lapse_before_first(k_, b_, mu, t), 1e-30))
+
+    b2 = beta + d + tau
+    kn = k + n
+    some = (
+        tf.math.lgamma(kn)
+        - tf.math.lgamma(k)
+        + k * tf.math.log(beta)
+        - kn * tf.math.log(b2)
+        - mu * (d + tau)
+        + log_s(kn, b2, tf.maximum(w - tau, 0.0))
+    )
+    return tf.where(n > 0, some, log_s(k, beta, d + w)) - log_s(k, beta, d)
 
 
 @dataclass(frozen=True)
@@ -217,9 +266,9 @@ def fit(
     model = build(spec, cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0)
     total_rows = float(len(rows))
-    if cfg.dropout not in ("fixed", "beta"):
-        raise ValueError(f"dropout must be 'fixed' or 'beta', not {cfg.dropout!r}")
-    beta_dropout = cfg.dropout == "beta"
+    if cfg.dropout not in DROPOUTS:
+        raise ValueError(f"dropout must be one of {DROPOUTS}, not {cfg.dropout!r}")
+    beta_dropout, exp_dropout = cfg.dropout == "beta", cfg.dropout == "exp"
 
     sig = (
         tf.TensorSpec((None, None, spec.n_features), tf.float32),
@@ -238,9 +287,11 @@ def fit(
         with tf.GradientTape() as tape:
             inputs = {"x": x, "lengths": lengths, "static": static}
             params = tf.gather(model(inputs, training=True)["params"], rh)
-            ll = tf_window_loglik(
-                params, tf.gather(rep, rh), tf.gather(rec, rh), d, n, tau, w, beta_dropout
-            )
+            rep_r, rec_r = tf.gather(rep, rh), tf.gather(rec, rh)
+            if exp_dropout:
+                ll = tf_exp_window_loglik(params, rep_r, rec_r, d, n, tau, w)
+            else:
+                ll = tf_window_loglik(params, rep_r, rec_r, d, n, tau, w, beta_dropout)
             loss = -tf.reduce_sum(ll) / total_rows
             if model.losses:
                 loss_total = loss + tf.add_n(model.losses) / float(len(batches))
@@ -311,6 +362,13 @@ def predict(
     """P(any event in ``(cut, cut + H]``), the expected count there, and P(alive) at the cut."""
     h = heads_at(result, events, users, cut_ms)
     horizon = horizon_h / result.config.unit_h
+    if result.config.dropout == "exp":
+        k, beta, mu, d = h["k"], h["beta"], h["p"], h["silence"]
+        return {
+            "p_any": lifetime.interest(k, beta, mu, horizon, d),
+            "expected": lifetime.expected_count(k, beta, mu, horizon, d),
+            "p_alive": lifetime.p_alive(k, beta, mu, d),
+        }
     kappa = h["kappa"] if result.config.dropout == "beta" else None
     return {
         "p_any": btyd.interest(h["p"], h["k"], h["beta"], horizon, h["silence"]),

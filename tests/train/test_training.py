@@ -414,3 +414,24 @@ def test_lapse_model_learns_who_is_gone_on_a_small_log() -> None:
     recent = one_timers & (silence < np.quantile(silence[one_timers], 0.2))
     assert out["p_alive"][long_silent].mean() < out["p_alive"][recent].mean()
     assert out["p_any"][long_silent].mean() < out["p_any"][recent].mean()
+
+
+def test_exp_lifetime_loss_in_tensorflow_is_the_numpy_likelihood() -> None:
+    import tensorflow as tf
+
+    from decay import lifetime
+    from training.lapse import tf_exp_window_loglik
+
+    rng = np.random.default_rng(1)
+    r = 50
+    k0, b0, mu = rng.uniform(0.1, 3, r), rng.uniform(0.5, 20, r), rng.uniform(0.001, 0.9, r)
+    x, tx = rng.integers(0, 12, r).astype(float), rng.uniform(0, 30, r)
+    d, w = rng.uniform(0, 20, r), rng.uniform(0.5, 30, r)
+    n = rng.integers(0, 6, r).astype(float)
+    tau = np.where(n > 0, rng.uniform(0, 1, r) * w, 0.0)
+    params = np.stack([k0, b0, mu, np.ones(r)], axis=1)
+    got = tf_exp_window_loglik(
+        *[tf.constant(v, tf.float64) for v in (params, x, tx, d, n, tau, w)]
+    ).numpy()
+    want = lifetime.window_loglik(k0 + x, b0 + tx, mu, d, n, tau, w)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
