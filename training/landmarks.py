@@ -6,9 +6,10 @@ last event), the silence ``d = L - t_last``, and the window ``(L, L + w]``, cens
 of the training period: ``n`` events in it, the last one ``tau`` after ``L``. Times are in the
 model's unit (``unit_h`` hours; weeks for CDNOW). Nothing after ``end_ms`` enters a row.
 
-Per history, the counters the encoder reads next to the event sequence (``STATIC``):
-``log1p(x)`` (repeat events), ``log1p(t_x)`` (first to last event), ``log1p(mean amount)``
-(price x quantity per event, missing = 0).
+Per history, the counters the encoder reads next to the event sequence
+(``decay.lapse_state.STATIC``, the same function the incremental step uses): ``log1p(x)``
+(repeat events), ``log1p(t_x)`` (first to last event), ``log1p(mean amount)`` (price x
+quantity per event, missing = 0).
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ import numpy.typing as npt
 import pandas as pd
 
 from decay.features import HOUR_MS, EventTable, last_event_index
+from decay.lapse_state import STATIC, static_features
 
 F32 = npt.NDArray[np.float32]
+__all__ = [
+    "STATIC",
+    "Histories",
+    "Rows",
+    "event_amounts",
+    "landmark_rows",
+    "landmark_times",
+    "table_order",
+]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-STATIC = ("log_repeats", "log_recency", "log_mean_amount")
 
 
 @dataclass(frozen=True)
@@ -55,11 +65,16 @@ class Rows:
         return Rows(self.hist[idx], self.silence[idx], self.n[idx], self.tau[idx], self.window[idx])
 
 
-def event_amounts(events: pd.DataFrame) -> F64:
-    """Amount per event (price x quantity, missing = 0) in the event table's order
-    (users sorted by id, then time, stable) as :func:`decay.features.prepare_events` sorts."""
+def table_order(events: pd.DataFrame) -> I64:
+    """The row order of :func:`decay.features.prepare_events`'s table: users sorted by id,
+    then time (stable)."""
     codes = pd.factorize(events["user_id"].astype(str), sort=True)[0]
-    order = np.lexsort((events["ts"].to_numpy(np.int64), codes))
+    return np.lexsort((events["ts"].to_numpy(np.int64), codes)).astype(np.int64)
+
+
+def event_amounts(events: pd.DataFrame) -> F64:
+    """Amount per event (price x quantity, missing = 0) in the event table's order."""
+    order = table_order(events)
     price = events["price"].to_numpy(np.float64, na_value=0.0) if "price" in events else None
     if price is None:
         return np.zeros(len(events))
@@ -108,9 +123,9 @@ def landmark_rows(
     recency = (table.ts[hist_last] - table.ts[first]) / unit_ms
     cum = np.cumsum(amounts)
     before_first = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)
-    mean_amount = (cum[hist_last] - before_first) / (repeats + 1.0) if len(cum) else repeats
-    static = np.stack([np.log1p(repeats), np.log1p(recency), np.log1p(mean_amount)], axis=1).astype(
-        np.float32
+    amount_sum = cum[hist_last] - before_first if len(cum) else repeats
+    static = static_features(
+        repeats + 1.0, table.ts[first], table.ts[hist_last], amount_sum, unit_h
     )
     hists = Histories(hist_user.astype(np.int64), hist_last, static, repeats, recency)
     rows = Rows(hist_of.astype(np.int64), rows_silence, n, tau, window)

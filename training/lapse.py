@@ -10,6 +10,7 @@ fixed number of epochs (chosen on validation splits inside the calibration perio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -196,6 +197,13 @@ def tf_exp_window_loglik(params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any,
     return tf.where(n > 0, some, log_s(k, beta, d + w)) - log_s(k, beta, d)
 
 
+def whole_history(spec: FeatureSpec, events: pd.DataFrame) -> FeatureSpec:
+    """``spec`` with windows as long as the longest history: the encoder runs over every
+    event of a user, as the incremental step does (no window cuts the oldest events off)."""
+    longest = int(events.groupby("user_id").size().max()) if len(events) else 1
+    return dataclasses.replace(spec, seq_len=max(longest, 1))
+
+
 @dataclass(frozen=True)
 class Batch:
     x: np.ndarray
@@ -255,7 +263,7 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     events = events[events["ts"] <= end_ms]
-    table = prepare_events(events, spec)
+    table = prepare_events(events, whole_history(spec, events))
     amounts = event_amounts(events)
     start = int(table.ts.min())
     lms = landmark_times(start, end_ms, cfg.landmark_every_h, cfg.min_window_h)
@@ -334,7 +342,7 @@ def heads_at(result: LapseModel, events: pd.DataFrame, users: list[str], cut_ms:
     (posterior at the last event), ``p`` and the silence ``d`` at the cut, in model units."""
     cfg, spec = result.config, result.spec
     events = events[events["ts"] <= cut_ms]
-    table = prepare_events(events, spec)
+    table = prepare_events(events, whole_history(spec, events))
     hists, rows = landmark_rows(table, event_amounts(events), [cut_ms], cut_ms, cfg.unit_h)
     x, lengths = gather_windows(table, hists.user, hists.last)
     out = result.model.predict(

@@ -30,7 +30,10 @@ from training.lapse import LapseConfig
 
 log = logging.getLogger(__name__)
 RANKED = {"corr": True, "abs_bias": False, "auc": True, "brier": False, "ece": False}
-# the candidates tried (names are what the report shows)
+# the candidates tried, in three rounds (round 1: capacity, epochs, regularisation,
+# landmark spacing, learning rate; round 2: Beta heterogeneity on the lapse chance, around
+# the round-1 winner; round 3: Pareto/NBD's exponential lifetime, longer minimum windows)
+_W = 168.0
 GRID: dict[str, LapseConfig] = {
     "u16-e30": LapseConfig(units=16, epochs=30),
     "u16-e15": LapseConfig(units=16, epochs=15),
@@ -38,8 +41,21 @@ GRID: dict[str, LapseConfig] = {
     "u32-e30": LapseConfig(units=32, epochs=30),
     "u8-e30": LapseConfig(units=8, epochs=30),
     "u16-e30-l2": LapseConfig(units=16, epochs=30, l2=1e-3),
-    "u16-e30-lm2w": LapseConfig(units=16, epochs=30, landmark_every_h=336.0),
+    "u16-e30-lm2w": LapseConfig(units=16, epochs=30, landmark_every_h=2 * _W),
     "u16-e30-lr1e-3": LapseConfig(units=16, epochs=30, learning_rate=1e-3),
+    "u16-e20-lr1e-3": LapseConfig(units=16, epochs=20, learning_rate=1e-3),
+    "u16-e45-lr1e-3": LapseConfig(units=16, epochs=45, learning_rate=1e-3),
+    "u32-e30-lr1e-3": LapseConfig(units=32, epochs=30, learning_rate=1e-3),
+    "u16-e30-lr1e-3-beta": LapseConfig(units=16, epochs=30, learning_rate=1e-3, dropout="beta"),
+    "u16-e15-beta": LapseConfig(units=16, epochs=15, dropout="beta"),
+    "u16-e30-lr1e-3-beta-lm2w": LapseConfig(
+        units=16, epochs=30, learning_rate=1e-3, dropout="beta", landmark_every_h=2 * _W
+    ),
+    "u16-e30-lr1e-3-exp": LapseConfig(units=16, epochs=30, learning_rate=1e-3, dropout="exp"),
+    "u16-e15-exp": LapseConfig(units=16, epochs=15, dropout="exp"),
+    "u16-e30-lr1e-3-mw4w": LapseConfig(
+        units=16, epochs=30, learning_rate=1e-3, min_window_h=4 * _W
+    ),
 }
 
 

@@ -435,3 +435,81 @@ def test_exp_lifetime_loss_in_tensorflow_is_the_numpy_likelihood() -> None:
     ).numpy()
     want = lifetime.window_loglik(k0 + x, b0 + tx, mu, d, n, tau, w)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_lapse_step_model_step_by_step_equals_the_whole_history(tmp_path: Path) -> None:
+    """The exported ONNX step, fed one event at a time with the stored (h, c, counters),
+    gives the same state and heads after every event as the model run over the whole
+    history in training (rtol 1e-5)."""
+    import onnx
+    import onnxruntime as ort
+
+    from decay.card import read_card
+    from decay.features import event_features, gather_windows
+    from decay.lapse_state import Counters, static_features
+    from training.evaluate import CdnowCut, cdnow_split
+    from training.landmarks import event_amounts, table_order
+    from training.lapse import LapseConfig, fit, whole_history
+    from training.lapse_step import export, load, save, whole_history_states
+
+    split = cdnow_split(cut=CdnowCut("sample", 20, 6))
+    spec = FeatureSpec(horizon_h=6 * 168.0)
+    cfg = LapseConfig(units=8, epochs=1, landmark_every_h=4 * 168.0)
+    result = load(save(fit(split.calibration, split.cut_ms, spec, cfg), tmp_path / "m"))
+    path = tmp_path / "step.onnx"
+    card = export(result, path, holdout_metrics={"LSTM-BTYD": {"auc": 0.5}})
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert not ops & {"Loop", "Scan", "LSTM"}
+    back = read_card(path)
+    assert back == card and back.state_layout["h"] == 8 and back.seq_len == 0
+    assert back.state_layout["counters"] == ["n_events", "first_ts_ms", "last_ts_ms", "amount_sum"]
+
+    # whole history, as training computes it: the model at every event
+    events = split.calibration
+    table = prepare_events(events, whole_history(spec, events))
+    amounts = event_amounts(events)
+    prices = events["price"].to_numpy(np.float64, na_value=np.nan)[table_order(events)]
+    prices = prices.astype(np.float32)
+    every = np.arange(table.ts.shape[0], dtype=np.int64)
+    x, lengths = gather_windows(table, table.user_of, every)
+    first = table.starts[table.user_of]
+    cum = np.cumsum(amounts)
+    amount_sum = cum - np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)
+    static = static_features(every - first + 1, table.ts[first], table.ts, amount_sum, 168.0)
+    whole = result.model.predict({"x": x, "lengths": lengths, "static": static}, verbose=0)
+    h_whole = whole_history_states(result.model, x, lengths)[every, lengths - 1]
+
+    # step by step: all users' i-th events in one batch, state carried between steps
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n_users = table.users.shape[0]
+    h = np.zeros((n_users, 8), np.float32)
+    c = np.zeros((n_users, 8), np.float32)
+    counters = [Counters() for _ in range(n_users)]
+    counts = np.diff(table.starts)
+    checked = 0
+    for i in range(int(counts.max())):
+        users = np.nonzero(counts > i)[0]
+        idx = table.starts[users] + i
+        before = [counters[u] for u in users]
+        pairs = list(zip(before, table.ts[idx].tolist(), strict=True))
+        prev = np.array([b.last_ts_ms if b.n_events else t for b, t in pairs], np.int64)
+        firsts = np.array([b.first_ts_ms if b.n_events else t for b, t in pairs], np.int64)
+        row = event_features(
+            table.ts[idx], prev, table.types[idx], table.buckets[idx], prices[idx],
+            np.full(users.shape[0], i + 1, np.int64), firsts, spec,
+        )  # fmt: skip
+        for u, j in zip(users, idx, strict=True):
+            counters[u] = counters[u].add(int(table.ts[j]), float(amounts[j]))
+        after = [counters[u] for u in users]
+        st = static_features(
+            [a.n_events for a in after], [a.first_ts_ms for a in after],
+            [a.last_ts_ms for a in after], [a.amount_sum for a in after], 168.0,
+        )  # fmt: skip
+        feeds = {"event": row, "h": h[users], "c": c[users], "static": st}
+        h_next, c_next, params = sess.run(["h_next", "c_next", "params"], feeds)
+        np.testing.assert_allclose(st, static[idx], rtol=1e-6)
+        np.testing.assert_allclose(h_next, h_whole[idx], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(params, whole["params"][idx], rtol=1e-5, atol=1e-7)
+        h[users], c[users] = h_next, c_next
+        checked += users.shape[0]
+    assert checked == table.ts.shape[0]  # every event of every user
