@@ -194,6 +194,60 @@ def export(
     )
 
 
+@app.command("train-lapse")
+def train_lapse(
+    events: Annotated[str, typer.Option(help="event log, or cdnow / cdnow-sample")],
+    out: Annotated[Path, typer.Option(help="model directory to write")],
+    until: Annotated[
+        str | None, typer.Option(help="train on events before this time (ISO); default: all")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Train the lapse model (LSTM + buy-till-you-die heads) with the settings chosen on the
+    CDNOW validation splits: weeks as the unit for CDNOW, days for other logs (one event per
+    user and day, as the evaluation counts them)."""
+    _quiet_tensorflow()
+    import dataclasses
+
+    import pandas as pd
+
+    from decay.features import FeatureSpec
+    from training.data import clean, collapse_same_day, load_events
+    from training.evaluate import CDNOW_LAPSE, EVENTS_LAPSE
+    from training.lapse import fit
+    from training.lapse_step import save
+
+    cdnow = events.startswith("cdnow")
+    df = load_events(events) if cdnow else clean(load_events(Path(events)))[0]
+    df = collapse_same_day(df)
+    end = int(df["ts"].max()) + 1
+    if until is not None:
+        end = int(pd.Timestamp(until, tz="UTC").value // 10**6)
+        df = df[df["ts"] < end]
+    cfg = dataclasses.replace(CDNOW_LAPSE if cdnow else EVENTS_LAPSE, seed=seed)
+    spec = FeatureSpec(horizon_h=39 * 168.0 if cdnow else 7 * 24.0)
+    result = fit(df, end - 1, spec, cfg)
+    save(result, out)
+    typer.echo(f"lapse model -> {out} ({result.summary['train_seconds']} s)")
+
+
+@app.command("export-step")
+def export_step(
+    model: Annotated[Path, typer.Option(help="model directory from 'train-lapse'")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write (<name>.card.json next to it)")],
+    metrics: Annotated[
+        Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
+    ] = None,
+) -> None:
+    """Export the lapse model's incremental step (one event + (h, c, counters)) to ONNX."""
+    _quiet_tensorflow()
+    from training.lapse_step import export, load
+
+    holdout = json.loads(metrics.read_text()).get("models", {}) if metrics else None
+    card = export(load(model), out, holdout_metrics=holdout)
+    typer.echo(f"{card.model_version}: {out} ({out.stat().st_size / 1024:.0f} KiB)")
+
+
 def main() -> None:
     app()
 
