@@ -137,8 +137,8 @@ def evaluate_cdnow(
     models: Annotated[
         str,
         typer.Option(
-            help="comma-separated: exp-decay,arima,bgnbd,pareto,lapse,lapse-gru,lapse+pareto,"
-            "lstm,gru"
+            help="comma-separated: exp-decay,arima,bgnbd,pareto,lapse (LSTM-BTYD), lapse-exp, "
+            "lapse-beta, lapse-gru, lapse+pareto (mean of LSTM-BTYD and Pareto/NBD), lstm, gru"
         ),
     ] = ",".join(CDNOW_MODELS),
     population: Annotated[

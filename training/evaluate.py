@@ -427,7 +427,10 @@ def _gaps_days(split: Split) -> F64:
 # the lapse model's settings, chosen on VALIDATION_CUTS (see training/validation.py)
 CDNOW_LAPSE = LapseConfig()
 LAPSE_SEEDS = (0, 1, 2)
-CDNOW_MODELS = ("exp-decay", "arima", "bgnbd", "pareto", "lapse", "lapse+pareto", "lstm", "gru")
+CDNOW_MODELS = (
+    "exp-decay", "arima", "bgnbd", "pareto",
+    "lapse", "lapse+pareto", "lapse-exp", "lapse-gru", "lstm", "gru",
+)  # fmt: skip
 NEURAL = ("LSTM", "GRU")  # and every LSTM-BTYD* / GRU-BTYD* row (see is_neural)
 CLASSIC = ("exp-decay", "arima", "BG/NBD", "Pareto/NBD")
 

@@ -513,3 +513,45 @@ def test_lapse_step_model_step_by_step_equals_the_whole_history(tmp_path: Path) 
         h[users], c[users] = h_next, c_next
         checked += users.shape[0]
     assert checked == table.ts.shape[0]  # every event of every user
+
+
+def test_verdict_names_only_the_models_run_and_beaten_metric_by_metric() -> None:
+    from training.evaluate import markdown_table, verdict
+
+    def row(corr: float, bias: float, auc: float, brier: float, ece: float) -> dict[str, float]:
+        return {
+            "corr": corr, "bias_pct": bias, "auc": auc, "brier": brier, "ece": ece,
+            "total": 0.0, "actual_total": 1.0, "c_index": 0.5,
+        }  # fmt: skip
+
+    rows = {
+        "BG/NBD": row(0.626, -12.1, 0.757, 0.161, 0.043),
+        "Pareto/NBD": row(0.630, -11.5, 0.771, 0.162, 0.070),
+        "LSTM-BTYD": row(0.628, 9.0, 0.780, 0.158, 0.02),
+    }
+    v = verdict(rows)["LSTM-BTYD"]
+    assert v["corr"] == {"beats": ["BG/NBD"], "not": ["Pareto/NBD"]}
+    assert v["abs_bias"]["beats"] == ["BG/NBD", "Pareto/NBD"]  # |+9.0| < |-11.5|
+    assert v["auc"]["not"] == [] and v["brier"]["not"] == [] and v["ece"]["not"] == []
+    assert set(verdict(rows)) == {"LSTM-BTYD"}  # classic models get no verdict
+    only_bg = verdict({k: rows[k] for k in ("BG/NBD", "LSTM-BTYD")})["LSTM-BTYD"]
+    assert all(x["beats"] + x["not"] == ["BG/NBD"] for x in only_bg.values())
+    report = {"models": rows, "actual_holdout_total": 1.0, "verdict": verdict(rows)}
+    line = markdown_table(report).splitlines()[-1]
+    assert line.startswith("LSTM-BTYD vs the classic models run: corr: beats BG/NBD (not Pareto")
+
+
+def test_cdnow_cuts_default_to_the_published_protocol() -> None:
+    from training.evaluate import HOLD_END_MS, VALIDATION_CUTS, CdnowCut, cdnow_split
+
+    cut = CdnowCut()
+    assert cut.published and cut.end_ms == HOLD_END_MS
+    assert pd.Timestamp(cut.cut_ms, unit="ms", tz="UTC") == pd.Timestamp("1997-10-01", tz="UTC")
+    assert all(v.end_ms <= cut.cut_ms for v in VALIDATION_CUTS)  # never into the holdout
+    split = cdnow_split(cut=CdnowCut("sample", 26, 13))
+    assert len(split.users) == 2357 and split.end_ms == cut.cut_ms
+    assert split.calibration["ts"].max() < split.cut_ms
+    with pytest.raises(ValueError, match="week 78"):
+        cdnow_split(cut=CdnowCut("sample", 39, 40))
+    with pytest.raises(ValueError, match="population"):
+        cdnow_split(cut=CdnowCut("most", 39, 39))
