@@ -424,8 +424,9 @@ def _gaps_days(split: Split) -> F64:
     return np.asarray(np.diff(cal["ts"].to_numpy())[same] / DAY_MS, dtype=np.float64)
 
 
-# the lapse model's settings, chosen on VALIDATION_CUTS (see training/validation.py)
-CDNOW_LAPSE = LapseConfig()
+# the lapse model's settings, chosen on VALIDATION_CUTS by `decay evaluate cdnow --validation`
+# (training/validation.py: GRID["u16-e30-lr1e-3"], the lowest rank sum of 17 candidates)
+CDNOW_LAPSE = LapseConfig(units=16, epochs=30, learning_rate=1e-3)
 LAPSE_SEEDS = (0, 1, 2)
 CDNOW_MODELS = (
     "exp-decay", "arima", "bgnbd", "pareto",

@@ -555,3 +555,17 @@ def test_cdnow_cuts_default_to_the_published_protocol() -> None:
         cdnow_split(cut=CdnowCut("sample", 39, 40))
     with pytest.raises(ValueError, match="population"):
         cdnow_split(cut=CdnowCut("most", 39, 39))
+
+
+def test_the_cdnow_lapse_settings_are_a_validated_candidate() -> None:
+    from training.evaluate import CDNOW_LAPSE
+    from training.validation import GRID, rank_sum
+
+    assert GRID["u16-e30-lr1e-3"] == CDNOW_LAPSE
+    # the ranking: lower rank sums win, on every metric at once
+    scores = {
+        "a": {"corr": 0.5, "abs_bias": 1.0, "auc": 0.7, "brier": 0.15, "ece": 0.02},
+        "b": {"corr": 0.4, "abs_bias": 2.0, "auc": 0.6, "brier": 0.16, "ece": 0.03},
+        "c": {"corr": 0.6, "abs_bias": 3.0, "auc": 0.8, "brier": 0.14, "ece": 0.04},
+    }
+    assert rank_sum(scores) == {"a": 8.0, "b": 13.0, "c": 9.0}
