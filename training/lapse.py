@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from decay import btyd, lifetime
-from decay.features import HOUR_MS, EventTable, FeatureSpec, gather_windows, prepare_events
+from decay.features import EventTable, FeatureSpec, gather_windows, prepare_events
 from training.landmarks import STATIC, Histories, Rows, event_amounts, landmark_rows, landmark_times
 
 log = logging.getLogger(__name__)
@@ -385,4 +385,4 @@ def predict(
     }
 
 
-__all__ = ["HOUR_MS", "LapseConfig", "LapseModel", "build", "fit", "predict"]
+__all__ = ["LapseConfig", "LapseModel", "build", "fit", "predict", "whole_history"]

@@ -33,7 +33,7 @@ STEP_INPUTS = ("event", "h", "c", "static")
 STEP_OUTPUTS = ("h_next", "c_next", "params")
 
 
-def step_model(model: Any) -> Any:
+def step_model(model: Any, n_features: int) -> Any:
     """A Keras model of one step that shares the trained model's layers (and weights)."""
     import keras
     from keras import layers
@@ -42,7 +42,6 @@ def step_model(model: Any) -> Any:
     if rnn.__class__.__name__ != "LSTM":
         raise ExportError("the incremental step is built for the LSTM encoder only")
     units = rnn.cell.units
-    n_features = model.input["x"].shape[-1] if isinstance(model.input, dict) else None
     event = keras.Input((n_features,), name="event")
     h = keras.Input((units,), name="h")
     c = keras.Input((units,), name="c")
@@ -70,7 +69,7 @@ def to_onnx(result: LapseModel) -> Any:
     import tensorflow as tf
     import tf2onnx
 
-    step = step_model(result.model)
+    step = step_model(result.model, result.spec.n_features)
     units = result.config.units
     signature = (
         tf.TensorSpec((None, result.spec.n_features), tf.float32, name="event"),
