@@ -40,7 +40,7 @@ class Parity:
     atol: float
 
 
-def code_version() -> str:
+def code_version(sources: tuple[str, ...] = _SOURCES) -> str:
     """Package version plus a digest of the sources that define features and model."""
     try:
         pkg = version("decay")
@@ -48,7 +48,7 @@ def code_version() -> str:
         pkg = "0"
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for rel in _SOURCES:
+    for rel in sources:
         path = root / rel
         if path.is_file():
             digest.update(path.read_bytes())

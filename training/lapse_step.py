@@ -31,6 +31,15 @@ from training.lapse import LapseConfig, LapseModel, build
 log = logging.getLogger(__name__)
 STEP_INPUTS = ("event", "h", "c", "static")
 STEP_OUTPUTS = ("h_next", "c_next", "params")
+SOURCES = (
+    "decay/features.py",
+    "decay/btyd.py",
+    "decay/lifetime.py",
+    "decay/lapse_state.py",
+    "training/landmarks.py",
+    "training/lapse.py",
+    "training/lapse_step.py",
+)
 
 
 def step_model(model: Any, n_features: int) -> Any:
@@ -110,7 +119,7 @@ def _name_outputs(proto: Any) -> None:
 
 def card(result: LapseModel, proto: Any, holdout_metrics: dict[str, Any] | None) -> ModelCard:
     spec, cfg = result.spec, result.config
-    code = code_version()
+    code = code_version(SOURCES)
     return ModelCard(
         feature_spec_version=spec.version,
         seq_len=0,  # no window: the state carries the whole history
