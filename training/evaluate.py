@@ -869,6 +869,7 @@ def run_events(
     fold_config: TrainConfig | None = SMALL_LSTM,
     per_day: bool = False,
     lapse_seeds: Sequence[int] = LAPSE_SEEDS,
+    lapse_config: LapseConfig = EVENTS_LAPSE,
 ) -> dict[str, Any]:
     """The same metrics on a contract log: the last ``holdout_fraction`` of its time span is
     the holdout; calendar cuts every day for the neural models. With ``folds`` > 0, also a
@@ -881,7 +882,7 @@ def run_events(
     start, end = int(ts.min()), int(ts.max()) + 1
     cut = holdout_cut(start, end, holdout_fraction)
     split = make_split(events, cut, end)
-    preds = _predict(split, models, config, lapse_seeds=lapse_seeds)
+    preds = _predict(split, models, config, lapse_config, lapse_seeds)
     rows = {p.name: metrics(p, split) for p in preds}
     report: dict[str, Any] = {
         "protocol": f"time split at {_iso(cut)}",

@@ -569,3 +569,21 @@ def test_the_cdnow_lapse_settings_are_a_validated_candidate() -> None:
         "c": {"corr": 0.6, "abs_bias": 3.0, "auc": 0.8, "brier": 0.14, "ece": 0.04},
     }
     assert rank_sum(scores) == {"a": 8.0, "b": 13.0, "c": 9.0}
+
+
+def test_events_report_scores_the_lapse_model_in_days() -> None:
+    from training.evaluate import EVENTS_LAPSE, markdown_table, run_events
+
+    log = simulate(300, days=20, seed=4).events
+    cfg = dataclasses.replace(EVENTS_LAPSE, epochs=2, units=8)
+    report = run_events(
+        log, models=("pareto", "lapse", "lapse+pareto"), per_day=True,
+        lapse_seeds=(0,), lapse_config=cfg,
+    )  # fmt: skip
+    rows = report["models"]
+    assert set(rows) == {"Pareto/NBD", "LSTM-BTYD", "LSTM-BTYD+Pareto/NBD"}
+    for m in rows.values():
+        assert 0.0 <= m["brier"] <= 1.0 and 0.0 <= m["ece"] <= 1.0 and m["total"] > 0
+    assert report["info"]["LSTM-BTYD"]["config"]["unit_h"] == 24.0
+    assert set(report["verdict"]) == {"LSTM-BTYD", "LSTM-BTYD+Pareto/NBD"}
+    assert "LSTM-BTYD vs the classic models run:" in markdown_table(report)
