@@ -1,9 +1,12 @@
 """The lapse model: an LSTM encoder of the history, heads for a buy-till-you-die process.
 
-Per history (the user's events up to the last one, right-padded as in ``decay.features``, and
-the counters of :mod:`training.landmarks`), the encoder gives ``k0``, ``b0`` and ``p`` of
-:mod:`decay.btyd` (output ``params`` [B, 3]). The loss is the exact censored log-likelihood
-of the landmark windows (``decay.btyd.window_loglik``, here in TensorFlow). It is trained for a
+Per history (ALL the user's events up to the last one, right-padded as in ``decay.features``,
+and the counters of :mod:`decay.lapse_state`), the encoder gives ``k0``, ``b0`` and ``p`` of
+:mod:`decay.btyd`, and ``kappa``, the concentration of a Beta lapse chance (output ``params``
+[B, 4]; ``kappa`` is read only with ``dropout="beta"``; with ``dropout="exp"`` the third
+column is the lapse rate of :mod:`decay.lifetime`). The loss is the exact censored
+log-likelihood of the landmark windows (``window_loglik`` of those modules, here in
+TensorFlow; ``tests/train`` checks the two agree). It is trained for a
 fixed number of epochs (chosen on validation splits inside the calibration period, see
 :mod:`training.validation`): no early stopping, no refit, nothing of a holdout is seen.
 """
