@@ -14,6 +14,7 @@ from typing import Any
 from decay.errors import DecayError
 
 PREFIX = "decay."
+OPTIONAL = ("training_data", "holdout_metrics", "state_layout")  # older cards may lack them
 
 
 class CardError(DecayError, ValueError):
@@ -36,6 +37,8 @@ class ModelCard:
     code_version: str
     training_data: dict[str, Any] = field(default_factory=dict)
     holdout_metrics: dict[str, Any] = field(default_factory=dict)
+    # the per-user state an incremental step model reads and writes (empty: a window model)
+    state_layout: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in asdict(self).items()}
@@ -46,7 +49,7 @@ class ModelCard:
         for f in fields(cls):
             key = PREFIX + f.name
             if key not in meta:
-                if f.name in ("training_data", "holdout_metrics"):
+                if f.name in OPTIONAL:
                     continue
                 raise CardError(f"model card lacks {key!r}")
             try:

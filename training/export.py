@@ -41,7 +41,7 @@ class Parity:
     atol: float
 
 
-def code_version() -> str:
+def code_version(sources: tuple[str, ...] = _SOURCES) -> str:
     """Package version plus a digest of the sources that define features and model."""
     try:
         pkg = version("decay")
@@ -49,7 +49,7 @@ def code_version() -> str:
         pkg = "0"
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for rel in _SOURCES:
+    for rel in sources:
         path = root / rel
         if path.is_file():
             digest.update(path.read_bytes())
@@ -224,7 +224,8 @@ def export(
         created_at=created,
         code_version=code,
         training_data=trained.summary,
-        holdout_metrics=holdout_metrics or dict(trained.summary.get("holdout", {})),
+        # only from an evaluation on data the model never saw (``export --metrics``)
+        holdout_metrics=holdout_metrics or {},
     )
     write_card(proto, card)
     proto.producer_name = "decay"
