@@ -237,6 +237,18 @@ def launch_child(
         )
 
 
+def wait_child(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> None:
+    """Wait (bounded) for a child's result file ``out``, then give it 90 s to shut down."""
+    deadline = time.monotonic() + timeout
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # a file written by another process: there is no event to wait on
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def is_child_call(argv: list[str]) -> bool:
     """This script was started by ``launch_child``."""
     return len(argv) == 3 and argv[1] == "_child"

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     machine_note,
     new_run_dir,
     start_broker,
+    wait_child,
     worker_settings_from_env,
     write_figures,
 )
@@ -150,14 +151,7 @@ def launch(label: str, spec: dict[str, Any], run_dir: Path) -> tuple[subprocess.
 
 
 def wait_result(proc: subprocess.Popen, out: Path, log_path: Path, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
+    wait_child(proc, out, timeout)
     if not out.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
         raise SystemExit(f"worker gave no result (exit {proc.returncode}); log {log_path}:\n{tail}")

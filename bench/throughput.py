@@ -37,7 +37,6 @@ import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +59,7 @@ from bench.common import (  # noqa: E402
     machine_note,
     new_run_dir,
     start_broker,
+    wait_child,
     write_figures,
 )
 
@@ -408,15 +408,7 @@ def run_child(
     }
     log_path = run_dir / f"{label}.log"
     proc = launch_child(__file__, spec, log_path)
-    # Wait for the result file, bounded; then give the child time to shut down.
-    deadline = time.monotonic() + args.timeout
-    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
+    wait_child(proc, out, args.timeout)
     if not out.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
         return {
