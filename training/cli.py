@@ -88,7 +88,8 @@ def evaluate(
     import dataclasses
 
     from training.data import clean, load_events
-    from training.evaluate import SMALL_LSTM, markdown_table, run_events, write_report
+    from training.evaluate import SMALL_LSTM, run_events
+    from training.reports import markdown_table, write_report
     from training.train import TrainConfig
 
     df, _ = clean(load_events(events))
@@ -122,7 +123,8 @@ def evaluate_sim(
     """Simulate a log, split it in time, score the models, and compare their dormancy alerts
     with the simulator's ground truth (user churned for good before the end of the holdout)."""
     _quiet_tensorflow()
-    from training.evaluate import markdown_table, run_sim, write_report
+    from training.evaluate import run_sim
+    from training.reports import markdown_table, write_report
 
     report = run_sim(users, days, seed, models=_models(models))
     typer.echo(markdown_table(report))
@@ -155,10 +157,12 @@ def evaluate_cdnow(
         ),
     ] = False,
 ) -> None:
-    """The CDNOW protocol of DESIGN.md (default: the published cut): one markdown table, and
+    """The CDNOW protocol of docs/design.md (default: the published cut): one markdown table, and
     JSON."""
     _quiet_tensorflow()
-    from training.evaluate import CdnowCut, markdown_table, run_cdnow, write_report
+    from training.evaluate import run_cdnow
+    from training.reports import markdown_table, write_report
+    from training.splits import CdnowCut
 
     if validation:
         from training.validation import validate, validation_table

@@ -1,4 +1,4 @@
-"""Model quality: the CDNOW protocol (DESIGN.md), and a time split of any event log.
+"""Model quality: the CDNOW protocol (docs/design.md), and a time split of any event log.
 
 CDNOW (Fader, Hardie and Lee 2005): the 2,357-customer sample; weeks 1-39 (1997-01-01 to
 1997-09-30) calibrate, weeks 40-78 (1997-10-01 to 1998-06-30) are the holdout; purchases on
@@ -16,46 +16,57 @@ the holdout and P(at least one). Metrics, per model:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from decay.features import HOUR_MS, FeatureSpec
-from decay.window import Window
 from training.baselines import (
     Prediction,
-    Rfm,
     arima_daily,
     bg_nbd,
     exponential_decay,
     pareto_nbd,
 )
-from training.data import DAY_MS, collapse_same_day, load_events
+from training.data import DAY_MS, collapse_same_day
 from training.lapse import LapseConfig
+from training.metrics import alert_metrics, metrics
+from training.reports import iso_time, verdict
+from training.splits import (
+    F64,
+    HOLDOUT_WEEKS,
+    VALIDATION_CUTS,
+    WEEK_H,
+    CdnowCut,
+    Split,
+    cdnow_split,
+    extend_window,
+    fold_cuts,
+    holdout_cut,
+    make_split,
+    user_windows,
+)
 from training.train import TrainConfig, TrainResult, train
 
 log = logging.getLogger(__name__)
-F64 = npt.NDArray[np.float64]
 
-CAL_END_MS = int(pd.Timestamp("1997-10-01", tz="UTC").value // 10**6)  # end of week 39
-HOLD_END_MS = int(pd.Timestamp("1998-07-01", tz="UTC").value // 10**6)  # end of week 78
-WEEK_H = 168.0
-HOLDOUT_WEEKS = 39.0
+
 FHL_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+
+
 # hazard bins for purchase data (weeks); the last, open bin starts inside the 39 calibration
 # weeks so that it is learned from data, not extrapolated from initial weights
 CDNOW_SPEC = FeatureSpec(
     bin_edges_h=tuple(w * WEEK_H for w in (0, 1, 2, 4, 8, 12, 16, 20, 26, 32)),
     horizon_h=HOLDOUT_WEEKS * WEEK_H,
 )
+
+
 # weekly cuts like the question asked at week 39; bins at quantiles of the observed gaps
 # (chosen on the validation split inside the calibration weeks, never on the holdout)
 CDNOW_TRAIN = TrainConfig(
@@ -67,166 +78,6 @@ CDNOW_TRAIN = TrainConfig(
     quantile_bins=10,
     verbose=0,
 )
-
-
-@dataclass(frozen=True)
-class Split:
-    """A calibration/holdout split of a purchase-like log, one row per customer."""
-
-    users: npt.NDArray[np.object_]
-    calibration: pd.DataFrame  # events up to cut_ms (one per user and day for CDNOW)
-    cut_ms: int
-    end_ms: int
-    rfm: Rfm  # in weeks
-    actual: F64  # holdout events per customer
-    first_after_days: F64  # days from the cut to the first holdout event (end if none)
-    bought: npt.NDArray[np.bool_]
-
-    @property
-    def holdout_days(self) -> float:
-        return (self.end_ms - self.cut_ms) / DAY_MS
-
-
-def make_split(events: pd.DataFrame, cut_ms: int, end_ms: int) -> Split:
-    """Customers with an event before ``cut_ms``; their RFM summary and holdout outcome."""
-    cal = events[events["ts"] < cut_ms]
-    hold = events[(events["ts"] >= cut_ms) & (events["ts"] < end_ms)]
-    g = cal.groupby("user_id", sort=True)["ts"]
-    first, last, n = g.min(), g.max(), g.size()
-    users = first.index.to_numpy(dtype=object)
-    # T to the end of the calibration's last day, as lifetimes counts it (noon-to-noon days)
-    cal_last_day = (cut_ms - 1) // DAY_MS
-    first_day, last_day = first.to_numpy() // DAY_MS, last.to_numpy() // DAY_MS
-    rfm = Rfm(
-        frequency=(n.to_numpy() - 1).astype(np.float64),
-        recency=(last_day - first_day) / 7.0,
-        T=(cal_last_day - first_day) / 7.0,
-        n_events=n.to_numpy().astype(np.float64),
-        holdout_length=(end_ms - cut_ms) / (7 * DAY_MS),
-    )
-    hold = hold[hold["user_id"].isin(first.index)]
-    hg = hold.groupby("user_id")["ts"]
-    actual = hg.size().reindex(first.index, fill_value=0).to_numpy().astype(np.float64)
-    first_hold = hg.min().reindex(first.index).to_numpy(dtype=np.float64, na_value=np.nan)
-    bought = ~np.isnan(first_hold)
-    after = np.where(bought, (first_hold - cut_ms) / DAY_MS, (end_ms - cut_ms) / DAY_MS)
-    return Split(users, cal.reset_index(drop=True), cut_ms, end_ms, rfm, actual, after, bought)
-
-
-CDNOW_START_MS = int(pd.Timestamp("1997-01-01", tz="UTC").value // 10**6)  # start of week 1
-WEEK_MS = 7 * DAY_MS
-
-
-@dataclass(frozen=True)
-class CdnowCut:
-    """Which customers, and where the calibration and the holdout end (in weeks)."""
-
-    population: str = "sample"  # "sample" (2,357 customers) or "full" (23,570)
-    calibration_weeks: int = 39
-    holdout_weeks: int = 39
-
-    @property
-    def cut_ms(self) -> int:
-        return CDNOW_START_MS + self.calibration_weeks * WEEK_MS
-
-    @property
-    def end_ms(self) -> int:
-        return self.cut_ms + self.holdout_weeks * WEEK_MS
-
-    @property
-    def published(self) -> bool:
-        return self == CdnowCut()
-
-    def describe(self) -> str:
-        who = "CDNOW sample" if self.population == "sample" else "CDNOW full"
-        c, h = self.calibration_weeks, self.holdout_weeks
-        text = (
-            f"{who}: weeks 1-{c} calibration, {c + 1}-{c + h} holdout, same-day purchases "
-            f"once, T in weeks to the end of week {c}"
-        )
-        return text + (" (FHL 2005)" if self.published else "")
-
-
-# validation splits inside the published calibration weeks 1-39 (the holdout stays unseen);
-# horizons of 26, 19 and 13 weeks, the longest as near the question's 39 as weeks 1-39 allow
-VALIDATION_CUTS = (
-    CdnowCut("sample", 13, 26),
-    CdnowCut("sample", 20, 19),
-    CdnowCut("sample", 26, 13),
-)
-
-
-def cdnow_events(population: str = "sample") -> pd.DataFrame:
-    if population not in ("sample", "full"):
-        raise ValueError(f"population must be 'sample' or 'full', not {population!r}")
-    return collapse_same_day(load_events("cdnow-sample" if population == "sample" else "cdnow"))
-
-
-def cdnow_split(
-    sample: bool = True, validation: bool = False, cut: CdnowCut | None = None
-) -> Split:
-    """The protocol's split (or ``cut``); ``validation=True`` is weeks 1-26 vs 27-39, inside
-    the calibration period, for choosing settings without looking at the holdout."""
-    if cut is None:
-        cut = VALIDATION_CUTS[-1] if validation else CdnowCut("sample" if sample else "full")
-    if cut.end_ms > HOLD_END_MS:
-        raise ValueError("the CDNOW log ends with week 78")
-    events = cdnow_events(cut.population)
-    return make_split(events[events["ts"] < cut.end_ms], cut.cut_ms, cut.end_ms)
-
-
-# --- metrics ------------------------------------------------------------------------------
-
-
-def auc(score: F64, label: npt.NDArray[np.bool_]) -> float:
-    """Area under the ROC curve (ties count half), by ranks."""
-    pos = int(label.sum())
-    neg = label.shape[0] - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def ece(p: F64, label: npt.NDArray[np.bool_], bins: int = 10) -> float:
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += float(m.mean()) * abs(float(p[m].mean()) - float(label[m].mean()))
-    return total
-
-
-def concordance(risk: F64, time_to: F64, observed: npt.NDArray[np.bool_]) -> float:
-    """Harrell's C: among pairs where the earlier time is an observed event, the share where
-    that one has the higher risk (ties in risk count half)."""
-    ti, tj = time_to[:, None], time_to[None, :]
-    usable = observed[:, None] & (ti < tj)
-    ri, rj = risk[:, None], risk[None, :]
-    conc = (ri > rj) + 0.5 * (ri == rj)
-    n = usable.sum()
-    return float((conc * usable).sum() / n) if n else float("nan")
-
-
-def metrics(pred: Prediction, split: Split) -> dict[str, float]:
-    y = split.bought
-    p = np.clip(pred.p_any, 0.0, 1.0)
-    total = float(pred.expected.sum())
-    actual = float(split.actual.sum())
-    return {
-        "corr": float(np.corrcoef(pred.expected, split.actual)[0, 1]),
-        "total": total,
-        "actual_total": actual,
-        "bias_pct": 100.0 * (total - actual) / actual,
-        "auc": auc(p, y),
-        "brier": float(np.mean((p - y) ** 2)),
-        "ece": ece(p, y),
-        "c_index": concordance(p, split.first_after_days, y),
-    }
-
-
-# --- the LSTM on a split ------------------------------------------------------------------
 
 
 def lstm_prediction(
@@ -281,61 +132,6 @@ def predict_at(
     return {"p_any": p_any, "expected": expected, "rate": rate, "elapsed_h": elapsed_h}
 
 
-def user_windows(events: pd.DataFrame, users: Sequence[Any]) -> list[Window]:
-    """Each user's full history as a :class:`Window` (what the stream state would hold)."""
-    from decay.features import type_code
-
-    df = events.sort_values(["user_id", "ts"], kind="stable")
-    groups = {str(k): g for k, g in df.groupby("user_id", sort=False)}
-    out = []
-    for u in users:
-        g = groups.get(str(u))
-        if g is None:
-            out.append(
-                Window(
-                    np.zeros(0, np.int64),
-                    np.zeros(0, np.uint8),
-                    np.zeros(0, np.uint8),
-                    np.zeros(0, np.float32),
-                    (),
-                    0,
-                    0,
-                )
-            )
-            continue
-        cats = g["category"].astype(object).where(g["category"].notna(), None).tolist()
-        names = tuple(dict.fromkeys(c for c in cats if c is not None))
-        index = {c: i for i, c in enumerate(names)}
-        out.append(
-            Window(
-                ts=g["ts"].to_numpy(np.int64),
-                types=np.array([type_code(str(t)) for t in g["type"]], dtype=np.uint8),
-                cats=np.array([index.get(c, 255) if c else 255 for c in cats], dtype=np.uint8),
-                prices=g["price"].to_numpy(np.float64, na_value=0.0).astype(np.float32),
-                categories=names,
-                n_total=len(g),
-                first_ts_ms=int(g["ts"].iloc[0]),
-            )
-        )
-    return out
-
-
-def _extend(w: Window, extra_ts: list[int]) -> Window:
-    """The window with repeats of its last event at ``extra_ts`` (a simulated future)."""
-    if not extra_ts:
-        return w
-    k = len(extra_ts)
-    return Window(
-        ts=np.concatenate([w.ts, np.asarray(extra_ts, np.int64)]),
-        types=np.concatenate([w.types, np.repeat(w.types[-1:], k)]),
-        cats=np.concatenate([w.cats, np.repeat(w.cats[-1:], k)]),
-        prices=np.concatenate([w.prices, np.repeat(w.prices[-1:], k)]),
-        categories=w.categories,
-        n_total=w.n_total + k,
-        first_ts_ms=w.first_ts_ms,
-    )
-
-
 def sample_counts(
     result: TrainResult,
     events: pd.DataFrame,
@@ -373,7 +169,7 @@ def sample_counts(
     for step in range(max_events):
         if active.shape[0] == 0:
             break
-        wins = [_extend(base[path_user[i]], extra[i]) for i in active]
+        wins = [extend_window(base[path_user[i]], extra[i]) for i in active]
         x, lengths = encode_windows(wins, spec)
         # trim the padding to a power of two: few distinct shapes, few TF retracings
         longest = max(int(lengths.max(initial=0)), 1)
@@ -405,9 +201,6 @@ def sample_counts(
     return per_path.reshape(n, n_samples).mean(axis=1)
 
 
-# --- the CDNOW run ------------------------------------------------------------------------
-
-
 def _daily_counts(split: Split) -> list[F64]:
     cal = split.calibration
     day = cal["ts"].to_numpy() // DAY_MS
@@ -432,13 +225,15 @@ def _gaps_days(split: Split) -> F64:
 # the lapse model's settings, chosen on VALIDATION_CUTS by `decay evaluate cdnow --validation`
 # (training/validation.py: GRID["u16-e15"], the lowest rank sum of 19 candidates, 3 cuts)
 CDNOW_LAPSE = LapseConfig(units=16, epochs=15)
+
+
 LAPSE_SEEDS = (0, 1, 2)
+
+
 CDNOW_MODELS = (
     "exp-decay", "arima", "bgnbd", "pareto",
     "lapse", "lapse+pareto", "lapse-exp", "lapse-gru", "lstm", "gru",
 )  # fmt: skip
-NEURAL = ("LSTM", "GRU")  # and every LSTM-BTYD* / GRU-BTYD* row (see is_neural)
-CLASSIC = ("exp-decay", "arima", "BG/NBD", "Pareto/NBD")
 
 
 def lapse_runs(
@@ -601,154 +396,9 @@ def _run_models(
     return preds, trained, timings
 
 
-# metric -> (key in the row, higher is better); |bias| is compared by its absolute value
-VERDICT_METRICS: dict[str, tuple[str, bool]] = {
-    "corr": ("corr", True),
-    "abs_bias": ("bias_pct", False),
-    "auc": ("auc", True),
-    "brier": ("brier", False),
-    "ece": ("ece", False),
-}
-
-
-def is_neural(name: str) -> bool:
-    return name in NEURAL or name.split("+")[0].split("-")[0] in NEURAL
-
-
-def verdict(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, list[str]]]]:
-    """For each neural model and metric: which of the classic models THAT WERE RUN it beats,
-    and which it does not (``{"LSTM-BTYD": {"corr": {"beats": [...], "not": [...]}}}``)."""
-    refs = [k for k in CLASSIC if k in rows]
-    out: dict[str, dict[str, dict[str, list[str]]]] = {}
-    for name in rows:
-        if not is_neural(name) or not refs:
-            continue
-        m = rows[name]
-        per: dict[str, dict[str, list[str]]] = {}
-        for metric, (key, higher) in VERDICT_METRICS.items():
-
-            def value(row: dict[str, float], key: str = key) -> float:
-                return abs(row[key]) if key == "bias_pct" else row[key]
-
-            beats = [
-                r for r in refs
-                if (value(m) > value(rows[r]) if higher else value(m) < value(rows[r]))
-            ]  # fmt: skip
-            per[metric] = {"beats": beats, "not": [r for r in refs if r not in beats]}
-        out[name] = per
-    return out
-
-
-def verdict_lines(report: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, per in report.get("verdict", {}).items():
-        parts = []
-        for metric, v in per.items():
-            text = f"{metric}: beats {', '.join(v['beats']) or 'none'}"
-            if v["not"]:
-                text += f" (not {', '.join(v['not'])})"
-            parts.append(text)
-        lines.append(f"{name} vs the classic models run: " + "; ".join(parts))
-    return lines
-
-
-def markdown_table(report: dict[str, Any]) -> str:
-    lines = [
-        "| model | corr | holdout total (bias) | AUC | Brier | ECE | C-index |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, m in report["models"].items():
-        lines.append(
-            f"| {name} | {m['corr']:.3f} | {m['total']:,.0f} ({m['bias_pct']:+.1f}%) | "
-            f"{m['auc']:.3f} | {m['brier']:.3f} | {m['ece']:.3f} | {m['c_index']:.3f} |"
-        )
-    lines.append(f"\nactual holdout total: {report['actual_holdout_total']:,.0f}")
-    if "bgnbd_matches_fhl" in report:
-        params = report["info"].get("BG/NBD", {})
-        lines.append(
-            f"BG/NBD parameters {params}: "
-            + ("match" if report["bgnbd_matches_fhl"] else "DO NOT match")
-            + " FHL 2005 (r=0.243, alpha=4.414, a=0.793, b=2.426)"
-        )
-    lines.extend(verdict_lines(report))
-    if "alerts" in report:
-        lines.append(
-            alerts_table(
-                report["alerts"],
-                "dormancy alerts (P(active in the holdout) < theta) vs no event in the holdout",
-            )
-        )
-    if "alerts_vs_truth" in report:
-        lines.append(
-            alerts_table(
-                report["alerts_vs_truth"],
-                "dormancy alerts vs the simulator's truth (churned for good before the "
-                f"end of the holdout; {report['churned_share']:.1%} of users, "
-                f"{report['churned_before_cut_share']:.1%} already before the cut)",
-            )
-        )
-    if "cv" in report:
-        lines.append(folds_table(report["cv"]))
-    return "\n".join(lines)
-
-
-def write_report(report: dict[str, Any], path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=2, default=float) + "\n")
-
-
-# --- dormancy alerts --------------------------------------------------------------------
-
-# the worker's default is 0.2 (decay/settings.py ``threshold``)
-THETAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def alert_metrics(
-    p_any: F64, dormant: npt.NDArray[np.bool_], thetas: Sequence[float] = THETAS
-) -> dict[str, dict[str, float]]:
-    """Alerts "dormant at the cut" = ``p_any < theta`` against the ``dormant`` truth.
-
-    Per theta: ``precision`` (share of flagged users that are dormant; NaN if none flagged),
-    ``recall`` (share of dormant users flagged; NaN if none dormant) and ``flagged`` (share
-    of all users flagged).
-    """
-    p = np.asarray(p_any, dtype=np.float64)
-    truth = np.asarray(dormant, dtype=bool)
-    out: dict[str, dict[str, float]] = {}
-    for theta in thetas:
-        flag = p < theta
-        tp = float((flag & truth).sum())
-        n_flag, n_true = float(flag.sum()), float(truth.sum())
-        out[f"{theta:.1f}"] = {
-            "precision": tp / n_flag if n_flag else float("nan"),
-            "recall": tp / n_true if n_true else float("nan"),
-            "flagged": n_flag / p.shape[0] if p.shape[0] else float("nan"),
-        }
-    return out
-
-
-def alerts_table(alerts: dict[str, dict[str, dict[str, float]]], title: str) -> str:
-    """One row per model and theta: precision, recall, share flagged."""
-    lines = [
-        f"\n{title}",
-        "",
-        "| model | theta | precision | recall | flagged |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, per in alerts.items():
-        for theta, m in per.items():
-            lines.append(
-                f"| {name} | {theta} | {m['precision']:.3f} | {m['recall']:.3f} | "
-                f"{m['flagged']:.3f} |"
-            )
-    return "\n".join(lines)
-
-
 def _alerts(preds: Sequence[Prediction], split: Split) -> dict[str, dict[str, dict[str, float]]]:
     return {p.name: alert_metrics(p.p_any, ~split.bought) for p in preds}
 
-
-# --- any event log: a time split ------------------------------------------------------------
 
 SMALL_LSTM = TrainConfig(
     cut_every_h=24.0, refit=False, verbose=0, epochs=3, units=16, max_examples=5000
@@ -771,37 +421,6 @@ def _predict(
     return _run_models(split, models, spec, cfg, lapse_config, lapse_seeds)[0]
 
 
-def holdout_cut(start: int, end: int, holdout_fraction: float) -> int:
-    cut = start + int((end - start) * (1 - holdout_fraction))
-    return cut - cut % DAY_MS  # a day boundary
-
-
-def fold_cuts(
-    start: int, end: int, folds: int, holdout_fraction: float = 0.3
-) -> list[tuple[int, int]]:
-    """Rolling-origin folds: ``(cut, holdout_end)`` pairs moving forward through the log.
-
-    The last ``holdout_fraction`` of the span (from a day boundary) is cut into ``folds``
-    consecutive windows of equal length (whole days, at least one); fold i calibrates on
-    everything before its cut and holds out the next window.
-    """
-    if folds < 1:
-        raise ValueError("folds must be >= 1")
-    first = holdout_cut(start, end, holdout_fraction)
-    length = max(DAY_MS, (end - first) // folds // DAY_MS * DAY_MS)
-    out = []
-    for i in range(folds):
-        cut = first + i * length
-        if cut + length > end:
-            break
-        out.append((cut, cut + length))
-    return out
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
-
-
 def rolling_origin(
     events: pd.DataFrame,
     folds: int = 3,
@@ -818,8 +437,8 @@ def rolling_origin(
         preds = _predict(split, models, config, lapse_seeds=(0,))
         out.append(
             {
-                "cut": _iso(cut),
-                "end": _iso(stop),
+                "cut": iso_time(cut),
+                "end": iso_time(stop),
                 "customers": len(split.users),
                 "actual_holdout_total": float(split.actual.sum()),
                 "models": {p.name: metrics(p, split) for p in preds},
@@ -838,26 +457,6 @@ def rolling_origin(
                 for th, m in per.items()
             }
     return {"folds": out, "mean": mean, "alerts_mean": alert_mean}
-
-
-def folds_table(cv: dict[str, Any]) -> str:
-    lines = [
-        "\nrolling-origin folds",
-        "",
-        "| fold | cut | model | corr | bias | AUC | Brier | ECE | C-index |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows = [(str(i + 1), f["cut"][:10], f["models"]) for i, f in enumerate(cv["folds"])]
-    rows.append(("mean", "", cv["mean"]))
-    for fold, cut, models in rows:
-        for name, m in models.items():
-            lines.append(
-                f"| {fold} | {cut} | {name} | {m['corr']:.3f} | {m['bias_pct']:+.1f}% | "
-                f"{m['auc']:.3f} | {m['brier']:.3f} | {m['ece']:.3f} | {m['c_index']:.3f} |"
-            )
-    if cv["alerts_mean"]:
-        lines.append(alerts_table(cv["alerts_mean"], "dormancy alerts, mean over the folds"))
-    return "\n".join(lines)
 
 
 def run_events(
@@ -885,7 +484,7 @@ def run_events(
     preds = _predict(split, models, config, lapse_config, lapse_seeds)
     rows = {p.name: metrics(p, split) for p in preds}
     report: dict[str, Any] = {
-        "protocol": f"time split at {_iso(cut)}",
+        "protocol": f"time split at {iso_time(cut)}",
         "customers": len(split.users),
         "actual_holdout_total": float(split.actual.sum()),
         "models": rows,
@@ -896,9 +495,6 @@ def run_events(
     if folds > 0:
         report["cv"] = rolling_origin(events, folds, holdout_fraction, models, fold_config)
     return report
-
-
-# --- the simulator: against its ground truth ----------------------------------------------
 
 
 def run_sim(
@@ -931,7 +527,7 @@ def run_sim(
     rows = {p.name: metrics(p, split) for p in preds}
     return {
         "protocol": f"simulate(n_users={n_users}, days={days}, seed={seed}); "
-        f"time split at {_iso(cut)}",
+        f"time split at {iso_time(cut)}",
         "customers": len(split.users),
         "actual_holdout_total": float(split.actual.sum()),
         "churned_share": float(gone.mean()),

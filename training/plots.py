@@ -13,7 +13,7 @@ from decay.features import HOUR_MS, encode_windows
 
 if TYPE_CHECKING:
     from training.baselines import Prediction
-    from training.evaluate import Split
+    from training.splits import Split
     from training.train import TrainResult
 
 
@@ -54,7 +54,7 @@ def calibration_plot(preds: Sequence[Prediction], split: Split, path: Path, bins
 def interest_plot(result: TrainResult, split: Split, path: Path, n_users: int = 4) -> None:
     """Interest I(t) = P(purchase within H | silent since the last one) over calendar time for
     a few customers, recomputed at each of their purchases; purchases marked."""
-    from training.evaluate import user_windows
+    from training.splits import user_windows
 
     plt = _pyplot()
     spec = result.spec

@@ -254,7 +254,7 @@ def validation_metrics(
     """On the time-based validation split: hazard NLL per example, and AUC / Brier of
     "another event within the horizon" where the whole horizon is observed."""
     from decay import survival
-    from training.evaluate import auc
+    from training.metrics import auc
 
     nll: list[float] = []
     probs: list[np.ndarray] = []

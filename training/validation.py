@@ -20,15 +20,10 @@ from typing import Any
 import numpy as np
 
 from training.baselines import Prediction, bg_nbd, pareto_nbd
-from training.evaluate import (
-    VALIDATION_CUTS,
-    CdnowCut,
-    cdnow_split,
-    lapse_runs,
-    metrics,
-    seed_mean,
-)
+from training.evaluate import lapse_runs, seed_mean
 from training.lapse import LapseConfig
+from training.metrics import metrics
+from training.splits import VALIDATION_CUTS, CdnowCut, cdnow_split
 
 log = logging.getLogger(__name__)
 RANKED = {"corr": True, "abs_bias": False, "auc": True, "brier": False, "ece": False}

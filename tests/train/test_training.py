@@ -220,7 +220,8 @@ def test_gru_variant_trains_but_export_refuses_a_loop_graph(sim: pd.DataFrame) -
 
 
 def test_tiny_cdnow_run_end_to_end(tmp_path: Path) -> None:
-    from training.evaluate import CDNOW_TRAIN, markdown_table, run_cdnow, write_report
+    from training.evaluate import CDNOW_TRAIN, run_cdnow
+    from training.reports import markdown_table, write_report
 
     cfg = dataclasses.replace(
         CDNOW_TRAIN, units=8, epochs=1, max_examples=2000, refit=False, verbose=0
@@ -317,7 +318,7 @@ def test_quantile_bin_edges_put_observed_gaps_in_every_bin() -> None:
 
 
 def test_alert_precision_recall_on_hand_made_numbers() -> None:
-    from training.evaluate import alert_metrics
+    from training.metrics import alert_metrics
 
     p = np.array([0.05, 0.15, 0.25, 0.6, 0.9, 0.12])
     dormant = np.array([True, True, False, False, True, False])
@@ -330,7 +331,7 @@ def test_alert_precision_recall_on_hand_made_numbers() -> None:
 
 
 def test_rolling_origin_fold_cut_points() -> None:
-    from training.evaluate import fold_cuts
+    from training.splits import fold_cuts
 
     start = 1_700_006_400_000  # a UTC midnight
     end = start + 30 * DAY + 5 * HOUR_MS
@@ -349,7 +350,8 @@ def test_rolling_origin_fold_cut_points() -> None:
 
 
 def test_events_report_has_alerts_and_folds() -> None:
-    from training.evaluate import markdown_table, run_events
+    from training.evaluate import run_events
+    from training.reports import markdown_table
 
     log = simulate(300, days=20, seed=3).events
     report = run_events(log, models=("exp-decay",), folds=2, per_day=True)
@@ -388,8 +390,8 @@ def test_lapse_loss_in_tensorflow_is_the_numpy_likelihood(dropout: str) -> None:
 def test_lapse_model_learns_who_is_gone_on_a_small_log() -> None:
     """A few epochs on CDNOW's first 26 weeks: the likelihood improves, the fit is the same
     for the same seed, and silent customers get a lower P(purchase) than recent ones."""
-    from training.evaluate import CdnowCut, cdnow_split
     from training.lapse import LapseConfig, fit, predict
+    from training.splits import CdnowCut, cdnow_split
 
     split = cdnow_split(cut=CdnowCut("sample", 20, 6))
     spec = FeatureSpec(seq_len=16, horizon_h=6 * 168.0)
@@ -447,10 +449,10 @@ def test_lapse_step_model_step_by_step_equals_the_whole_history(tmp_path: Path) 
     from decay.card import read_card
     from decay.features import event_features, gather_windows
     from decay.lapse_state import Counters, static_features
-    from training.evaluate import CdnowCut, cdnow_split
     from training.landmarks import event_amounts, table_order
     from training.lapse import LapseConfig, fit, whole_history
     from training.lapse_step import export, load, save, whole_history_states
+    from training.splits import CdnowCut, cdnow_split
 
     split = cdnow_split(cut=CdnowCut("sample", 20, 6))
     spec = FeatureSpec(horizon_h=6 * 168.0)
@@ -516,7 +518,7 @@ def test_lapse_step_model_step_by_step_equals_the_whole_history(tmp_path: Path) 
 
 
 def test_verdict_names_only_the_models_run_and_beaten_metric_by_metric() -> None:
-    from training.evaluate import markdown_table, verdict
+    from training.reports import markdown_table, verdict
 
     def row(corr: float, bias: float, auc: float, brier: float, ece: float) -> dict[str, float]:
         return {
@@ -542,7 +544,7 @@ def test_verdict_names_only_the_models_run_and_beaten_metric_by_metric() -> None
 
 
 def test_cdnow_cuts_default_to_the_published_protocol() -> None:
-    from training.evaluate import HOLD_END_MS, VALIDATION_CUTS, CdnowCut, cdnow_split
+    from training.splits import HOLD_END_MS, VALIDATION_CUTS, CdnowCut, cdnow_split
 
     cut = CdnowCut()
     assert cut.published and cut.end_ms == HOLD_END_MS
@@ -572,7 +574,8 @@ def test_the_cdnow_lapse_settings_are_a_validated_candidate() -> None:
 
 
 def test_events_report_scores_the_lapse_model_in_days() -> None:
-    from training.evaluate import EVENTS_LAPSE, markdown_table, run_events
+    from training.evaluate import EVENTS_LAPSE, run_events
+    from training.reports import markdown_table
 
     log = simulate(300, days=20, seed=4).events
     cfg = dataclasses.replace(EVENTS_LAPSE, epochs=2, units=8)
