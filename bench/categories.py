@@ -3,7 +3,7 @@
     .venv/bin/python bench/categories.py --users 1000 --days 60 --seed 11
     .venv/bin/python bench/categories.py --users 2000 --days 120 --seed 11
 
-Simulates a log (``decay.simulate``, fixed seed), runs it through the worker's processor in
+Simulates a log (``training.simulate``, fixed seed), runs it through the worker's processor in
 memory (the shipped ONNX model unless ``--scorer baseline``) in batches of 500, and reads
 each ``category_decay`` alert against the simulator's truth. An alert about user u and
 category c at event time t is *right* when u's true preference for c at t (the simulator's
@@ -28,13 +28,13 @@ import numpy as np
 
 from decay.eventlog import frame_to_records
 from decay.settings import Settings
-from decay.simulate import CATEGORY_NAMES, simulate
 from decay_cli.replay import encode
 from stream_app.app import processor_config
 from stream_app.processor import Processor, Record
 from stream_app.queries import partition_for
 from stream_app.rollout import load_scorer
 from stream_app.store import MemoryStore
+from training.simulate import CATEGORY_NAMES, simulate
 
 
 def parse_ms(text: str) -> int:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/latency.py
 
 On a private broker (``KafkaBroker`` on 127.0.0.1:19392/19393, data in /tmp/bench-kafka, as
-bench/throughput.py), with simulator traffic (``decay.simulate``, events in time order,
+bench/throughput.py), with simulator traffic (``training.simulate``, events in time order,
 keyed by user id, ``--partitions`` partitions), and ONE worker (``stream_app.app.create_app``
 with the ONNX LSTM scorer, in a child process, its scores topic on with
 ``score_min_change=0``: one score message per event, carrying ``event_id``):
@@ -129,7 +129,7 @@ def simulate_events(args: argparse.Namespace) -> tuple[Any, float]:
     """The simulation's events in time order, and the half-life fitted on the first
     ``--events`` of them (for the worker's settings; the ONNX scorer ignores it)."""
     from decay.scoring import fit_half_life, gaps_from_events
-    from decay.simulate import simulate
+    from training.simulate import simulate
 
     events = simulate(n_users=args.users, days=args.days, seed=args.seed).events
     head = events.iloc[: args.events]

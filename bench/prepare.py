@@ -7,8 +7,8 @@ import argparse
 import time
 
 from decay.features import FeatureSpec, prepare_events
-from decay.simulate import simulate, users_for_events
 from training.data import clean
+from training.simulate import simulate, users_for_events
 
 
 def main() -> None:

@@ -25,13 +25,13 @@ from dataclasses import replace
 
 from decay.eventlog import frame_to_records
 from decay.settings import Settings
-from decay.simulate import simulate
 from decay_cli.replay import encode
 from stream_app.app import processor_config
 from stream_app.processor import Processor, ProcessorConfig, Record
 from stream_app.queries import partition_for
 from stream_app.rollout import load_scorer
 from stream_app.store import MemoryStore
+from training.simulate import simulate
 
 
 def records(users: int, events: int, partitions: int, seed: int) -> list[Record]:

@@ -68,9 +68,9 @@ PORT = 19592
 CONTROLLER_PORT = 19593
 BROKER_DIR = Path("/tmp/scale-kafka")
 TABLE = "user-state"  # create_app's table; its changelog is "<app id>-user-state-changelog"
-T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, as decay.simulate starts
+T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, as training.simulate starts
 TYPES = ("view", "click", "cart", "search", "purchase", "wishlist", "other")
-TYPE_WEIGHTS = (0.66, 0.20, 0.05, 0.04, 0.02, 0.015, 0.015)  # about decay.simulate's mix
+TYPE_WEIGHTS = (0.66, 0.20, 0.05, 0.04, 0.02, 0.015, 0.015)  # about training.simulate's mix
 MB = 1024.0 * 1024.0
 
 
@@ -591,8 +591,8 @@ def synthetic_events(
     uniform over the span, in time order; also the count and the last event time (ms)."""
     import numpy as np
 
-    from decay.simulate import CATEGORY_NAMES
     from decay_cli.replay import encode
+    from training.simulate import CATEGORY_NAMES
 
     rng = np.random.default_rng(seed)
     n = users * per_user

@@ -8,7 +8,7 @@ On a private broker (``KafkaBroker`` on 127.0.0.1:19492, controller 19493, data 
 /tmp/soak-kafka; worker data and logs in var/bench/runs/<run>/), ONE worker
 (``stream_app.app.create_app`` with the ONNX LSTM scorer, in a child process, default
 settings, built by bench/throughput.py's ``build_worker``/``child_settings``) consumes a
-fresh events topic while a producer thread offers simulator traffic (``decay.simulate``,
+fresh events topic while a producer thread offers simulator traffic (``training.simulate``,
 events in event-time order, keyed by user id, ``decay_cli.replay.produce`` with ``rate``) at
 ``--rate`` events/s for ``--minutes`` minutes. The worker starts first; the producer starts
 once its partitions are assigned.
@@ -372,7 +372,7 @@ def uptime() -> str:
 
 def simulate_events(users: int, days: float, seed: int, n: int) -> tuple[Any, dict[str, Any]]:
     """The first n events of the simulation, in event-time order, and what they hold."""
-    from decay.simulate import simulate
+    from training.simulate import simulate
 
     t = time.monotonic()
     events = simulate(n_users=users, days=days, seed=seed).events

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py --users 100000 --events 300000
 
-One topic of simulator traffic (``decay.simulate``, the first ``--events`` events in time
+One topic of simulator traffic (``training.simulate``, the first ``--events`` events in time
 order, keyed by user id, ``--partitions`` partitions) is produced once to a private broker
 (``KafkaBroker`` on ports 19392/19393, data in /tmp/bench-kafka). Then each contender, in its
 own child process and its own consumer group / Faust app id, reads the whole topic from the
@@ -340,8 +340,8 @@ def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
     from decay.scoring import fit_half_life, gaps_from_events
-    from decay.simulate import simulate
     from decay_cli.replay import encode, produce
+    from training.simulate import simulate
 
     t = time.monotonic()
     log = simulate(n_users=args.users, days=args.days, seed=args.seed)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/workers.py
 
-One topic of simulator traffic (``decay.simulate(--users, --days, --seed)``, the first
+One topic of simulator traffic (``training.simulate(--users, --days, --seed)``, the first
 ``--events`` events in time order, keyed by user id, ``--partitions`` partitions) is produced
 once to a private broker (``KafkaBroker`` on 127.0.0.1:19592, controller 19593, data in
 /tmp/scale-kafka, the same as bench/scale.py's, so never run the two at once; logs in
@@ -68,8 +68,8 @@ from bench.throughput import child_settings  # noqa: E402
 def make_topic(args: argparse.Namespace, bootstrap: str, topic: str) -> dict[str, Any]:
     """Simulate, keep the first ``--events`` events in time order, produce them once."""
     from decay.eventlog import frame_to_records
-    from decay.simulate import simulate
     from decay_cli.replay import encode
+    from training.simulate import simulate
 
     t = time.monotonic()
     events = simulate(n_users=args.users, days=args.days, seed=args.seed).events

@@ -204,7 +204,7 @@ def simulate(
 ) -> None:
     """Write a synthetic e-commerce event log (fixed seed) and its ground truth."""
     from decay.eventlog import write_events
-    from decay.simulate import simulate as run
+    from training.simulate import simulate as run
 
     log = run(n_users=users, days=days, seed=seed)
     write_events(log.events, out)

@@ -25,12 +25,12 @@ from decay.durations import DAY_MS
 from decay.eventlog import cdnow_events, write_events
 from decay.scoring import fit_half_life, gaps_from_events
 from decay.settings import Settings
-from decay.simulate import simulate
 from decay_cli.alert_feed import follow_alerts, format_alert
 from decay_cli.replay import replay_file
 from decay_cli.worker_process import WorkerProcess, free_port
 from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 from decay_kafka.topics import ensure_topics
+from training.simulate import simulate
 
 
 @dataclass(frozen=True)

@@ -508,7 +508,7 @@ def run_sim(
     """Simulate, split in time, score as :func:`run_events`; and compare each model's
     "dormant at the cut" alerts with the truth: the user churned for good (their final
     session, ``churn_ts``) before the end of the holdout."""
-    from decay.simulate import simulate
+    from training.simulate import simulate
 
     log_ = simulate(n_users, days=days, seed=seed)
     # active days, as for CDNOW: the RFM summary is day-granular anyway, and BG/NBD does not

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from decay.simulate import simulate
 from decay_cli.replay import encode, produce
 from tests.integration.harness import Setup, WorkerProcess, produce_messages, worker_log_errors
 from tests.integration.prometheus import (
@@ -36,6 +35,7 @@ from tests.integration.prometheus import (
     server_config,
     substitute,
 )
+from training.simulate import simulate
 
 pytestmark = pytest.mark.kafka
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from decay.simulate import simulate
 from decay_cli.replay import encode
 from stream_app.rollout import shipped_model
 from tests.integration.harness import Setup, WorkerProcess, produce_messages, read_topic
 from training.offline import score_log
+from training.simulate import simulate
 
 pytestmark = pytest.mark.kafka
 

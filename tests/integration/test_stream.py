@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from decay.simulate import simulate
 from decay.state import decode_state
 from decay_cli.replay import encode
 from tests.integration.harness import (
@@ -25,6 +24,7 @@ from tests.integration.harness import (
     topic_records,
     worker_log_errors,
 )
+from training.simulate import simulate
 
 pytestmark = pytest.mark.kafka
 

@@ -16,9 +16,9 @@ import pytest
 
 from decay.events import Event, EventType
 from decay.features import HOUR_MS, FeatureSpec, encode_log, prepare_events
-from decay.simulate import simulate
 from decay.state import UserState
 from training.labels import calendar_cuts, event_cuts
+from training.simulate import simulate
 
 pytestmark = pytest.mark.train
 

@@ -20,7 +20,7 @@ from decay.eventlog import (
     read_events,
     write_events,
 )
-from decay.simulate import simulate
+from training.simulate import simulate
 
 SUFFIXES = [".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".parquet"]
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

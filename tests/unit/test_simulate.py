@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from decay.eventlog import EVENT_COLUMNS, EVENT_TYPES
-from decay.simulate import (
+from training.simulate import (
     CATEGORY_NAMES,
     MS_PER_DAY,
     SimulatedLog,

@@ -4,7 +4,7 @@ Example::
 
     from datetime import UTC, datetime
     from decay.eventlog import write_events
-    from decay.simulate import simulate, users_for_events
+    from training.simulate import simulate, users_for_events
 
     start = datetime(2024, 1, 1, tzinfo=UTC)
     n_users = users_for_events(1_000_000, days=30, seed=7)   # about 1M events
