@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "decay."
+OPTIONAL = ("training_data", "holdout_metrics", "state_layout")  # older cards may lack them
 
 
 class CardError(ValueError):
@@ -34,6 +35,8 @@ class ModelCard:
     code_version: str
     training_data: dict[str, Any] = field(default_factory=dict)
     holdout_metrics: dict[str, Any] = field(default_factory=dict)
+    # the per-user state an incremental step model reads and writes (empty: a window model)
+    state_layout: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in asdict(self).items()}
@@ -44,7 +47,7 @@ class ModelCard:
         for f in fields(cls):
             key = PREFIX + f.name
             if key not in meta:
-                if f.name in ("training_data", "holdout_metrics"):
+                if f.name in OPTIONAL:
                     continue
                 raise CardError(f"model card lacks {key!r}")
             try:

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from training.evaluate import CDNOW_MODELS
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 evaluate_app = typer.Typer(invoke_without_command=True, help="Score models against baselines.")
 app.add_typer(evaluate_app, name="evaluate")
@@ -63,8 +65,11 @@ def evaluate(
     events: Annotated[Path | None, typer.Option(help="evaluate on this log (time split)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     models: Annotated[
-        str, typer.Option(help="comma-separated: exp-decay,bgnbd,pareto,lstm,gru")
-    ] = "exp-decay,bgnbd,lstm",
+        str,
+        typer.Option(
+            help="comma-separated: exp-decay,arima,bgnbd,pareto,lapse,lapse+pareto,lstm,gru"
+        ),
+    ] = "exp-decay,bgnbd,pareto,lapse,lapse+pareto,lstm",
     folds: Annotated[
         int, typer.Option(help="rolling-origin folds over the last 30% of the log (0: none)")
     ] = 3,
@@ -130,24 +135,40 @@ def evaluate_cdnow(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     plots: Annotated[Path | None, typer.Option(help="directory for PNG plots")] = None,
     models: Annotated[
-        str, typer.Option(help="comma-separated: exp-decay,arima,bgnbd,pareto,lstm,gru")
-    ] = "exp-decay,arima,bgnbd,pareto,lstm,gru",
+        str,
+        typer.Option(
+            help="comma-separated: exp-decay,arima,bgnbd,pareto,lapse (LSTM-BTYD), lapse-exp, "
+            "lapse-beta, lapse-gru, lapse+pareto (mean of LSTM-BTYD and Pareto/NBD), lstm, gru"
+        ),
+    ] = ",".join(CDNOW_MODELS),
+    population: Annotated[
+        str, typer.Option(help="sample (2,357 customers) or full (23,570)")
+    ] = "sample",
+    calibration_weeks: Annotated[int, typer.Option(help="weeks 1..N calibrate")] = 39,
+    holdout_weeks: Annotated[int, typer.Option(help="the next M weeks are the holdout")] = 39,
     model_dir: Annotated[Path | None, typer.Option(help="keep the trained models here")] = None,
     validation: Annotated[
-        bool, typer.Option(help="split weeks 1-39 only (26 vs 13 weeks), to choose settings")
+        bool,
+        typer.Option(
+            help="choose the lapse model's settings on splits inside weeks 1-39 "
+            "(1-20/21-39 and 1-26/27-39, 3 seeds); never looks at the holdout"
+        ),
     ] = False,
 ) -> None:
-    """The CDNOW protocol of DESIGN.md: one markdown table, and JSON."""
+    """The CDNOW protocol of DESIGN.md (default: the published cut): one markdown table, and
+    JSON."""
     _quiet_tensorflow()
-    from training.evaluate import markdown_table, run_cdnow, write_report
+    from training.evaluate import CdnowCut, markdown_table, run_cdnow, write_report
 
-    report = run_cdnow(
-        models=_models(models),
-        plots_dir=plots,
-        model_dir=model_dir,
-        validation=validation,
-    )
-    typer.echo(markdown_table(report))
+    if validation:
+        from training.validation import validate, validation_table
+
+        report = validate()
+        typer.echo(validation_table(report))
+    else:
+        cut = CdnowCut(population, calibration_weeks, holdout_weeks)
+        report = run_cdnow(models=_models(models), plots_dir=plots, model_dir=model_dir, cut=cut)
+        typer.echo(markdown_table(report))
     if json_out is not None:
         write_report(report, json_out)
         typer.echo(f"report -> {json_out}")
@@ -171,6 +192,60 @@ def export(
         f"{card.model_version}: parity max abs {parity.max_abs:.2e} on {parity.n} inputs; "
         f"{out.stat().st_size / 1024:.0f} KiB"
     )
+
+
+@app.command("train-lapse")
+def train_lapse(
+    events: Annotated[str, typer.Option(help="event log, or cdnow / cdnow-sample")],
+    out: Annotated[Path, typer.Option(help="model directory to write")],
+    until: Annotated[
+        str | None, typer.Option(help="train on events before this time (ISO); default: all")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Train the lapse model (LSTM + buy-till-you-die heads) with the settings chosen on the
+    CDNOW validation splits: weeks as the unit for CDNOW, days for other logs (one event per
+    user and day, as the evaluation counts them)."""
+    _quiet_tensorflow()
+    import dataclasses
+
+    import pandas as pd
+
+    from decay.features import FeatureSpec
+    from training.data import clean, collapse_same_day, load_events
+    from training.evaluate import CDNOW_LAPSE, EVENTS_LAPSE
+    from training.lapse import fit
+    from training.lapse_step import save
+
+    cdnow = events.startswith("cdnow")
+    df = load_events(events) if cdnow else clean(load_events(Path(events)))[0]
+    df = collapse_same_day(df)
+    end = int(df["ts"].max()) + 1
+    if until is not None:
+        end = int(pd.Timestamp(until, tz="UTC").value // 10**6)
+        df = df[df["ts"] < end]
+    cfg = dataclasses.replace(CDNOW_LAPSE if cdnow else EVENTS_LAPSE, seed=seed)
+    spec = FeatureSpec(horizon_h=39 * 168.0 if cdnow else 7 * 24.0)
+    result = fit(df, end - 1, spec, cfg)
+    save(result, out)
+    typer.echo(f"lapse model -> {out} ({result.summary['train_seconds']} s)")
+
+
+@app.command("export-step")
+def export_step(
+    model: Annotated[Path, typer.Option(help="model directory from 'train-lapse'")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write (<name>.card.json next to it)")],
+    metrics: Annotated[
+        Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
+    ] = None,
+) -> None:
+    """Export the lapse model's incremental step (one event + (h, c, counters)) to ONNX."""
+    _quiet_tensorflow()
+    from training.lapse_step import export, load
+
+    holdout = json.loads(metrics.read_text()).get("models", {}) if metrics else None
+    card = export(load(model), out, holdout_metrics=holdout)
+    typer.echo(f"{card.model_version}: {out} ({out.stat().st_size / 1024:.0f} KiB)")
 
 
 def main() -> None:

@@ -223,7 +223,8 @@ def export(
         created_at=created,
         code_version=code,
         training_data=trained.summary,
-        holdout_metrics=holdout_metrics or dict(trained.summary.get("holdout", {})),
+        # only from an evaluation on data the model never saw (``export --metrics``)
+        holdout_metrics=holdout_metrics or {},
     )
     write_card(proto, card)
     proto.producer_name = "decay"

@@ -209,6 +209,11 @@ def train(
     )
     val_losses = history.history.get(MONITOR, [])
     best_epochs = int(np.argmin(val_losses)) + 1 if val_losses else cfg.epochs
+    # measured before any refit: the refit model trains on the validation period, so its
+    # metrics there would be in-sample (they are not holdout metrics either way: the card
+    # takes those from an evaluation, see ``training.export``)
+    summary["validation"] = validation_metrics(model, table, val_ex, spec, end)
+    summary["validation_model"] = "early-stopped, before the refit" if cfg.refit else "final"
     if cfg.refit:
         all_ex = _subsample(
             make_examples(table, start, end, cfg.cut_every_h, spec.horizon_h),
@@ -224,7 +229,6 @@ def train(
             verbose=cfg.verbose,
         )
         summary["refit_examples"] = len(all_ex)
-    summary["holdout"] = validation_metrics(model, table, val_ex, spec, end)
     wall = time.perf_counter() - t0
     summary.update(
         {

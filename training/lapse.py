@@ -1,0 +1,388 @@
+"""The lapse model: an LSTM encoder of the history, heads for a buy-till-you-die process.
+
+Per history (the user's events up to the last one, right-padded as in ``decay.features``, and
+the counters of :mod:`training.landmarks`), the encoder gives ``k0``, ``b0`` and ``p`` of
+:mod:`decay.btyd` (output ``params`` [B, 3]). The loss is the exact censored log-likelihood
+of the landmark windows (``decay.btyd.window_loglik``, here in TensorFlow). It is trained for a
+fixed number of epochs (chosen on validation splits inside the calibration period, see
+:mod:`training.validation`): no early stopping, no refit, nothing of a holdout is seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from decay import btyd, lifetime
+from decay.features import HOUR_MS, EventTable, FeatureSpec, gather_windows, prepare_events
+from training.landmarks import STATIC, Histories, Rows, event_amounts, landmark_rows, landmark_times
+
+log = logging.getLogger(__name__)
+# starting values: BG/NBD's on CDNOW (r, alpha in weeks) and a lapse chance per event
+K0_INIT, B0_INIT, P_INIT, KAPPA_INIT = 0.25, 4.0, 0.25, 3.0
+MU_INIT = 0.05  # dropout="exp": lapse rate per time unit (Pareto/NBD's mean on CDNOW)
+DROPOUTS = ("fixed", "beta", "exp")
+P_MIN, P_MAX = 1e-4, 1.0 - 1e-4
+
+
+@dataclass(frozen=True)
+class LapseConfig:
+    arch: str = "lstm"  # or "gru"
+    units: int = 16
+    epochs: int = 30
+    batch_histories: int = 256
+    learning_rate: float = 3e-3
+    seed: int = 0
+    unit_h: float = 168.0  # weeks
+    landmark_every_h: float = 168.0
+    min_window_h: float = 168.0
+    max_window_h: float | None = None
+    l2: float = 0.0
+    # "fixed": one lapse chance p per history (after each event, as BG/NBD); "beta":
+    # p ~ Beta(p kappa, (1 - p) kappa); "exp": an exponential lifetime, rate p per time unit
+    # (Pareto/NBD's dropout, decay.lifetime)
+    dropout: str = "fixed"
+    verbose: int = 0
+
+
+@dataclass
+class LapseModel:
+    model: Any  # keras.Model
+    spec: FeatureSpec
+    config: LapseConfig
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def build(spec: FeatureSpec, cfg: LapseConfig) -> Any:
+    """A fresh encoder; call ``keras.utils.set_random_seed`` first."""
+    import keras
+    from keras import layers, ops
+
+    x = keras.Input((None, spec.n_features), name="x")
+    lengths = keras.Input((), dtype="int32", name="lengths")
+    static = keras.Input((len(STATIC),), name="static")
+    reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
+    if cfg.arch == "lstm":
+        seq = layers.LSTM(cfg.units, return_sequences=True, name="rnn")(x)
+    elif cfg.arch == "gru":
+        seq = layers.GRU(cfg.units, return_sequences=True, reset_after=True, name="rnn")(x)
+    else:
+        raise ValueError(f"unknown arch {cfg.arch!r}")
+    idx = ops.reshape(ops.maximum(lengths - 1, 0), (-1, 1, 1))
+    last = ops.squeeze(ops.take_along_axis(seq, idx, axis=1), axis=1)
+    last = last * ops.expand_dims(ops.cast(lengths > 0, "float32"), -1)
+    trunk = layers.Concatenate()([last, static])
+    trunk = layers.Dense(cfg.units, activation="tanh", kernel_regularizer=reg, name="trunk")(trunk)
+    init = (
+        math.log(K0_INIT),
+        math.log(B0_INIT),
+        math.log(P_INIT / (1 - P_INIT))
+        if cfg.dropout != "exp"
+        else math.log(MU_INIT / (1 - MU_INIT)),
+        math.log(KAPPA_INIT),
+    )
+    raw = layers.Dense(
+        4,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=keras.initializers.Constant(init),
+        kernel_regularizer=reg,
+        name="raw",
+    )(trunk)
+    params = layers.Activation(_params, name="params")(raw)
+    return keras.Model(
+        inputs={"x": x, "lengths": lengths, "static": static}, outputs={"params": params}
+    )
+
+
+def _params(raw: Any) -> Any:
+    """raw [B, 4] -> (k0, b0, p, kappa): exp, exp, sigmoid, exp, clipped to a sane range."""
+    from keras import ops
+
+    k0 = ops.exp(ops.clip(raw[:, 0:1], -7.0, 5.0))
+    b0 = ops.exp(ops.clip(raw[:, 1:2], -7.0, 9.0))
+    p = ops.clip(ops.sigmoid(raw[:, 2:3]), P_MIN, P_MAX)
+    kappa = ops.exp(ops.clip(raw[:, 3:4], -5.0, 9.0))
+    return ops.concatenate([k0, b0, p, kappa], axis=1)
+
+
+def tf_window_loglik(
+    params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any, w: Any, beta_dropout: bool
+) -> Any:
+    """TensorFlow twin of :func:`decay.btyd.window_loglik`; ``params`` per row [R, 4]."""
+    import tensorflow as tf
+
+    k = params[:, 0] + x
+    beta = params[:, 1] + tx
+    p = params[:, 2]
+
+    def log_s(t: Any) -> Any:  # log S(t) = log(p + (1 - p) (beta / (beta + t))^k)
+        return tf.reduce_logsumexp(
+            tf.stack([tf.math.log(p), tf.math.log1p(-p) - k * tf.math.log1p(t / beta)]), axis=0
+        )
+
+    if beta_dropout:
+        a = p * params[:, 3]
+        b = (1.0 - p) * params[:, 3]
+
+        def lbeta(u: Any, v: Any) -> Any:
+            return tf.math.lgamma(u) + tf.math.lgamma(v) - tf.math.lgamma(u + v)
+
+        log_e1 = lbeta(a, b + n + 1.0) - lbeta(a, b)
+        log_e2 = lbeta(a + 1.0, b + n) - lbeta(a, b)
+    else:
+        log_e1 = (n + 1.0) * tf.math.log1p(-p)
+        log_e2 = tf.math.log(p) + n * tf.math.log1p(-p)
+    kn = k + n
+    some = (
+        tf.math.lgamma(kn)
+        - tf.math.lgamma(k)
+        + k * tf.math.log(beta)
+        + tf.reduce_logsumexp(
+            tf.stack(
+                [log_e1 - kn * tf.math.log(beta + d + w), log_e2 - kn * tf.math.log(beta + d + tau)]
+            ),
+            axis=0,
+        )
+    )
+    return tf.where(n > 0, some, log_s(d + w)) - log_s(d)
+
+
+def tf_lapse_before_first(k: Any, beta: Any, mu: Any, t: Any) -> Any:
+    """TensorFlow twin of :func:`decay.lifetime.lapse_before_first` (same nodes)."""
+    import tensorflow as tf
+
+    from decay.lifetime import _NODES, _WEIGHTS
+
+    nodes = tf.constant(_NODES, k.dtype)
+    weights = tf.constant(_WEIGHTS, k.dtype)
+    t = tf.maximum(t, 0.0)
+    r0 = 1e-6 * tf.minimum(tf.minimum(beta / tf.maximum(k, 1e-12), 1.0 / mu), tf.maximum(t, 1e-30))
+    head = -tf.math.expm1(-k * tf.math.log1p(tf.minimum(r0, t) / beta))
+    lo, hi = tf.math.log(r0), tf.math.log(tf.maximum(t, r0))
+    half = ((hi - lo) / 2.0)[:, None]
+    y = ((lo + hi) / 2.0)[:, None] + half * nodes[None, :]
+    k2, b2, m2 = k[:, None], beta[:, None], mu[:, None]
+    log_g = -m2 * tf.exp(y) + tf.math.log(k2 / b2) - (k2 + 1.0) * tf.math.log1p(tf.exp(y) / b2) + y
+    return head + tf.reduce_sum(tf.exp(log_g) * weights[None, :] * half, axis=1)
+
+
+def tf_exp_window_loglik(params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any, w: Any) -> Any:
+    """TensorFlow twin of :func:`decay.lifetime.window_loglik`; the rate is ``params[:, 2]``."""
+    import tensorflow as tf
+
+    k = params[:, 0] + x
+    beta = params[:, 1] + tx
+    mu = params[:, 2]
+
+    def log_s(k_: Any, b_: Any, t: Any) -> Any:
+        return tf.math.log(tf.maximum(1.0 - tf_lapse_before_first(k_, b_, mu, t), 1e-30))
+
+    b2 = beta + d + tau
+    kn = k + n
+    some = (
+        tf.math.lgamma(kn)
+        - tf.math.lgamma(k)
+        + k * tf.math.log(beta)
+        - kn * tf.math.log(b2)
+        - mu * (d + tau)
+        + log_s(kn, b2, tf.maximum(w - tau, 0.0))
+    )
+    return tf.where(n > 0, some, log_s(k, beta, d + w)) - log_s(k, beta, d)
+
+
+def whole_history(spec: FeatureSpec, events: pd.DataFrame) -> FeatureSpec:
+    """``spec`` with windows as long as the longest history: the encoder runs over every
+    event of a user, as the incremental step does (no window cuts the oldest events off)."""
+    longest = int(events.groupby("user_id").size().max()) if len(events) else 1
+    return dataclasses.replace(spec, seq_len=max(longest, 1))
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: np.ndarray
+    lengths: np.ndarray
+    static: np.ndarray
+    repeats: np.ndarray
+    recency: np.ndarray
+    row_hist: np.ndarray  # index into this batch's histories
+    silence: np.ndarray
+    n: np.ndarray
+    tau: np.ndarray
+    window: np.ndarray
+
+
+def make_batches(table: EventTable, hists: Histories, rows: Rows, size: int) -> list[Batch]:
+    """Histories of similar length together (little padding), each with all its rows."""
+    x_all, len_all = gather_windows(table, hists.user, hists.last)
+    order = np.argsort(len_all, kind="stable")
+    by_hist = np.argsort(rows.hist, kind="stable")
+    bounds = np.searchsorted(rows.hist[by_hist], np.arange(len(hists.last) + 1))
+    out = []
+    for i in range(0, order.shape[0], size):
+        h = order[i : i + size]
+        row_idx = np.concatenate([by_hist[bounds[j] : bounds[j + 1]] for j in h])
+        local = np.repeat(np.arange(h.shape[0]), bounds[h + 1] - bounds[h])
+        longest = max(int(len_all[h].max(initial=0)), 1)
+        r = rows.take(row_idx)
+        f32 = np.float32
+        out.append(
+            Batch(
+                x=x_all[h, :longest],
+                lengths=len_all[h],
+                static=hists.static[h],
+                repeats=hists.repeats[h].astype(f32),
+                recency=hists.recency[h].astype(f32),
+                row_hist=local.astype(np.int32),
+                silence=r.silence.astype(f32),
+                n=r.n.astype(f32),
+                tau=r.tau.astype(f32),
+                window=r.window.astype(f32),
+            )
+        )
+    return out
+
+
+def fit(
+    events: pd.DataFrame,
+    end_ms: int,
+    spec: FeatureSpec,
+    cfg: LapseConfig,
+) -> LapseModel:
+    """Train on the events up to ``end_ms`` (windows censored there)."""
+    import keras
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    events = events[events["ts"] <= end_ms]
+    table = prepare_events(events, whole_history(spec, events))
+    amounts = event_amounts(events)
+    start = int(table.ts.min())
+    lms = landmark_times(start, end_ms, cfg.landmark_every_h, cfg.min_window_h)
+    hists, rows = landmark_rows(table, amounts, lms, end_ms, cfg.unit_h, cfg.max_window_h)
+    if len(rows) == 0:
+        raise ValueError("no landmark rows: too little data before the end of training")
+    batches = make_batches(table, hists, rows, cfg.batch_histories)
+    model = build(spec, cfg)
+    opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0)
+    total_rows = float(len(rows))
+    if cfg.dropout not in DROPOUTS:
+        raise ValueError(f"dropout must be one of {DROPOUTS}, not {cfg.dropout!r}")
+    beta_dropout, exp_dropout = cfg.dropout == "beta", cfg.dropout == "exp"
+
+    sig = (
+        tf.TensorSpec((None, None, spec.n_features), tf.float32),
+        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None, len(STATIC)), tf.float32),
+        *(tf.TensorSpec((None,), tf.float32) for _ in range(2)),
+        tf.TensorSpec((None,), tf.int32),
+        *(tf.TensorSpec((None,), tf.float32) for _ in range(4)),
+    )
+
+    @tf.function(input_signature=sig)
+    def step(
+        x: Any, lengths: Any, static: Any, rep: Any, rec: Any, rh: Any,
+        d: Any, n: Any, tau: Any, w: Any,
+    ) -> Any:  # fmt: skip
+        with tf.GradientTape() as tape:
+            inputs = {"x": x, "lengths": lengths, "static": static}
+            params = tf.gather(model(inputs, training=True)["params"], rh)
+            rep_r, rec_r = tf.gather(rep, rh), tf.gather(rec, rh)
+            if exp_dropout:
+                ll = tf_exp_window_loglik(params, rep_r, rec_r, d, n, tau, w)
+            else:
+                ll = tf_window_loglik(params, rep_r, rec_r, d, n, tau, w, beta_dropout)
+            loss = -tf.reduce_sum(ll) / total_rows
+            if model.losses:
+                loss_total = loss + tf.add_n(model.losses) / float(len(batches))
+            else:
+                loss_total = loss
+        grads = tape.gradient(loss_total, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    history = []
+    for epoch in range(cfg.epochs):
+        nll = 0.0
+        for bi in rng.permutation(len(batches)):
+            b = batches[bi]
+            nll += float(
+                step(
+                    *(b.x, b.lengths, b.static, b.repeats, b.recency, b.row_hist),
+                    *(b.silence, b.n, b.tau, b.window),
+                )
+            )
+        history.append(nll)
+        if cfg.verbose:
+            log.info("epoch %d: nll per row %.5f", epoch + 1, nll)
+    wall = time.perf_counter() - t0
+    summary = {
+        "landmarks": len(lms),
+        "rows": len(rows),
+        "histories": len(hists.last),
+        "train_nll_per_row": [round(v, 5) for v in history],
+        "train_seconds": round(wall, 1),
+        "config": asdict(cfg),
+        "trained_to": pd.Timestamp(end_ms, unit="ms", tz="UTC").isoformat(),
+    }
+    log.info("lapse model: %d rows, %.1f s", len(rows), wall)
+    return LapseModel(model=model, spec=spec, config=cfg, summary=summary)
+
+
+def heads_at(result: LapseModel, events: pd.DataFrame, users: list[str], cut_ms: int) -> Any:
+    """Per user in ``users`` (each with an event at or before ``cut_ms``): ``k``, ``beta``
+    (posterior at the last event), ``p`` and the silence ``d`` at the cut, in model units."""
+    cfg, spec = result.config, result.spec
+    events = events[events["ts"] <= cut_ms]
+    table = prepare_events(events, whole_history(spec, events))
+    hists, rows = landmark_rows(table, event_amounts(events), [cut_ms], cut_ms, cfg.unit_h)
+    x, lengths = gather_windows(table, hists.user, hists.last)
+    out = result.model.predict(
+        {"x": x, "lengths": lengths, "static": hists.static}, batch_size=2048, verbose=0
+    )
+    par = np.asarray(out["params"], dtype=np.float64)[rows.hist]
+    h_user = hists.user[rows.hist]
+    pos = pd.Index(table.users[h_user].astype(str)).get_indexer(pd.Index(users))
+    if np.any(pos < 0):
+        raise ValueError("a user has no event at or before the cut")
+    k = par[:, 0] + hists.repeats[rows.hist]
+    beta = par[:, 1] + hists.recency[rows.hist]
+    return {
+        "k": k[pos],
+        "beta": beta[pos],
+        "p": par[pos, 2],
+        "kappa": par[pos, 3],
+        "silence": rows.silence[pos],
+    }
+
+
+def predict(
+    result: LapseModel, events: pd.DataFrame, users: list[str], cut_ms: int, horizon_h: float
+) -> dict[str, np.ndarray]:
+    """P(any event in ``(cut, cut + H]``), the expected count there, and P(alive) at the cut."""
+    h = heads_at(result, events, users, cut_ms)
+    horizon = horizon_h / result.config.unit_h
+    if result.config.dropout == "exp":
+        k, beta, mu, d = h["k"], h["beta"], h["p"], h["silence"]
+        return {
+            "p_any": lifetime.interest(k, beta, mu, horizon, d),
+            "expected": lifetime.expected_count(k, beta, mu, horizon, d),
+            "p_alive": lifetime.p_alive(k, beta, mu, d),
+        }
+    kappa = h["kappa"] if result.config.dropout == "beta" else None
+    return {
+        "p_any": btyd.interest(h["p"], h["k"], h["beta"], horizon, h["silence"]),
+        "expected": btyd.expected_count(h["p"], h["k"], h["beta"], horizon, h["silence"], kappa),
+        "p_alive": btyd.p_alive(h["p"], h["k"], h["beta"], h["silence"]),
+    }
+
+
+__all__ = ["HOUR_MS", "LapseConfig", "LapseModel", "build", "fit", "predict"]
