@@ -13,6 +13,12 @@ how records are cut into batches.
 Each batch is two passes: (1) validate, drop duplicates and update windows, collecting a window
 snapshot per applied event; the scorer is called once for all snapshots; (2) walk the events in
 order again, running the alert state machine and the deadline schedule.
+
+An incremental scorer (``decay.scoring.StepScorer``, the lapse step model) is called once per
+round instead: round r holds every user's r-th event of the batch, so each user's events go
+through the model in order, each from the state its previous event left in ``UserState``'s
+``model_state``. A user's state after an event depends only on the user's events before it,
+never on where the batch boundaries fell.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from decay import alerts as al
 from decay.categories import recent_mix
 from decay.engagement import EngagementRules, add_event, review, session_of
 from decay.events import Event, Invalid, Limits, parse_event
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer, Scores, StepScorer
 from decay.state import (
     StateError,
     StoredAlert,
@@ -226,7 +232,7 @@ class Processor:
     def __init__(
         self,
         config: ProcessorConfig,
-        scorer: Scorer,
+        scorer: AnyScorer,
         store: StateStore,
         clock_ms: Callable[[], int],
         pseudonymize: Callable[[str], str] | None = None,
@@ -489,7 +495,10 @@ class Processor:
         """Pass 2: one scorer call for the batch's events, then, event by event in order,
         the alert state machine and the deadline schedule."""
         started = time.perf_counter()
-        scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+        if isinstance(self.scorer, StepScorer):
+            scores = self._step_rounds(self.scorer, steps, cache)
+        else:
+            scores = self.scorer.score([s.window for s in steps], self.config.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
@@ -522,6 +531,30 @@ class Processor:
                     out.scores.append(self._score_message(ukey, st, step))
             part.max_ts = max(part.max_ts, step.max_ts)
             self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
+
+    def _step_rounds(
+        self, scorer: StepScorer, steps: list[_Step], cache: dict[tuple[int, str], UserState]
+    ) -> Scores:
+        """The batch's events through an incremental scorer, one model call per round (round
+        r: every user's r-th event of the batch), each user's model state carried in its
+        ``UserState``; then the scores of every step's new state, in the steps' order."""
+        rounds: list[list[int]] = []
+        nth: dict[tuple[int, str], int] = {}
+        for i, s in enumerate(steps):
+            ukey = (s.partition, s.event.user_id)
+            r = nth.get(ukey, 0)
+            nth[ukey] = r + 1
+            if r == len(rounds):
+                rounds.append([])
+            rounds[r].append(i)
+        after: list[bytes] = [b""] * len(steps)  # each step's state right after its event
+        for idx in rounds:
+            users = [cache[(steps[i].partition, steps[i].event.user_id)] for i in idx]
+            states = [st.model_state or scorer.start() for st in users]
+            new = scorer.step(states, [steps[i].event for i in idx])
+            for i, st, state in zip(idx, users, new, strict=True):
+                st.model_state = after[i] = state
+        return scorer.scores(after, self.config.threshold)
 
     def erase(
         self, partition: int, offset: int, user_id: str, timestamp_ms: int | None = None
