@@ -6,8 +6,9 @@ each user's interest curve. The stream app calls it once per micro-batch; the ON
 
 A :class:`StepScorer` is incremental instead: it keeps its own record per user (the lapse
 step model's recurrent state, counters and curve parameters, ``stream_app.lapse_scorer``) and
-steps one event per user and call, O(1) per event; the processor calls it in rounds, so that
-a user's events go through it in order, then asks once for the scores of all the states.
+steps each event from the state the user's previous event left, O(1) per event: the processor
+hands it each user's events of a batch in order, then asks once for the scores of all the
+states.
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ class StepScorer(Protocol):
         """A new user's state (what ``step`` is given for a user it has no state of)."""
         ...
 
-    def step(self, states: Sequence[bytes], events: Sequence[Event]) -> list[bytes]:
-        """One event per state (at most one per user, one model call): the new states. A
-        state it does not recognise (another model's) counts as a new user's."""
+    def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
+        """Per user: the stored state and the user's events of the batch in order; returns
+        the state after each event. One model call per round (round r: every user's r-th
+        event). A state it does not recognise (another model's) counts as a new user's."""
         ...
 
     def scores(self, states: Sequence[bytes], threshold: float) -> Scores:

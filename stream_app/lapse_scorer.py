@@ -137,51 +137,79 @@ class LapseScorer:
     def start(self) -> bytes:
         return pack_states(unpack_states([b""], self.tag, self.units))[0]
 
-    def step(self, states: Sequence[bytes], events: Sequence[Event]) -> list[bytes]:
-        return pack_states(self._advance(states, events)) if events else []
+    def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
+        """Per user: the stored state and the user's events of the batch, in order; returns
+        the state after each of them. The counters and feature rows of all the events are
+        computed first (they do not depend on the model), then the LSTM steps in rounds, round
+        r holding every user's r-th event: one onnxruntime call per round."""
+        m = np.array([len(evs) for evs in events], dtype=np.int64)
+        flat = [e for evs in events for e in evs]
+        if not flat:
+            return [[] for _ in events]
+        st = unpack_states(list(states), self.tag, self.units)  # each user's state, as it goes
+        ts = np.array([e.ts_ms for e in flat], dtype=np.int64)
+        prices = np.array([e.price if e.price is not None else 0.0 for e in flat])
+        qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
+        amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
+        starts = np.cumsum(m) - m
+        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
+        prev, first, count = (np.empty(len(flat), np.int64) for _ in range(3))
+        in_order = np.empty(len(flat), dtype=bool)
+        rounds = []
+        for r in range(int(m.max())):  # the counters: exact sums in event order, per user
+            users = np.nonzero(m > r)[0]
+            idx = starts[users] + r
+            sub = st[users]
+            n0 = sub["n_events"].astype(np.int64)
+            # the feature row reads the counters before the event (decay.features)
+            prev[idx] = np.where(n0 > 0, sub["last_ts_ms"], ts[idx])
+            first[idx] = np.where(n0 > 0, np.minimum(sub["first_ts_ms"], ts[idx]), ts[idx])
+            count[idx] = n0 + 1
+            in_order[idx] = advance(sub, ts[idx], amount[idx])
+            st[users] = sub
+            after[idx] = sub
+            rounds.append((idx, users))
+        rows = np.nonzero(in_order)[0]
+        feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
+        stepped = [flat[i] for i in rows.tolist()]
+        feats[rows] = event_features(
+            ts[rows],
+            prev[rows],
+            np.array([int(e.type) for e in stepped], dtype=np.int64),
+            np.array(
+                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
+            ),
+            prices[rows].astype(np.float32),
+            count[rows],
+            first[rows],
+            self.spec,
+        )
+        static = static_features(
+            after["n_events"],
+            after["first_ts_ms"],
+            after["last_ts_ms"],
+            after["amount_sum"],
+            self.unit_h,
+        )
+        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
+        for idx, users in rounds:  # the LSTM: an older event leaves h, c and params as they were
+            go = in_order[idx]
+            if go.any():
+                ev, us = idx[go], users[go]
+                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
+                h[us], c[us], params[us] = self._session.run(list(OUTPUTS), feeds)
+            after["h"][idx], after["c"][idx], after["params"][idx] = (
+                h[users],
+                c[users],
+                params[users],
+            )
+        blobs = pack_states(after)
+        return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
 
     def scores(self, states: Sequence[bytes], threshold: float) -> Scores:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         return self._scores(unpack_states(list(states), self.tag, self.units), threshold)
-
-    def _advance(self, states: Sequence[bytes], events: Sequence[Event]) -> Any:
-        """The states after one event each, as a record array (one model call)."""
-        st = unpack_states(list(states), self.tag, self.units)
-        ts = np.array([e.ts_ms for e in events], dtype=np.int64)
-        prices = np.array([e.price if e.price is not None else 0.0 for e in events])
-        qty = np.array([e.quantity if e.quantity is not None else 1 for e in events], np.float64)
-        amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
-        n0 = st["n_events"].astype(np.int64)
-        # the feature row reads the counters before the event (decay.features.event_features)
-        prev = np.where(n0 > 0, st["last_ts_ms"], ts)
-        first = np.where(n0 > 0, np.minimum(st["first_ts_ms"], ts), ts)
-        in_order = advance(st, ts, amount)
-        rows = np.nonzero(in_order)[0]
-        if rows.shape[0]:
-            stepped = [events[i] for i in rows.tolist()]
-            buckets = [category_bucket(e.category, self.spec.cat_buckets) for e in stepped]
-            feats = event_features(
-                ts[rows],
-                prev[rows],
-                np.array([int(e.type) for e in stepped], dtype=np.int64),
-                np.array(buckets, dtype=np.int64),
-                prices[rows].astype(np.float32),
-                n0[rows] + 1,
-                first[rows],
-                self.spec,
-            )
-            h, c, params = self._run(feats, st[rows])
-            st["h"][rows], st["c"][rows], st["params"][rows] = h, c, params
-        return st
-
-    def _run(self, feats: npt.NDArray[np.float32], st: Any) -> list[Any]:
-        static = static_features(
-            st["n_events"], st["first_ts_ms"], st["last_ts_ms"], st["amount_sum"], self.unit_h
-        )
-        feeds = {"event": feats, "h": st["h"], "c": st["c"], "static": static}
-        out: list[Any] = self._session.run(list(OUTPUTS), feeds)
-        return out
 
     def heads(self, st: Any) -> tuple[Any, Any, Any]:
         """(p or mu, k, beta) of each state's curve, float64, in the model's unit."""
@@ -193,16 +221,23 @@ class LapseScorer:
 
     def _scores(self, st: Any, threshold: float) -> Scores:
         p, k, beta = self.heads(st)
-        to_s = self.unit_h * HOUR_S
+        h = self.horizon
         if self.dropout == "exp":
-            peak = lifetime.interest(k, beta, p, self.horizon, np.zeros_like(k))
-            half = lifetime.half_life(k, beta, p, self.horizon)
-            dead = lifetime.deadline(k, beta, p, self.horizon, threshold)
+            peak = lifetime.interest(k, beta, p, h, np.zeros_like(k))
+
+            def curve(d: Any) -> Any:
+                return lifetime.interest(k2, b2, p2, h, d)
         else:  # fixed or beta dropout: interest depends on the mean lapse chance p only
-            peak = btyd.interest(p, k, beta, self.horizon, 0.0)
-            half = btyd.half_life(p, k, beta, self.horizon)
-            dead = btyd.deadline(p, k, beta, self.horizon, threshold)
-        return Scores(peak=peak, half_life_s=half * to_s, deadline_s=dead * to_s)
+            peak = btyd.interest(p, k, beta, h, 0.0)
+
+            def curve(d: Any) -> Any:
+                return btyd.interest(p2, k2, b2, h, d)
+
+        # half-life and deadline in one root search: each element's bisection is its own
+        p2, k2, b2 = (np.stack([v, v]) for v in (p, k, beta))
+        levels = np.stack([peak / 2.0, np.full_like(peak, threshold)])
+        half, dead = btyd.decreasing_root(curve, levels, levels.shape) * self.unit_h * HOUR_S
+        return Scores(peak=peak, half_life_s=half, deadline_s=dead)
 
     def curves(
         self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
@@ -214,16 +249,11 @@ class LapseScorer:
         silent = np.broadcast_to(silent, (len(windows), silent.shape[1]))
         if not windows:
             return np.zeros((0, silent.shape[1]))
-        states = [self.start()] * len(windows)
-        for r in range(max(w.ts.shape[0] for w in windows)):  # round r: each window's r-th
-            live = [i for i, w in enumerate(windows) if w.ts.shape[0] > r]
-            new = pack_states(
-                self._advance(
-                    [states[i] for i in live], [_window_event(windows[i], r) for i in live]
-                )
-            )
-            for i, one in zip(live, new, strict=True):
-                states[i] = one
+        after = self.step(
+            [self.start()] * len(windows),
+            [[_window_event(w, r) for r in range(w.ts.shape[0])] for w in windows],
+        )
+        states = [a[-1] if a else self.start() for a in after]
         st = unpack_states(states, self.tag, self.units)
         # the events before the window: counted, as the stream's counters would hold them
         st["n_events"] += np.array([w.n_total - w.ts.shape[0] for w in windows], np.uint32)

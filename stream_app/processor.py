@@ -14,11 +14,11 @@ Each batch is two passes: (1) validate, drop duplicates and update windows, coll
 snapshot per applied event; the scorer is called once for all snapshots; (2) walk the events in
 order again, running the alert state machine and the deadline schedule.
 
-An incremental scorer (``decay.scoring.StepScorer``, the lapse step model) is called once per
-round instead: round r holds every user's r-th event of the batch, so each user's events go
-through the model in order, each from the state its previous event left in ``UserState``'s
-``model_state``. A user's state after an event depends only on the user's events before it,
-never on where the batch boundaries fell.
+An incremental scorer (``decay.scoring.StepScorer``, the lapse step model) gets each user's
+events of the batch in order instead, and steps them in rounds (round r: every user's r-th
+event of the batch, one model call), each from the state its previous event left in
+``UserState.model_state``. A user's state after an event depends only on the user's events
+before it, never on where the batch boundaries fell.
 """
 
 from __future__ import annotations
@@ -535,26 +535,23 @@ class Processor:
     def _step_rounds(
         self, scorer: StepScorer, steps: list[_Step], cache: dict[tuple[int, str], UserState]
     ) -> Scores:
-        """The batch's events through an incremental scorer, one model call per round (round
-        r: every user's r-th event of the batch), each user's model state carried in its
-        ``UserState``; then the scores of every step's new state, in the steps' order."""
-        rounds: list[list[int]] = []
-        nth: dict[tuple[int, str], int] = {}
+        """The batch's events through an incremental scorer: each user's events in order,
+        from the model state in its ``UserState`` (the scorer steps them in rounds, one
+        model call per round); then the scores of every step's new state, in steps' order."""
+        of_user: dict[tuple[int, str], list[int]] = {}
         for i, s in enumerate(steps):
-            ukey = (s.partition, s.event.user_id)
-            r = nth.get(ukey, 0)
-            nth[ukey] = r + 1
-            if r == len(rounds):
-                rounds.append([])
-            rounds[r].append(i)
-        after: list[bytes] = [b""] * len(steps)  # each step's state right after its event
-        for idx in rounds:
-            users = [cache[(steps[i].partition, steps[i].event.user_id)] for i in idx]
-            states = [st.model_state or scorer.start() for st in users]
-            new = scorer.step(states, [steps[i].event for i in idx])
-            for i, st, state in zip(idx, users, new, strict=True):
-                st.model_state = after[i] = state
-        return scorer.scores(after, self.config.threshold)
+            of_user.setdefault((s.partition, s.event.user_id), []).append(i)
+        users = [cache[ukey] for ukey in of_user]
+        after = scorer.step(
+            [st.model_state or scorer.start() for st in users],
+            [[steps[i].event for i in idx] for idx in of_user.values()],
+        )
+        states: list[bytes] = [b""] * len(steps)  # each step's state right after its event
+        for st, idx, new in zip(users, of_user.values(), after, strict=True):
+            for i, state in zip(idx, new, strict=True):
+                states[i] = state
+            st.model_state = new[-1]
+        return scorer.scores(states, self.config.threshold)
 
     def erase(
         self, partition: int, offset: int, user_id: str, timestamp_ms: int | None = None
