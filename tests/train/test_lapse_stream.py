@@ -280,3 +280,38 @@ def test_a_step_model_is_loaded_as_such_and_an_unknown_state_layout_refused(
     refused: list[Path] = []
     watcher = ModelWatcher(tmp_path, settings, lambda p, _: refused.append(p))
     assert watcher.poll() is None and refused == [foreign]  # the worker keeps its model
+
+
+def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_score(
+    trained: Trained,
+) -> None:
+    """``curves`` steps a window from a new user's state: for a user whose every event is in
+    the window (and whose amounts are prices, quantity 1), the curve after each event starts
+    at the peak the worker scored; the page renders with it."""
+    from stream_app.lapse_scorer import LapseScorer
+    from stream_app.ui import prefix_windows, user_page
+
+    scorer = LapseScorer(trained.path)
+    events = trained.events
+    single = events.groupby("user_id")["quantity"].agg(lambda q: bool((q.fillna(1) == 1).all()))
+    recs = records(events)
+    store = MemoryStore()
+    now = int(events["ts"].max())
+    proc = Processor(ProcessorConfig(threshold=THRESHOLD), scorer, store, lambda: now)
+    outs = run(proc, store, recs, 500)
+    peaks: dict[str, list[float]] = {}
+    applied = [r.key.decode() for r in recs if r.key]
+    for user, peak in zip(applied, [p for out in outs for p in out.peaks], strict=True):
+        peaks.setdefault(user, []).append(peak)
+    checked = []
+    for user, raw in store.data[0].items():
+        if user.startswith("\x00") or not single[user]:
+            continue
+        st = decode_state(raw)
+        if st.n_total > 64:
+            continue
+        got = scorer.curves(prefix_windows(st), np.zeros(1))[:, 0]
+        np.testing.assert_allclose(got, peaks[user], rtol=1e-5)
+        checked.append((user, st))
+    assert len(checked) >= 20
+    assert "<svg" in user_page(*checked[-1], scorer, THRESHOLD, now)
