@@ -3,7 +3,8 @@ training path's, the exported step is the Keras step, alerts do not depend on ba
 and a model of an unknown state layout is refused.
 
 One tiny model (8 units, 2 epochs, a simulated log of 150 users over 30 days), trained and
-exported once for the module (a few seconds on two cores).
+exported once for the module, and one with the exponential lifetime for its own test (a few
+seconds each on two cores).
 """
 
 from __future__ import annotations
@@ -41,20 +42,29 @@ class Trained:
     events: pd.DataFrame
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+def train(tmp: Path, dropout: str, epochs: int) -> Trained:
     from training.lapse import LapseConfig, fit
     from training.lapse_step import export
 
     events = simulate(n_users=150, days=30, seed=5).events
     spec = FeatureSpec(horizon_h=HORIZON_H)
     cfg = LapseConfig(
-        units=8, epochs=2, unit_h=UNIT_H, landmark_every_h=HORIZON_H, min_window_h=HORIZON_H
+        units=8,
+        epochs=epochs,
+        unit_h=UNIT_H,
+        landmark_every_h=HORIZON_H,
+        min_window_h=HORIZON_H,
+        dropout=dropout,
     )
     result = fit(events, int(events["ts"].max()), spec, cfg)
-    path = tmp_path_factory.mktemp("lapse") / "step.onnx"
+    path = tmp / "step.onnx"
     export(result, path)
     return Trained(result, path, events)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return train(tmp_path_factory.mktemp("lapse"), "fixed", 2)
 
 
 @dataclass
@@ -86,13 +96,23 @@ def whole_history(t: Trained) -> Whole:
     return Whole(table, h, np.asarray(out["params"]), n_events, table.ts - table.ts[first])
 
 
-def closed_form(w: Whole, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def closed_form(
+    w: Whole, idx: np.ndarray, dropout: str = "fixed"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peak, half-life and deadline (seconds) of the training path's heads at events idx."""
+    from decay import lifetime
+
     par = w.params[idx].astype(np.float64)
     k = par[:, 0] + w.n_events[idx] - 1.0
     beta = par[:, 1] + w.span_ms[idx] / (UNIT_H * HOUR_S * 1000.0)
     p, horizon = par[:, 2], HORIZON_H / UNIT_H
     to_s = UNIT_H * HOUR_S
+    if dropout == "exp":  # p is the lapse rate mu
+        return (
+            lifetime.interest(k, beta, p, horizon, np.zeros_like(k)),
+            lifetime.half_life(k, beta, p, horizon) * to_s,
+            lifetime.deadline(k, beta, p, horizon, THRESHOLD) * to_s,
+        )
     return (
         btyd.interest(p, k, beta, horizon, 0.0),
         btyd.half_life(p, k, beta, horizon) * to_s,
@@ -315,3 +335,30 @@ def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_scor
         checked.append((user, st))
     assert len(checked) >= 20
     assert "<svg" in user_page(*checked[-1], scorer, THRESHOLD, now)
+
+
+def test_with_the_exponential_lifetime_the_stream_scores_are_the_training_paths(
+    tmp_path: Path,
+) -> None:
+    """Dropout ``exp`` (Pareto/NBD's lifetime): the worker's scores after every event are
+    decay.lifetime's closed form on the heads training computes over each whole history."""
+    from decay.events import Event, Limits, parse_event
+    from stream_app.lapse_scorer import LapseScorer
+
+    t = train(tmp_path, "exp", 1)
+    w = whole_history(t)
+    scorer = LapseScorer(t.path)
+    assert scorer.dropout == "exp"
+    by_user: dict[str, list[Event]] = {}
+    for r in records(t.events):
+        e = parse_event(r.value, r.key, Limits(max_ts_ms=2**62))
+        assert isinstance(e, Event)
+        by_user.setdefault(e.user_id, []).append(e)
+    users = [str(u) for u in w.table.users]
+    after = scorer.step([scorer.start()] * len(users), [by_user[u] for u in users])
+    got = scorer.scores([s for a in after for s in a], THRESHOLD)
+    peak, half_life, deadline = closed_form(w, np.arange(w.table.ts.shape[0]), "exp")
+    np.testing.assert_allclose(got.peak, peak, rtol=1e-5)
+    np.testing.assert_allclose(got.half_life_s, half_life, rtol=1e-5)
+    np.testing.assert_allclose(got.deadline_s, deadline, rtol=1e-5)
+    assert np.all((got.peak > 0) & (got.peak < 1))
