@@ -499,6 +499,8 @@ class Processor:
             scores = self._step_rounds(self.scorer, steps, cache)
         else:
             scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+            for s in steps:  # a step model's state misses this event now: never resume from it
+                cache[(s.partition, s.event.user_id)].model_state = b""
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
