@@ -67,14 +67,16 @@ class StepScorer(Protocol):
     @property
     def version(self) -> str: ...
 
-    def start(self) -> bytes:
-        """A new user's state (what ``step`` is given for a user it has no state of)."""
+    def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
+        """The state to step each user from: the stored one if this model wrote it; else
+        (none stored, another model's, a window scorer served the user meanwhile) a new one,
+        from the user's window of earlier events (None: a new user)."""
         ...
 
     def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
         """Per user: the stored state and the user's events of the batch in order; returns
-        the state after each event. One model call per round (round r: every user's r-th
-        event). A state it does not recognise (another model's) counts as a new user's."""
+        the state after each event (from states ``resume`` gave). One model call per round
+        (round r: every user's r-th event)."""
         ...
 
     def scores(self, states: Sequence[bytes], threshold: float) -> Scores:

@@ -34,6 +34,7 @@ from decay.lapse_state import (
     STATIC,
     advance,
     pack_states,
+    state_dtype,
     static_features,
     unpack_states,
 )
@@ -129,13 +130,46 @@ class LapseScorer:
         self.dropout = str(layout["dropout"])
         self.horizon = float(card.horizon_h) / self.unit_h  # in the model's unit
         self.tag = zlib.crc32(raw)  # a state written by another model file is not ours
+        self._size = state_dtype(self.units).itemsize
 
     @property
     def version(self) -> str:
         return self.card.model_version
 
     def start(self) -> bytes:
+        """A new user's state: no event counted, ``h = c = 0``."""
         return pack_states(unpack_states([b""], self.tag, self.units))[0]
+
+    def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
+        ours = [
+            len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag for s in states
+        ]
+        redo = [i for i, ok in enumerate(ours) if not ok]
+        out = list(states)
+        for i, state in zip(redo, self._warm([windows[i] for i in redo]), strict=True):
+            out[i] = state
+        return out
+
+    def _warm(self, windows: Sequence[Window | None]) -> list[bytes]:
+        """States stepped through each window's events from a new user's state; the events
+        before the window are only counted, and an amount is the price (the window keeps no
+        quantity). Exact for a user whose whole history is in the window, at quantity 1."""
+        if not windows:
+            return []
+        after = self.step(
+            [self.start()] * len(windows),
+            [
+                [] if w is None else [_window_event(w, r) for r in range(w.ts.shape[0])]
+                for w in windows
+            ],
+        )
+        st = unpack_states([a[-1] if a else self.start() for a in after], self.tag, self.units)
+        seen = np.array([w is not None and w.ts.shape[0] > 0 for w in windows])
+        before = [w.n_total - w.ts.shape[0] if w is not None else 0 for w in windows]
+        st["n_events"] += np.where(seen, before, 0).astype(np.uint32)
+        firsts = [w.first_ts_ms if w is not None else 0 for w in windows]
+        st["first_ts_ms"] = np.where(seen, firsts, st["first_ts_ms"])
+        return pack_states(st)
 
     def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
         """Per user: the stored state and the user's events of the batch, in order; returns
@@ -243,21 +277,12 @@ class LapseScorer:
         self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
         """Interest of each window after the silences ``silent_s``, from the window's events
-        stepped through the model from a new user's state (the events before the window are
-        only counted: exact for a user whose whole history is in the window). For pages."""
+        stepped through the model from a new user's state (``_warm``). For pages."""
         silent = np.atleast_2d(np.asarray(silent_s, dtype=np.float64))
         silent = np.broadcast_to(silent, (len(windows), silent.shape[1]))
         if not windows:
             return np.zeros((0, silent.shape[1]))
-        after = self.step(
-            [self.start()] * len(windows),
-            [[_window_event(w, r) for r in range(w.ts.shape[0])] for w in windows],
-        )
-        states = [a[-1] if a else self.start() for a in after]
-        st = unpack_states(states, self.tag, self.units)
-        # the events before the window: counted, as the stream's counters would hold them
-        st["n_events"] += np.array([w.n_total - w.ts.shape[0] for w in windows], np.uint32)
-        st["first_ts_ms"] = [w.first_ts_ms for w in windows]
+        st = unpack_states(self._warm(windows), self.tag, self.units)
         p, k, beta = self.heads(st)
         d = silent / (self.unit_h * HOUR_S)
         if self.dropout == "exp":

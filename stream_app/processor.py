@@ -496,7 +496,7 @@ class Processor:
         the alert state machine and the deadline schedule."""
         started = time.perf_counter()
         if isinstance(self.scorer, StepScorer):
-            scores = self._step_rounds(self.scorer, steps, cache)
+            scores = self._step_rounds(self.scorer, steps, cache, windows)
         else:
             scores = self.scorer.score([s.window for s in steps], self.config.threshold)
             for s in steps:  # a step model's state misses this event now: never resume from it
@@ -535,7 +535,11 @@ class Processor:
             self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
 
     def _step_rounds(
-        self, scorer: StepScorer, steps: list[_Step], cache: dict[tuple[int, str], UserState]
+        self,
+        scorer: StepScorer,
+        steps: list[_Step],
+        cache: dict[tuple[int, str], UserState],
+        windows: dict[tuple[int, str], Window],
     ) -> Scores:
         """The batch's events through an incremental scorer: each user's events in order,
         from the model state in its ``UserState`` (the scorer steps them in rounds, one
@@ -544,10 +548,10 @@ class Processor:
         for i, s in enumerate(steps):
             of_user.setdefault((s.partition, s.event.user_id), []).append(i)
         users = [cache[ukey] for ukey in of_user]
-        after = scorer.step(
-            [st.model_state or scorer.start() for st in users],
-            [[steps[i].event for i in idx] for idx in of_user.values()],
-        )
+        # the windows as loaded, before this batch's events: a user whose stored state is not
+        # this model's (a rollout) starts from them
+        begun = scorer.resume([st.model_state for st in users], [windows.get(k) for k in of_user])
+        after = scorer.step(begun, [[steps[i].event for i in idx] for idx in of_user.values()])
         states: list[bytes] = [b""] * len(steps)  # each step's state right after its event
         for st, idx, new in zip(users, of_user.values(), after, strict=True):
             for i, state in zip(idx, new, strict=True):

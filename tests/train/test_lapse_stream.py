@@ -362,3 +362,40 @@ def test_with_the_exponential_lifetime_the_stream_scores_are_the_training_paths(
     np.testing.assert_allclose(got.half_life_s, half_life, rtol=1e-5)
     np.testing.assert_allclose(got.deadline_s, deadline, rtol=1e-5)
     assert np.all((got.peak > 0) & (got.peak < 1))
+
+
+def test_after_a_rollout_from_a_window_model_a_user_resumes_from_their_window(
+    trained: Trained,
+) -> None:
+    """The baseline serves the first 2,000 events, the lapse model the rest: a user whose
+    whole history is in the window (at quantity 1) gets the state and scores the lapse model
+    would have given them had it served from the start."""
+    from decay.scoring import ExponentialDecayScorer
+    from stream_app.lapse_scorer import LapseScorer
+
+    scorer = LapseScorer(trained.path)
+    recs = records(trained.events)
+    now = int(trained.events["ts"].max())
+    config = ProcessorConfig(threshold=THRESHOLD)
+    always, switched = MemoryStore(), MemoryStore()
+    run(Processor(config, scorer, always, lambda: now), always, recs, 500)
+    baseline = ExponentialDecayScorer(half_life_s=72 * 3600.0)
+    run(Processor(config, baseline, switched, lambda: now), switched, recs[:2000], 500)
+    before = {u: decode_state(v) for u, v in switched.data[0].items() if not u.startswith("\x00")}
+    assert all(st.model_state == b"" for st in before.values())
+    run(Processor(config, scorer, switched, lambda: now), switched, recs[2000:], 500)
+    single = trained.events.groupby("user_id")["quantity"].agg(
+        lambda q: bool((q.fillna(1) == 1).all())
+    )
+    later = {r.key.decode() for r in recs[2000:] if r.key}
+    checked = 0
+    for user, st in before.items():
+        if st.n_total > 64 or not single[user] or user not in later:
+            continue
+        want = unpack_states([decode_state(always.get(0, user) or b"").model_state], scorer.tag, 8)
+        got = unpack_states([decode_state(switched.get(0, user) or b"").model_state], scorer.tag, 8)
+        np.testing.assert_allclose(got["h"], want["h"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["params"], want["params"], rtol=1e-5, atol=1e-7)
+        assert got["n_events"].tolist() == want["n_events"].tolist() and want["n_events"][0] > 0
+        checked += 1
+    assert checked >= 10
