@@ -8,9 +8,11 @@ From them, with ``k = k0 + n_events - 1`` and ``beta = b0 + t_x`` in the model's
 silence at which it falls below the threshold (the dormancy deadline).
 
 Each user's state is an opaque record in ``UserState.model_state`` (layout in
-:mod:`decay.lapse_state`). A batch of (state, event) pairs is one onnxruntime call. An event
-older than the user's last one is counted, not stepped (``decay.lapse_state.advance``); its
-scores are those of the user's current curve, as a window scorer would give for it.
+:mod:`decay.lapse_state`). ``step`` takes each user's events of a batch in order and steps them
+in rounds (round r: every user's r-th event, one onnxruntime call). An event older than the
+user's last one is counted, not stepped (``decay.lapse_state.advance``); its scores are those
+of the user's current curve, as a window scorer would give for it. A user whose stored state
+is not this model's starts again from their window (``resume``).
 """
 
 from __future__ import annotations
@@ -126,6 +128,13 @@ class LapseScorer:
         )
         layout = card.state_layout
         self.units = int(layout["h"])
+        widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
+        want = {"event": ours.n_features, "h": self.units, "c": self.units, "static": len(STATIC)}
+        if any(widths.get(name) != width for name, width in want.items()):
+            raise UnknownStateLayoutError(
+                f"model {card.model_version!r}: its graph's inputs are {widths} wide, its card's "
+                f"state layout and this worker's features say {want}"
+            )
         self.unit_h = float(layout["unit_h"])
         self.dropout = str(layout["dropout"])
         self.horizon = float(card.horizon_h) / self.unit_h  # in the model's unit

@@ -297,9 +297,15 @@ def test_a_step_model_is_loaded_as_such_and_an_unknown_state_layout_refused(
         load_scorer(settings, foreign)
     with pytest.raises(ModelUnavailableError, match="DECAY_MODEL_PATH: cannot load"):
         startup_scorer(Settings(scorer="onnx", model_path=foreign))
+    wide = {**card.state_layout, "h": 32, "c": 32}  # a layout the graph does not have
+    write_card(proto, type(card)(**{**card.__dict__, "state_layout": wide}))
+    onnx.save_model(proto, tmp_path / "wide.onnx")
+    with pytest.raises(UnknownStateLayoutError, match=r"inputs are .* wide"):
+        load_scorer(settings, tmp_path / "wide.onnx")
     refused: list[Path] = []
     watcher = ModelWatcher(tmp_path, settings, lambda p, _: refused.append(p))
-    assert watcher.poll() is None and refused == [foreign]  # the worker keeps its model
+    assert watcher.poll() is None and refused == [tmp_path / "wide.onnx"]  # the newest
+    assert watcher.poll() is None  # refused once, then skipped: the worker keeps its model
 
 
 def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_score(
