@@ -13,6 +13,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     ├── WorkerProcessError (RuntimeError)     decay_cli.worker_process: a child worker failed
     ├── ModelUnavailableError (RuntimeError)  stream_app.rollout: no model to start with
     ├── ModelMismatchError (RuntimeError)     stream_app.onnx_scorer: a model for other features
+    │   └── UnknownStateLayoutError           stream_app.lapse_scorer: a step model's state
     ├── ProcessorHalted (RuntimeError)        stream_app.processor: a batch failed before
     └── ExportError (RuntimeError)            training.export: a model that cannot be exported
 """

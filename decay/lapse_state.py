@@ -46,3 +46,68 @@ def static_features(
     mean = np.asarray(amount_sum, dtype=np.float64) / np.maximum(n, 1.0)
     cols = [np.log1p(np.maximum(n - 1.0, 0.0)), np.log1p(np.maximum(span, 0.0)), np.log1p(mean)]
     return np.stack(cols, axis=-1).astype(np.float32)
+
+
+# --- the stored per-user state of the step model, a batch at a time ----------------------
+#
+# One user's state is an opaque record in UserState.model_state, little-endian, packed:
+#   tag uint32 (crc32 of the model file: a state of another model is not carried over),
+#   n_events uint32, first_ts_ms int64, last_ts_ms int64, amount_sum float64 (the counters),
+#   params float32[4] (k0, b0, p, kappa after the last step), h float32[U], c float32[U]
+# 48 + 8 U bytes (176 for U = 16). float32 is what the ONNX step reads and writes, so storing
+# h and c loses nothing; the counters keep the precision training computes them in.
+
+
+def state_dtype(units: int) -> np.dtype[np.void]:
+    return np.dtype(
+        [
+            ("tag", "<u4"),
+            ("n_events", "<u4"),
+            ("first_ts_ms", "<i8"),
+            ("last_ts_ms", "<i8"),
+            ("amount_sum", "<f8"),
+            ("params", "<f4", (4,)),
+            ("h", "<f4", (units,)),
+            ("c", "<f4", (units,)),
+        ]
+    )
+
+
+def unpack_states(blobs: list[bytes], tag: int, units: int) -> npt.NDArray[np.void]:
+    """Stored states -> one record array [B]; an empty or foreign record (another model's,
+    another layout's) becomes a new user's state: zero counters, ``h = c = 0``."""
+    dtype = state_dtype(units)
+    size = dtype.itemsize
+    ours = [len(b) == size and int.from_bytes(b[:4], "little") == tag for b in blobs]
+    if all(ours):
+        return np.frombuffer(b"".join(blobs), dtype=dtype).copy()
+    out = np.zeros(len(blobs), dtype=dtype)
+    out["tag"] = tag
+    for i, (blob, ok) in enumerate(zip(blobs, ours, strict=True)):
+        if ok:
+            out[i] = np.frombuffer(blob, dtype=dtype)[0]
+    return out
+
+
+def pack_states(states: npt.NDArray[np.void]) -> list[bytes]:
+    raw = states.tobytes()
+    size = states.dtype.itemsize
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def advance(
+    states: npt.NDArray[np.void], ts_ms: npt.NDArray[np.int64], amount: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Count one event per state (in place); returns which events are in order (not older
+    than the state's last event), i.e. the ones the recurrent state steps through.
+
+    An older event cannot be stepped back in time: it is counted (n_events, amount_sum, and
+    first_ts_ms if it is the earliest), as training, which sorts the history, counts it too,
+    but ``h``, ``c`` and the last event's time stay as they were."""
+    n = states["n_events"]
+    in_order = (n == 0) | (ts_ms >= states["last_ts_ms"])
+    states["first_ts_ms"] = np.where(n == 0, ts_ms, np.minimum(states["first_ts_ms"], ts_ms))
+    states["last_ts_ms"] = np.where(in_order, ts_ms, states["last_ts_ms"])
+    states["amount_sum"] += np.maximum(amount, 0.0)
+    states["n_events"] = n + 1
+    return in_order

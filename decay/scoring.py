@@ -3,6 +3,12 @@
 A scorer maps a batch of windows (one user each, right after an event) to the parameters of
 each user's interest curve. The stream app calls it once per micro-batch; the ONNX LSTM scorer
 (in ``stream_app``) and this baseline share the protocol, so the agent takes either.
+
+A :class:`StepScorer` is incremental instead: it keeps its own record per user (the lapse
+step model's recurrent state, counters and curve parameters, ``stream_app.lapse_scorer``) and
+steps each event from the state the user's previous event left, O(1) per event: the processor
+hands it each user's events of a batch in order, then asks once for the scores of all the
+states.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from decay.events import Event
 from decay.window import SESSION_GAP_MS, Window
 
 HOUR_S = 3600.0
@@ -51,6 +58,37 @@ class Scorer(Protocol):
         """Exact interest of each window after the silences ``silent_s`` ([K] for all, or
         [B, K]), as [B, K]; for pages and offline use, where scoring again is affordable."""
         ...
+
+
+@runtime_checkable
+class StepScorer(Protocol):
+    """Scores each event from the user's stored model state, which it also advances."""
+
+    @property
+    def version(self) -> str: ...
+
+    def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
+        """The state to step each user from: the stored one if this model wrote it; else
+        (none stored, another model's, a window scorer served the user meanwhile) a new one,
+        from the user's window of earlier events (None: a new user)."""
+        ...
+
+    def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
+        """Per user: the stored state and the user's events of the batch in order; returns
+        the state after each event (from states ``resume`` gave). One model call per round
+        (round r: every user's r-th event)."""
+        ...
+
+    def scores(self, states: Sequence[bytes], threshold: float) -> Scores:
+        """The curve each state holds (as ``step`` left it): peak, half-life, deadline.
+        Apart from ``step`` so that the closed form runs once over a whole batch."""
+        ...
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float: ...
+
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]: ...
 
 
 def fit_half_life(gaps_s: npt.ArrayLike) -> float:
@@ -104,3 +142,6 @@ class ExponentialDecayScorer:
     ) -> npt.NDArray[np.float64]:
         silent = np.maximum(np.atleast_2d(silent_s), 0.0)
         return np.broadcast_to(2.0 ** (-silent / self.half_life_s), (len(windows), silent.shape[1]))
+
+
+AnyScorer = Scorer | StepScorer  # what the processor, pages and rollout take

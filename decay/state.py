@@ -5,11 +5,13 @@ bytes in a fixed little-endian layout, not JSON: a 64-event window takes about 1
 
 Layout (version 2; version 1 is still read: its category entries had only peak and fired)::
 
-    header  <BBhqIqqqffBBHIq  version, flags, partition, last_offset, n_total, first_ts_ms,
+    header  <BBhqIqqqffBBHIqH version, flags, partition, last_offset, n_total, first_ts_ms,
                               deadline_ms, dormant_since_ms, peak_score, half_life_s,
                               n_categories, n_alerts, n_events, sessions,
-                              max_cause_offset (of the alerts below; -1: none)
+                              max_cause_offset (of the alerts below; -1: none), model_len
     events  ts int64[n] | type uint8[n] | category uint8[n] | price float32[n] | id uint64[n]
+    model   bytes[model_len]: the incremental scorer's state of this user, opaque here (the
+            lapse step model's h, c and counters: decay.lapse_state; empty for window scorers)
     cats    per category of the window: name length uint8, utf-8 name
     engage  count uint8; per category: name length uint8, utf-8 name, activity float32,
             last_ts_ms int64, visits uint32, at_session uint32, fired uint8
@@ -38,7 +40,7 @@ NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
 _HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
-_HEADER = struct.Struct("<BBhqIqqqffBBHIq")  # v2: + sessions, max_cause_offset
+_HEADER = struct.Struct("<BBhqIqqqffBBHIqH")  # v2: + sessions, max_cause_offset, model_len
 _CAT_TAIL_V1 = struct.Struct("<fB")
 _CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
@@ -92,6 +94,7 @@ class UserState:
     engagement: dict[str, Engagement] = field(default_factory=dict)
     sessions: int = 0  # the user's sessions so far (decay.engagement)
     alerts: list[StoredAlert] = field(default_factory=list)
+    model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
 
     @property
     def ts(self) -> npt.NDArray[np.int64]:
@@ -239,12 +242,14 @@ def encode_state(state: UserState) -> bytes:
             n,
             state.sessions,
             max((a.cause_offset for a in state.alerts), default=-1),
+            len(state.model_state),
         ),
         state.ts.astype("<i8", copy=False).tobytes(),
         state.types.tobytes(),
         state.cats.tobytes(),
         state.prices.astype("<f4", copy=False).tobytes(),
         state.ids.astype("<u8", copy=False).tobytes(),
+        state.model_state,
     ]
     for name in state.categories:
         raw = name.encode()[:255]
@@ -324,6 +329,11 @@ def _decode(buf: memoryview) -> UserState:
         rows[name] = take(dtype, n)
     rows["id"] = take("<u8", n)
     st.rows = rows
+    if more:
+        st.model_state = bytes(buf[pos : pos + more[2]])
+        if len(st.model_state) != more[2]:
+            raise StateError("model state cut short")
+        pos += more[2]
 
     def text() -> str:
         nonlocal pos

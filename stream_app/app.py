@@ -13,7 +13,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from decay.engagement import DAY_MS, EngagementRules
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer
 from decay.settings import Settings
 from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
@@ -112,7 +112,7 @@ def faust_app(settings: Settings, max_request_bytes: int | None = None) -> faust
 
 def create_app(
     settings: Settings,
-    scorer: Scorer | None = None,
+    scorer: AnyScorer | None = None,
     registry: CollectorRegistry | None = None,
     message_limits: dict[str, int] | None = None,
 ) -> Built:

@@ -13,6 +13,12 @@ how records are cut into batches.
 Each batch is two passes: (1) validate, drop duplicates and update windows, collecting a window
 snapshot per applied event; the scorer is called once for all snapshots; (2) walk the events in
 order again, running the alert state machine and the deadline schedule.
+
+An incremental scorer (``decay.scoring.StepScorer``, the lapse step model) gets each user's
+events of the batch in order instead, and steps them in rounds (round r: every user's r-th
+event of the batch, one model call), each from the state its previous event left in
+``UserState.model_state``. A user's state after an event depends only on the user's events
+before it, never on where the batch boundaries fell.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from decay.categories import recent_mix
 from decay.engagement import EngagementRules, add_event, review, session_of
 from decay.errors import DecayError
 from decay.events import Event, Invalid, Limits, parse_event
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer, Scores, StepScorer
 from decay.state import (
     StateError,
     StoredAlert,
@@ -233,7 +239,7 @@ class Processor:
     def __init__(
         self,
         config: ProcessorConfig,
-        scorer: Scorer,
+        scorer: AnyScorer,
         store: StateStore,
         clock_ms: Callable[[], int],
         pseudonymize: Callable[[str], str] | None = None,
@@ -496,7 +502,12 @@ class Processor:
         """Pass 2: one scorer call for the batch's events, then, event by event in order,
         the alert state machine and the deadline schedule."""
         started = time.perf_counter()
-        scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+        if isinstance(self.scorer, StepScorer):
+            scores = self._step_rounds(self.scorer, steps, cache, windows)
+        else:
+            scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+            for s in steps:  # a step model's state misses this event now: never resume from it
+                cache[(s.partition, s.event.user_id)].model_state = b""
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
@@ -529,6 +540,31 @@ class Processor:
                     out.scores.append(self._score_message(ukey, st, step))
             part.max_ts = max(part.max_ts, step.max_ts)
             self._fire_due(step.partition, part, step.offset, cache, touched, windows, out)
+
+    def _step_rounds(
+        self,
+        scorer: StepScorer,
+        steps: list[_Step],
+        cache: dict[tuple[int, str], UserState],
+        windows: dict[tuple[int, str], Window],
+    ) -> Scores:
+        """The batch's events through an incremental scorer: each user's events in order,
+        from the model state in its ``UserState`` (the scorer steps them in rounds, one
+        model call per round); then the scores of every step's new state, in steps' order."""
+        of_user: dict[tuple[int, str], list[int]] = {}
+        for i, s in enumerate(steps):
+            of_user.setdefault((s.partition, s.event.user_id), []).append(i)
+        users = [cache[ukey] for ukey in of_user]
+        # the windows as loaded, before this batch's events: a user whose stored state is not
+        # this model's (a rollout) starts from them
+        begun = scorer.resume([st.model_state for st in users], [windows.get(k) for k in of_user])
+        after = scorer.step(begun, [[steps[i].event for i in idx] for idx in of_user.values()])
+        states: list[bytes] = [b""] * len(steps)  # each step's state right after its event
+        for st, idx, new in zip(users, of_user.values(), after, strict=True):
+            for i, state in zip(idx, new, strict=True):
+                states[i] = state
+            st.model_state = new[-1]
+        return scorer.scores(states, self.config.threshold)
 
     def erase(
         self, partition: int, offset: int, user_id: str, timestamp_ms: int | None = None

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from decay.alerts import rfc3339
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer
 from decay.state import UserState
 
 
@@ -17,7 +17,7 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def describe_user(user_id: str, st: UserState, scorer: Scorer, now_ms: int) -> dict[str, Any]:
+def describe_user(user_id: str, st: UserState, scorer: AnyScorer, now_ms: int) -> dict[str, Any]:
     last = st.last_ts_ms
     silent_s = max(now_ms - last, 0) / 1000.0
     return {

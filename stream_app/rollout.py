@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from decay.errors import DecayError
-from decay.scoring import ExponentialDecayScorer, Scorer
+from decay.scoring import AnyScorer, ExponentialDecayScorer
 from decay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,20 +23,30 @@ def shipped_model() -> Path:
     return Path(str(resources.files("stream_app") / "models" / "model.onnx"))
 
 
-def load_scorer(settings: Settings, path: Path | None = None) -> Scorer:
-    """The scorer the settings ask for. Raises ``ModelMismatchError`` for a foreign model."""
+def load_scorer(settings: Settings, path: Path | None = None) -> AnyScorer:
+    """The scorer the settings ask for: for ``onnx``, the model's card says which (a step
+    model, whose card has a state layout, is scored incrementally). Raises
+    ``ModelMismatchError`` for a foreign model, ``UnknownStateLayoutError`` for a step model
+    whose per-user state this worker does not know."""
     if settings.scorer == "baseline":
         return ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
-    from stream_app.onnx_scorer import OnnxScorer
+    from decay.card import CardError, read_card
+    from stream_app.lapse_scorer import LapseScorer, is_step_model
+    from stream_app.onnx_scorer import ModelMismatchError, OnnxScorer
 
-    return OnnxScorer(path or settings.model_path or shipped_model())
+    model = path or settings.model_path or shipped_model()
+    try:
+        card = read_card(model)
+    except CardError as exc:
+        raise ModelMismatchError(f"{model}: {exc}") from exc
+    return LapseScorer(model) if is_step_model(card) else OnnxScorer(model)
 
 
 class ModelUnavailableError(DecayError, RuntimeError):
     """The model a worker is to start with is missing or cannot be served."""
 
 
-def startup_scorer(settings: Settings) -> Scorer:
+def startup_scorer(settings: Settings) -> AnyScorer:
     """The scorer a worker starts with, loaded before the worker touches Kafka. Raises
     :class:`ModelUnavailableError`, naming the setting, when the model is no file or cannot
     be loaded (not ONNX, or trained for other features)."""
@@ -79,7 +89,7 @@ class ModelWatcher:
         models = [p for p in self.directory.glob("*.onnx") if p.is_file()]
         return max(models, key=lambda p: (p.stat().st_mtime, p.name), default=None)
 
-    def poll(self) -> Scorer | None:
+    def poll(self) -> AnyScorer | None:
         path = self.newest()
         if path is None:
             return None

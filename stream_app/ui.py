@@ -15,7 +15,7 @@ import numpy as np
 
 from decay.alerts import rfc3339
 from decay.categories import category_probabilities
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer
 from decay.state import UserState
 from decay.window import Window
 
@@ -46,7 +46,7 @@ def prefix_windows(st: UserState) -> list[Window]:
     ]
 
 
-def interest_curve(st: UserState, scorer: Scorer, end_ms: int, points: int = 12) -> Curve:
+def interest_curve(st: UserState, scorer: AnyScorer, end_ms: int, points: int = 12) -> Curve:
     """After each event of the window, the exact curve until the next event (or ``end_ms``)."""
     windows = prefix_windows(st)
     if not windows:
@@ -124,7 +124,7 @@ def _bars(st: UserState, interest_now: float) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def user_page(user_id: str, st: UserState, scorer: Scorer, threshold: float, now_ms: int) -> str:
+def user_page(user_id: str, st: UserState, scorer: AnyScorer, threshold: float, now_ms: int) -> str:
     last = st.last_ts_ms
     # Replayed history ends long before the wall clock: draw up to the deadline instead.
     end = max(last, st.deadline_ms or last)

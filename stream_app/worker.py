@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from decay.events import Invalid, parse_erase_request
-from decay.scoring import Scorer
+from decay.scoring import AnyScorer
 from decay.settings import Settings
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
@@ -270,7 +270,7 @@ class Worker:
             ttl_ms = int(self.settings.state_ttl_days * 86_400_000)
             await self.delivery.settle(self.processor.expire(ttl_ms))
 
-    async def roll_out(self, new: Scorer) -> None:
+    async def roll_out(self, new: AnyScorer) -> None:
         """Serve ``new`` from the next batch on: each batch is scored by one model."""
         async with self.lock:
             self.metrics.model_info.labels(self.processor.scorer.version).set(0)

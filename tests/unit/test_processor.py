@@ -397,3 +397,18 @@ def test_a_processor_halts_after_a_failed_batch() -> None:
         proc.process([rec(2, "a", T0 + 2 * HOUR)])
     with pytest.raises(ProcessorHalted):
         proc.tick(NOW, idle_ms=HOUR)
+
+
+def test_a_window_scorer_drops_a_step_models_state_it_cannot_keep_current() -> None:
+    """After a rollout from a step model to a window model, a user's stored step state misses
+    the events scored since: it is dropped, so a later step model starts the user anew."""
+    from decay.state import encode_state
+
+    store = MemoryStore()
+    _, _ = run(store, [[rec(0, "alice", T0)]])
+    st = decode_state(store.get(0, "alice") or b"")
+    st.model_state = b"\x01" * 176  # as a step model left it
+    store.put(0, "alice", encode_state(st))
+    run(store, [[rec(1, "alice", T0 + HOUR)]])
+    back = decode_state(store.get(0, "alice") or b"")
+    assert back.n_total == 2 and back.model_state == b""

@@ -88,3 +88,19 @@ def test_peek_reads_what_a_restart_needs_from_the_header_alone() -> None:
     assert (head.last_offset, head.deadline_ms, head.dormant_since_ms) == (41, st.deadline_ms, 0)
     assert head.max_cause_offset == 45
     assert peek_state(encode_state(UserState())).max_cause_offset == -1
+
+
+def test_the_model_state_round_trips_and_a_version_1_record_still_reads() -> None:
+    import struct
+
+    st = filled(5)
+    st.model_state = bytes(range(176))
+    back = decode_state(encode_state(st))
+    assert back.model_state == st.model_state and back.n_total == 5
+    with pytest.raises(StateError):
+        decode_state(encode_state(st)[:-200])  # cut inside the model state
+    # version 1: no sessions, no max_cause_offset, no model state
+    v1 = struct.Struct("<BBhqIqqqffBBH").pack(1, 0, 3, 7, 1, 1000, 0, 0, 0.5, 60.0, 0, 0, 1)
+    v1 += struct.pack("<q", 1000) + bytes([0, 255]) + struct.pack("<fQ", 0.0, 42) + bytes([0])
+    old = decode_state(v1)
+    assert (old.n_total, old.last_offset, old.ts.tolist(), old.model_state) == (1, 7, [1000], b"")

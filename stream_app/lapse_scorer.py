@@ -1,0 +1,318 @@
+"""The lapse (neural BTYD) step model behind the ``StepScorer`` protocol: O(1) per event.
+
+The model (``training.lapse_step``) takes one event's feature row and the user's stored
+``(h, c)`` and counters, and returns the new ``(h, c)`` and ``params = (k0, b0, p, kappa)``.
+From them, with ``k = k0 + n_events - 1`` and ``beta = b0 + t_x`` in the model's time unit,
+:mod:`decay.btyd` (or :mod:`decay.lifetime` for dropout ``exp``) gives the closed-form curve
+``I(d) = 1 - S(d + H) / S(d)``: its value right after the event (peak), its half-life, and the
+silence at which it falls below the threshold (the dormancy deadline).
+
+Each user's state is an opaque record in ``UserState.model_state`` (layout in
+:mod:`decay.lapse_state`). ``step`` takes each user's events of a batch in order and steps them
+in rounds (round r: every user's r-th event, one onnxruntime call). An event older than the
+user's last one is counted, not stepped (``decay.lapse_state.advance``); its scores are those
+of the user's current curve, as a window scorer would give for it. A user whose stored state
+is not this model's starts again from their window (``resume``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from decay import btyd, lifetime
+from decay.card import CardError, ModelCard, card_of_session
+from decay.events import Event, EventType
+from decay.features import FeatureSpec, category_bucket, event_features
+from decay.lapse_state import (
+    COUNTERS,
+    STATIC,
+    advance,
+    pack_states,
+    state_dtype,
+    static_features,
+    unpack_states,
+)
+from decay.scoring import HOUR_S, Scores
+from decay.window import NO_CATEGORY, Window
+from stream_app.onnx_scorer import ModelMismatchError
+
+INPUTS: Final = ("event", "h", "c", "static")
+OUTPUTS: Final = ("h_next", "c_next", "params")
+PARAMS: Final = ["k0", "b0", "p", "kappa"]
+DROPOUTS: Final = ("fixed", "beta", "exp")
+# the state layout this worker knows: these keys, with these values where fixed
+LAYOUT_KEYS: Final = frozenset(
+    {"h", "c", "counters", "static", "unit_h", "dropout", "params", "heads"}
+)
+
+
+class UnknownStateLayoutError(ModelMismatchError):
+    """The model's card describes a per-user state this worker does not know."""
+
+
+def is_step_model(card: ModelCard) -> bool:
+    return card.arch.endswith("-btyd-step") or bool(card.state_layout)
+
+
+def check_step_card(card: ModelCard, spec: FeatureSpec) -> None:
+    """Raise unless the card's features are ``spec``'s and its state layout is the one this
+    worker reads and writes (``decay.lapse_state``)."""
+    problems = []
+    if card.feature_spec_version != spec.version:
+        problems.append(f"feature spec {card.feature_spec_version!r} != {spec.version!r}")
+    if card.cat_buckets != spec.cat_buckets:
+        problems.append(f"category buckets {card.cat_buckets} != {spec.cat_buckets}")
+    if tuple(card.feature_names) != spec.feature_names:
+        problems.append("feature names differ")
+    missing = [n for n in (*INPUTS, *OUTPUTS) if n not in (*card.input_names, *card.output_names)]
+    if missing:
+        problems.append(f"graph lacks {missing}")
+    if problems:
+        raise ModelMismatchError(
+            f"model {card.model_version!r} does not match this worker's features: "
+            + "; ".join(problems)
+        )
+    layout = card.state_layout
+    wrong = []
+    if set(layout) != LAYOUT_KEYS:
+        extra, lacking = sorted(set(layout) - LAYOUT_KEYS), sorted(LAYOUT_KEYS - set(layout))
+        wrong.append(f"keys: unknown {extra}, missing {lacking}")
+    else:
+        units = layout["h"]
+        if not (isinstance(units, int) and units > 0 and layout["c"] == units):
+            wrong.append(f"h {layout['h']!r} and c {layout['c']!r} must be one unit count")
+        if list(layout["counters"]) != list(COUNTERS):
+            wrong.append(f"counters {layout['counters']} != {list(COUNTERS)}")
+        if list(layout["static"]) != list(STATIC):
+            wrong.append(f"static {layout['static']} != {list(STATIC)}")
+        if list(layout["params"]) != PARAMS:
+            wrong.append(f"params {layout['params']} != {PARAMS}")
+        if layout["dropout"] not in DROPOUTS:
+            wrong.append(f"dropout {layout['dropout']!r} not one of {list(DROPOUTS)}")
+        unit_h = layout["unit_h"]
+        if not (isinstance(unit_h, int | float) and unit_h > 0):
+            wrong.append(f"unit_h {unit_h!r} is not a positive number of hours")
+    if wrong:
+        raise UnknownStateLayoutError(
+            f"model {card.model_version!r} has a state layout this worker does not know: "
+            + "; ".join(wrong)
+        )
+
+
+class LapseScorer:
+    """Scores events incrementally with an exported lapse step model."""
+
+    def __init__(self, path: str | Path, spec: FeatureSpec | None = None) -> None:
+        raw = Path(path).read_bytes()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
+        try:
+            card = card_of_session(self._session)
+        except CardError as exc:
+            raise ModelMismatchError(f"{path}: {exc}") from exc
+        ours = spec or FeatureSpec()
+        check_step_card(card, ours)
+        self.card = card
+        self.spec = FeatureSpec(
+            version=ours.version, cat_buckets=ours.cat_buckets, horizon_h=float(card.horizon_h)
+        )
+        layout = card.state_layout
+        self.units = int(layout["h"])
+        widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
+        want = {"event": ours.n_features, "h": self.units, "c": self.units, "static": len(STATIC)}
+        if any(widths.get(name) != width for name, width in want.items()):
+            raise UnknownStateLayoutError(
+                f"model {card.model_version!r}: its graph's inputs are {widths} wide, its card's "
+                f"state layout and this worker's features say {want}"
+            )
+        self.unit_h = float(layout["unit_h"])
+        self.dropout = str(layout["dropout"])
+        self.horizon = float(card.horizon_h) / self.unit_h  # in the model's unit
+        self.tag = zlib.crc32(raw)  # a state written by another model file is not ours
+        self._size = state_dtype(self.units).itemsize
+
+    @property
+    def version(self) -> str:
+        return self.card.model_version
+
+    def start(self) -> bytes:
+        """A new user's state: no event counted, ``h = c = 0``."""
+        return pack_states(unpack_states([b""], self.tag, self.units))[0]
+
+    def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
+        ours = [
+            len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag for s in states
+        ]
+        redo = [i for i, ok in enumerate(ours) if not ok]
+        out = list(states)
+        for i, state in zip(redo, self._warm([windows[i] for i in redo]), strict=True):
+            out[i] = state
+        return out
+
+    def _warm(self, windows: Sequence[Window | None]) -> list[bytes]:
+        """States stepped through each window's events from a new user's state; the events
+        before the window are only counted, and an amount is the price (the window keeps no
+        quantity). Exact for a user whose whole history is in the window, at quantity 1."""
+        if not windows:
+            return []
+        after = self.step(
+            [self.start()] * len(windows),
+            [
+                [] if w is None else [_window_event(w, r) for r in range(w.ts.shape[0])]
+                for w in windows
+            ],
+        )
+        st = unpack_states([a[-1] if a else self.start() for a in after], self.tag, self.units)
+        seen = np.array([w is not None and w.ts.shape[0] > 0 for w in windows])
+        before = [w.n_total - w.ts.shape[0] if w is not None else 0 for w in windows]
+        st["n_events"] += np.where(seen, before, 0).astype(np.uint32)
+        firsts = [w.first_ts_ms if w is not None else 0 for w in windows]
+        st["first_ts_ms"] = np.where(seen, firsts, st["first_ts_ms"])
+        return pack_states(st)
+
+    def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
+        """Per user: the stored state and the user's events of the batch, in order; returns
+        the state after each of them. The counters and feature rows of all the events are
+        computed first (they do not depend on the model), then the LSTM steps in rounds, round
+        r holding every user's r-th event: one onnxruntime call per round."""
+        m = np.array([len(evs) for evs in events], dtype=np.int64)
+        flat = [e for evs in events for e in evs]
+        if not flat:
+            return [[] for _ in events]
+        st = unpack_states(list(states), self.tag, self.units)  # each user's state, as it goes
+        ts = np.array([e.ts_ms for e in flat], dtype=np.int64)
+        prices = np.array([e.price if e.price is not None else 0.0 for e in flat])
+        qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
+        amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
+        starts = np.cumsum(m) - m
+        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
+        prev, first, count = (np.empty(len(flat), np.int64) for _ in range(3))
+        in_order = np.empty(len(flat), dtype=bool)
+        rounds = []
+        for r in range(int(m.max())):  # the counters: exact sums in event order, per user
+            users = np.nonzero(m > r)[0]
+            idx = starts[users] + r
+            sub = st[users]
+            n0 = sub["n_events"].astype(np.int64)
+            # the feature row reads the counters before the event (decay.features)
+            prev[idx] = np.where(n0 > 0, sub["last_ts_ms"], ts[idx])
+            first[idx] = np.where(n0 > 0, np.minimum(sub["first_ts_ms"], ts[idx]), ts[idx])
+            count[idx] = n0 + 1
+            in_order[idx] = advance(sub, ts[idx], amount[idx])
+            st[users] = sub
+            after[idx] = sub
+            rounds.append((idx, users))
+        rows = np.nonzero(in_order)[0]
+        feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
+        stepped = [flat[i] for i in rows.tolist()]
+        feats[rows] = event_features(
+            ts[rows],
+            prev[rows],
+            np.array([int(e.type) for e in stepped], dtype=np.int64),
+            np.array(
+                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
+            ),
+            prices[rows].astype(np.float32),
+            count[rows],
+            first[rows],
+            self.spec,
+        )
+        static = static_features(
+            after["n_events"],
+            after["first_ts_ms"],
+            after["last_ts_ms"],
+            after["amount_sum"],
+            self.unit_h,
+        )
+        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
+        for idx, users in rounds:  # the LSTM: an older event leaves h, c and params as they were
+            go = in_order[idx]
+            if go.any():
+                ev, us = idx[go], users[go]
+                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
+                h[us], c[us], params[us] = self._session.run(list(OUTPUTS), feeds)
+            after["h"][idx], after["c"][idx], after["params"][idx] = (
+                h[users],
+                c[users],
+                params[users],
+            )
+        blobs = pack_states(after)
+        return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
+
+    def scores(self, states: Sequence[bytes], threshold: float) -> Scores:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        return self._scores(unpack_states(list(states), self.tag, self.units), threshold)
+
+    def heads(self, st: Any) -> tuple[Any, Any, Any]:
+        """(p or mu, k, beta) of each state's curve, float64, in the model's unit."""
+        par = st["params"].astype(np.float64)
+        k = par[:, 0] + np.maximum(st["n_events"].astype(np.float64) - 1.0, 0.0)
+        span = (st["last_ts_ms"] - st["first_ts_ms"]).astype(np.float64)
+        beta = par[:, 1] + span / (self.unit_h * HOUR_S * 1000.0)
+        return par[:, 2], k, beta
+
+    def _scores(self, st: Any, threshold: float) -> Scores:
+        p, k, beta = self.heads(st)
+        h = self.horizon
+        if self.dropout == "exp":
+            peak = lifetime.interest(k, beta, p, h, np.zeros_like(k))
+
+            def curve(d: Any) -> Any:
+                return lifetime.interest(k2, b2, p2, h, d)
+        else:  # fixed or beta dropout: interest depends on the mean lapse chance p only
+            peak = btyd.interest(p, k, beta, h, 0.0)
+
+            def curve(d: Any) -> Any:
+                return btyd.interest(p2, k2, b2, h, d)
+
+        # half-life and deadline in one root search: each element's bisection is its own
+        p2, k2, b2 = (np.stack([v, v]) for v in (p, k, beta))
+        levels = np.stack([peak / 2.0, np.full_like(peak, threshold)])
+        half, dead = btyd.decreasing_root(curve, levels, levels.shape) * self.unit_h * HOUR_S
+        return Scores(peak=peak, half_life_s=half, deadline_s=dead)
+
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Interest of each window after the silences ``silent_s``, from the window's events
+        stepped through the model from a new user's state (``_warm``). For pages."""
+        silent = np.atleast_2d(np.asarray(silent_s, dtype=np.float64))
+        silent = np.broadcast_to(silent, (len(windows), silent.shape[1]))
+        if not windows:
+            return np.zeros((0, silent.shape[1]))
+        st = unpack_states(self._warm(windows), self.tag, self.units)
+        p, k, beta = self.heads(st)
+        d = silent / (self.unit_h * HOUR_S)
+        if self.dropout == "exp":
+            return lifetime.interest(k[:, None], beta[:, None], p[:, None], self.horizon, d)
+        return btyd.interest(p[:, None], k[:, None], beta[:, None], self.horizon, d)
+
+    def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
+        """From the two stored parameters: an exponential through the peak and the half-life
+        (exact at both; deadlines come from the closed form in ``step``)."""
+        if not math.isfinite(half_life_s) or half_life_s <= 0:
+            return peak if math.isinf(half_life_s) else 0.0
+        return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
+
+
+def _window_event(w: Window, r: int) -> Event:
+    cat = int(w.cats[r])
+    return Event(
+        event_id="",
+        user_id="",
+        ts_ms=int(w.ts[r]),
+        type=EventType(int(w.types[r])),
+        category=None if cat == NO_CATEGORY else w.categories[cat],
+        price=float(w.prices[r]),
+    )
