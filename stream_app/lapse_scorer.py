@@ -42,7 +42,7 @@ from decay.lapse_state import (
 )
 from decay.scoring import HOUR_S, Scores
 from decay.window import NO_CATEGORY, Window
-from stream_app.onnx_scorer import ModelMismatchError
+from stream_app.onnx_scorer import ModelMismatchError, check_features
 
 INPUTS: Final = ("event", "h", "c", "static")
 OUTPUTS: Final = ("h_next", "c_next", "params")
@@ -65,21 +65,7 @@ def is_step_model(card: ModelCard) -> bool:
 def check_step_card(card: ModelCard, spec: FeatureSpec) -> None:
     """Raise unless the card's features are ``spec``'s and its state layout is the one this
     worker reads and writes (``decay.lapse_state``)."""
-    problems = []
-    if card.feature_spec_version != spec.version:
-        problems.append(f"feature spec {card.feature_spec_version!r} != {spec.version!r}")
-    if card.cat_buckets != spec.cat_buckets:
-        problems.append(f"category buckets {card.cat_buckets} != {spec.cat_buckets}")
-    if tuple(card.feature_names) != spec.feature_names:
-        problems.append("feature names differ")
-    missing = [n for n in (*INPUTS, *OUTPUTS) if n not in (*card.input_names, *card.output_names)]
-    if missing:
-        problems.append(f"graph lacks {missing}")
-    if problems:
-        raise ModelMismatchError(
-            f"model {card.model_version!r} does not match this worker's features: "
-            + "; ".join(problems)
-        )
+    check_features(card, spec, (*INPUTS, *OUTPUTS))
     layout = card.state_layout
     wrong = []
     if set(layout) != LAYOUT_KEYS:

@@ -31,18 +31,21 @@ class ModelMismatchError(DecayError, RuntimeError):
     """The model was trained for another feature encoding (or is not a decay model)."""
 
 
-def check_card(card: ModelCard, spec: FeatureSpec) -> None:
-    """Raise :class:`ModelMismatchError` unless the card's encoding is ``spec``'s."""
+def check_features(
+    card: ModelCard, spec: FeatureSpec, names: Sequence[str], seq_len: int | None = None
+) -> None:
+    """Raise :class:`ModelMismatchError` unless the card's encoding is ``spec``'s (and its
+    window ``seq_len``, when given) and its graph has the inputs and outputs ``names``."""
     problems = []
     if card.feature_spec_version != spec.version:
         problems.append(f"feature spec {card.feature_spec_version!r} != {spec.version!r}")
-    if card.seq_len != spec.seq_len:
-        problems.append(f"seq_len {card.seq_len} != {spec.seq_len}")
+    if seq_len is not None and card.seq_len != seq_len:
+        problems.append(f"seq_len {card.seq_len} != {seq_len}")
     if card.cat_buckets != spec.cat_buckets:
         problems.append(f"category buckets {card.cat_buckets} != {spec.cat_buckets}")
     if tuple(card.feature_names) != spec.feature_names:
         problems.append("feature names differ")
-    missing = [n for n in (*INPUTS, *OUTPUTS) if n not in (*card.input_names, *card.output_names)]
+    missing = [n for n in names if n not in (*card.input_names, *card.output_names)]
     if missing:
         problems.append(f"graph lacks {missing}")
     if problems:
@@ -50,6 +53,11 @@ def check_card(card: ModelCard, spec: FeatureSpec) -> None:
             f"model {card.model_version!r} does not match this worker's features: "
             + "; ".join(problems)
         )
+
+
+def check_card(card: ModelCard, spec: FeatureSpec) -> None:
+    """Raise :class:`ModelMismatchError` unless the card's encoding is ``spec``'s."""
+    check_features(card, spec, (*INPUTS, *OUTPUTS), spec.seq_len)
 
 
 class OnnxScorer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -178,6 +178,11 @@ def evaluate_cdnow(
         typer.echo(f"report -> {json_out}")
 
 
+def _evaluated(metrics: Path | None) -> dict[str, Any] | None:
+    """The per-model metrics of an evaluation report, for a model card."""
+    return json.loads(metrics.read_text()).get("models", {}) if metrics else None
+
+
 @app.command()
 def export(
     model: Annotated[Path, typer.Option(help="model directory from 'train'")],
@@ -190,7 +195,7 @@ def export(
     _quiet_tensorflow()
     from training.export import export as run
 
-    holdout = json.loads(metrics.read_text()).get("models", {}) if metrics else None
+    holdout = _evaluated(metrics)
     card, parity = run(model, out, holdout_metrics=holdout)
     typer.echo(
         f"{card.model_version}: parity max abs {parity.max_abs:.2e} on {parity.n} inputs; "
@@ -247,7 +252,7 @@ def export_step(
     _quiet_tensorflow()
     from training.lapse_step import export, load
 
-    holdout = json.loads(metrics.read_text()).get("models", {}) if metrics else None
+    holdout = _evaluated(metrics)
     card = export(load(model), out, holdout_metrics=holdout)
     typer.echo(f"{card.model_version}: {out} ({out.stat().st_size / 1024:.0f} KiB)")
 
