@@ -43,9 +43,11 @@ def test_a_long_key_is_cut_even_when_it_would_fit() -> None:
     assert m.value == b"{}"
 
 
-def test_a_limit_too_small_for_the_headers_is_an_error() -> None:
-    with pytest.raises(ValueError, match="cannot fit"):
-        dead_letters.dead_letter("dlq", "e", Record(0, 1, b"u", b"x" * 500), "x", "", 100)
+def test_a_limit_too_small_for_the_headers_still_gives_a_record_never_an_error() -> None:
+    """The outbox then counts it as not sent when the broker refuses it: never a stop."""
+    m = dead_letters.dead_letter("dlq", "e", Record(0, 1, b"u", b"x" * 500), "x", "", 100)
+    assert (m.key, m.value, m.best_effort) == (None, b"", True)
+    assert dict(m.headers)[dead_letters.TRUNCATED] == b"key,value"
 
 
 class FlakyProducer:
