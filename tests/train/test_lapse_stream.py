@@ -225,7 +225,9 @@ def test_the_onnx_step_is_the_keras_step_on_1000_inputs(trained: Trained) -> Non
     )
     feeds = {"event": table.rows[idx], "h": h, "c": c, "static": static}
     assert np.all(feeds["event"][first, 0] == 0.0)  # a first event has no gap
-    keras_out = step_model(trained.result.model).predict(feeds, verbose=0)
+    keras_out = step_model(trained.result.model, trained.result.spec.n_features).predict(
+        feeds, verbose=0
+    )
     session = ort.InferenceSession(str(trained.path), providers=["CPUExecutionProvider"])
     names = ["h_next", "c_next", "params"]
     onnx_out = dict(zip(names, session.run(names, feeds), strict=True))
