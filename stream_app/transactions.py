@@ -11,7 +11,7 @@ State stays outside the transactions (Faust's changelog): it is flushed before e
 so it is never behind the committed offsets. After a crash it may be ahead of them: the next
 owner skips the records already applied and re-sends the alerts the states remember for
 records past the committed offset (``Processor._activate``), in its first transaction: the
-aborted copies are never read. What this does not cover is in README "Delivery guarantees".
+aborted copies are never read. What this does not cover is in docs/delivery.md.
 """
 
 from __future__ import annotations
