@@ -25,10 +25,9 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from decay import btyd, lifetime
-from decay.card import CardError, ModelCard, card_of_session
+from decay.card import ModelCard
 from decay.events import Event, EventType
 from decay.features import FeatureSpec, category_bucket, event_features
 from decay.lapse_state import (
@@ -42,7 +41,7 @@ from decay.lapse_state import (
 )
 from decay.scoring import HOUR_S, Scores
 from decay.window import NO_CATEGORY, Window
-from stream_app.onnx_scorer import ModelMismatchError, check_features
+from stream_app.onnx_scorer import ModelMismatchError, check_features, open_model
 
 INPUTS: Final = ("event", "h", "c", "static")
 OUTPUTS: Final = ("h_next", "c_next", "params")
@@ -98,14 +97,7 @@ class LapseScorer:
 
     def __init__(self, path: str | Path, spec: FeatureSpec | None = None) -> None:
         raw = Path(path).read_bytes()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
-        try:
-            card = card_of_session(self._session)
-        except CardError as exc:
-            raise ModelMismatchError(f"{path}: {exc}") from exc
+        self._session, card = open_model(raw, path)
         ours = spec or FeatureSpec()
         check_step_card(card, ours)
         self.card = card

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,18 +61,24 @@ def check_card(card: ModelCard, spec: FeatureSpec) -> None:
     check_features(card, spec, (*INPUTS, *OUTPUTS), spec.seq_len)
 
 
+def open_model(model: str | bytes, name: str | Path) -> tuple[Any, ModelCard]:
+    """An onnxruntime session of ``model`` (a path or the file's bytes) on one thread (the
+    worker scores one batch at a time; more threads only contend), and its card."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    try:
+        return session, card_of_session(session)
+    except CardError as exc:
+        raise ModelMismatchError(f"{name}: {exc}") from exc
+
+
 class OnnxScorer:
     """Scores windows with an exported decay model."""
 
     def __init__(self, path: str | Path, spec: FeatureSpec | None = None) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        try:
-            card = card_of_session(self._session)
-        except CardError as exc:
-            raise ModelMismatchError(f"{path}: {exc}") from exc
+        self._session, card = open_model(str(path), path)
         ours = spec or FeatureSpec()
         check_card(card, ours)
         self.card = card
