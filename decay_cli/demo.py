@@ -1,11 +1,13 @@
 """``make demo``: the whole pipeline on one machine, then a summary of what it found.
 
 Starts the broker (unless one runs), creates a fresh set of topics, starts two workers on the
-same events topic (the shipped ONNX model, and the exponential-decay baseline, each with its
-own group and alerts topic), replays a log at full speed in event time (the CDNOW purchase log
-by default, or the simulator's), prints the model's alerts as they arrive, and ends with the
-alerts by kind and how many ``dormant`` users really stayed away, for both. Everything it
-started is stopped at the end, on an error, or on Ctrl-C.
+same events topic (a model, and the exponential-decay baseline, each with its own group and
+alerts topic), replays a log at full speed in event time (the CDNOW purchase log by default,
+or the simulator's), prints the model's alerts as they arrive, and ends with the alerts by
+kind and the dormant alerts' precision and recall for both. Both learn from the first part of
+the log only and are judged on the rest: on CDNOW the model is the lapse model trained on weeks
+1-39 (``stream_app/models/cdnow-lapse.onnx``), on the simulator the default model. Everything
+it started is stopped at the end, on an error, or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from decay_cli.replay import replay_file
 from decay_cli.worker_process import WorkerProcess, free_port
 from decay_kafka.kafka_broker import KafkaBroker, find_repo_root
 from decay_kafka.topics import ensure_topics
+from stream_app.rollout import shipped_model
 from training.simulate import simulate
+
+# The end of CDNOW's week 39: the shipped CDNOW model saw only events before it.
+CDNOW_CUT_MS = int(pd.Timestamp("1997-10-01", tz="UTC").value // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,11 @@ class Outcome:
         return self.stayed_away / self.judged if self.judged else float("nan")
 
 
-def dormant_outcome(alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_ms: int) -> Outcome:
-    """Share of dormant alerts after which the user had no event within ``horizon_ms``.
+def dormant_outcome(
+    alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_ms: int, from_ms: int = 0
+) -> Outcome:
+    """Share of dormant alerts (from ``from_ms`` on) after which the user had no event within
+    ``horizon_ms``: the alerts' precision.
 
     Alerts closer than the horizon to the end of the log cannot be judged and are counted apart.
     """
@@ -57,7 +66,9 @@ def dormant_outcome(alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_
     for alert in alerts:
         if alert["kind"] != "dormant":
             continue
-        at = int(pd.Timestamp(alert["event_time"]).value // 1_000_000)
+        at = alert_ms(alert)
+        if at < from_ms:
+            continue
         if at + horizon_ms > end:
             recent += 1
             continue
@@ -67,6 +78,46 @@ def dormant_outcome(alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_
         judged += 1
         stayed += not came_back
     return Outcome(judged, stayed, recent)
+
+
+@dataclass(frozen=True)
+class Recall:
+    """Of the times a user then stayed away ``horizon`` (an event followed by that much
+    silence, its end in the evaluated period), how many had a dormant alert within it."""
+
+    caught: int
+    episodes: int
+
+    @property
+    def share(self) -> float:
+        return self.caught / self.episodes if self.episodes else float("nan")
+
+
+def alert_ms(alert: dict[str, Any]) -> int:
+    return int(pd.Timestamp(alert["event_time"]).value // 1_000_000)
+
+
+def dormant_recall(
+    alerts: list[dict[str, Any]], events: pd.DataFrame, horizon_ms: int, from_ms: int
+) -> Recall:
+    """See :class:`Recall`: episodes whose ``horizon`` of silence ends between ``from_ms`` and
+    the end of the log; caught when a dormant alert came in (event, event + horizon]."""
+    end = int(events["ts"].max())
+    fired: dict[str, list[int]] = {}
+    for a in alerts:
+        if a["kind"] == "dormant":
+            fired.setdefault(a["user_id"], []).append(alert_ms(a))
+    ev = events.sort_values(["user_id", "ts"], kind="stable")
+    nxt = ev.groupby("user_id")["ts"].shift(-1)
+    silent_until = nxt.fillna(end + 1).astype("int64")
+    away = (silent_until - ev["ts"] > horizon_ms) & (ev["ts"] + horizon_ms >= from_ms)
+    away &= ev["ts"] + horizon_ms <= end
+    caught = episodes = 0
+    for user, t in zip(ev.loc[away, "user_id"], ev.loc[away, "ts"], strict=True):
+        episodes += 1
+        times = np.asarray(fired.get(user, ()), dtype=np.int64)
+        caught += bool(((times > t) & (times <= t + horizon_ms)).any())
+    return Recall(caught, episodes)
 
 
 def base_rate(events: pd.DataFrame, horizon_ms: int) -> float:
@@ -114,13 +165,18 @@ def run_demo(
         events, truth = _load(data, users, days, seed)
         log_file = run_dir / "events.jsonl"
         write_events(events, log_file)
-        # The baseline's half-life is fitted on the first half of the log's time only.
+        # Both scorers learn from the first part of the log only, and are judged on the rest:
+        # on CDNOW the model is the lapse model trained on weeks 1-39 (shipped), the
+        # baseline's half-life is fitted on the same weeks; on the simulator, the first half.
         t0, t1 = int(events["ts"].min()), int(events["ts"].max())
-        calib = events[events["ts"] < t0 + (t1 - t0) // 2]
+        cut_ms = CDNOW_CUT_MS if data == "cdnow" else t0 + (t1 - t0) // 2
+        calib = events[events["ts"] < cut_ms]
         half_life_s = fit_half_life(gaps_from_events(calib["user_id"], calib["ts"]))
+        model_path = shipped_model("cdnow-lapse.onnx") if data == "cdnow" else None
         print(
-            f"   {len(events):,} events of {events['user_id'].nunique():,} users; baseline "
-            f"half-life fitted on the first half: {half_life_s / 86400:.1f} days"
+            f"   {len(events):,} events of {events['user_id'].nunique():,} users; trained on "
+            f"events before {pd.Timestamp(cut_ms, unit='ms', tz='UTC'):%Y-%m-%d}, judged after; "
+            f"baseline half-life {half_life_s / 86400:.1f} days"
         )
 
         common: dict[str, Any] = {
@@ -138,6 +194,7 @@ def run_demo(
                 data_dir=run_dir / f"state-{label}",
                 web_port=free_port(),
                 scorer=scorer,
+                model_path=model_path if label == "model" else None,
                 log_level="warning",
             )
             asyncio.run(ensure_topics(settings))
@@ -167,7 +224,7 @@ def run_demo(
 
         _follow(model.settings, on_alert, stop=all_read)
         results = {label: _read_all_alerts(w.settings) for label, w in workers.items()}
-        print_summary(results, events, truth, horizon)
+        print_summary(results, events, truth, horizon, cut_ms)
         return 0
     except KeyboardInterrupt:
         print("\n== interrupted; stopping everything")
@@ -201,27 +258,40 @@ def print_summary(
     events: pd.DataFrame,
     truth: pd.DataFrame | None,
     horizon_days: float,
+    from_ms: int = 0,
 ) -> None:
+    """Per worker: alerts by kind, and its dormant alerts' precision and recall on the part
+    of the log after ``from_ms`` (what the model did not learn from)."""
     horizon_ms = int(horizon_days * DAY_MS)
     print("\n== summary")
     print(f"   events replayed: {len(events):,} from {events['user_id'].nunique():,} users")
-    header = "dormant | reengaged | category_decay | duplicates | stayed away"
+    since = pd.Timestamp(from_ms, unit="ms", tz="UTC")
+    header = "dormant | reengaged | category_decay | duplicates | precision | recall"
     print(f"   {'':<9}| {header}")
-    summary: dict[str, Any] = {"horizon_days": horizon_days}
+    summary: dict[str, Any] = {"horizon_days": horizon_days, "judged_from": since.isoformat()}
     for label, alerts in results.items():
         unique = {a["alert_id"]: a for a in alerts}
         kinds = Counter(a["kind"] for a in unique.values())
-        out = dormant_outcome(list(unique.values()), events, horizon_ms)
+        out = dormant_outcome(list(unique.values()), events, horizon_ms, from_ms)
+        got = dormant_recall(list(unique.values()), events, horizon_ms, from_ms)
         print(
             f"   {label:<9}| {kinds['dormant']:>7,} | {kinds['reengaged']:>9,} | "
             f"{kinds['category_decay']:>14,} | {len(alerts) - len(unique):>10,} | "
-            f"{out.stayed_away:,} of {out.judged:,} ({out.share:.1%})"
+            f"{out.share:>9.1%} | {got.share:>6.1%}"
         )
-        summary[label] = {**kinds, "judged": out.judged, "stayed_away_share": out.share}
+        summary[label] = {
+            **kinds,
+            "judged": out.judged,
+            "precision": out.share,
+            "away_episodes": got.episodes,
+            "recall": got.share,
+        }
     print(
-        f"   'stayed away': dormant alerts after which the user had no event within "
-        f"{horizon_days:g} days (alerts nearer the end of the log are not judged); for "
-        f"reference, after a random event the share is {base_rate(events, horizon_ms):.1%}"
+        f"   on dormant alerts from {since:%Y-%m-%d} on: precision = the share after which the "
+        f"user had no event within {horizon_days:g} days (alerts nearer the end are not "
+        f"judged; after a random event the share is {base_rate(events, horizon_ms):.1%}); "
+        f"recall = of the times a user then stayed away {horizon_days:g} days, the share "
+        "with a dormant alert within them"
     )
     if truth is not None:
         churned = set(truth.loc[truth["churned"].astype(bool), "user_id"])

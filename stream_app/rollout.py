@@ -18,9 +18,11 @@ from decay.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def shipped_model() -> Path:
-    """The model that ships inside the package (stream_app/models/model.onnx)."""
-    return Path(str(resources.files("stream_app") / "models" / "model.onnx"))
+def shipped_model(name: str = "model.onnx") -> Path:
+    """A model that ships inside the package: ``model.onnx`` (the default, trained on the
+    simulator), ``cdnow-lapse.onnx`` (the lapse step model trained on the CDNOW log's first
+    39 weeks, served by the demo)."""
+    return Path(str(resources.files("stream_app") / "models" / name))
 
 
 def load_scorer(settings: Settings, path: Path | None = None) -> AnyScorer:

@@ -1,0 +1,48 @@
+"""The demo's judgement of dormant alerts: precision and recall after the training cut."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from decay_cli.demo import dormant_outcome, dormant_recall
+
+DAY = 86_400_000
+T0 = 1_704_067_200_000
+H = 90 * DAY
+
+
+def iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def dormant(user: str, at: int) -> dict[str, str]:
+    return {"kind": "dormant", "user_id": user, "event_time": iso(at)}
+
+
+# a: buys on day 0 and day 200 (away 200 days); b: day 0 and day 30 (never away 90 days
+# before day 30, then away to the end at day 400); c: day 300 only (away to the end, 100 days).
+EVENTS = pd.DataFrame(
+    {
+        "user_id": ["a", "a", "b", "b", "c", "z"],
+        "ts": [T0, T0 + 200 * DAY, T0, T0 + 30 * DAY, T0 + 300 * DAY, T0 + 400 * DAY],
+    }
+)
+
+
+def test_precision_counts_alerts_from_the_cut_only() -> None:
+    alerts = [
+        dormant("a", T0 + 20 * DAY),  # before the cut: not judged
+        dormant("a", T0 + 150 * DAY),  # a comes back on day 200, within 90 days: wrong
+        dormant("b", T0 + 100 * DAY),  # b never comes back: right
+    ]
+    out = dormant_outcome(alerts, EVENTS, H, from_ms=T0 + 50 * DAY)
+    assert (out.judged, out.stayed_away) == (2, 1)
+
+
+def test_recall_is_the_share_of_away_episodes_with_an_alert_inside() -> None:
+    # Away episodes whose 90 days end after day 50: a from day 0 (ends day 90), b from day 30
+    # (ends 120), c from day 300 (ends 390); a from day 200 ends day 290 too. z has none.
+    alerts = [dormant("a", T0 + 60 * DAY), dormant("c", T0 + 395 * DAY)]
+    got = dormant_recall(alerts, EVENTS, H, from_ms=T0 + 50 * DAY)
+    assert got.episodes == 4
+    assert got.caught == 1  # a's first; c's alert came after its 90 days
