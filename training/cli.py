@@ -178,6 +178,12 @@ def evaluate_cdnow(
         typer.echo(f"report -> {json_out}")
 
 
+# An option of both exports.
+CardMetrics = Annotated[
+    Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
+]
+
+
 def _evaluated(metrics: Path | None) -> dict[str, Any] | None:
     """The per-model metrics of an evaluation report, for a model card."""
     return json.loads(metrics.read_text()).get("models", {}) if metrics else None
@@ -187,9 +193,7 @@ def _evaluated(metrics: Path | None) -> dict[str, Any] | None:
 def export(
     model: Annotated[Path, typer.Option(help="model directory from 'train'")],
     out: Annotated[Path, typer.Option(help="ONNX file to write (card.json goes next to it)")],
-    metrics: Annotated[
-        Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
-    ] = None,
+    metrics: CardMetrics = None,
 ) -> None:
     """Export to ONNX (LSTM op with sequence_lens), check parity with TensorFlow, add the card."""
     _quiet_tensorflow()
@@ -244,9 +248,7 @@ def train_lapse(
 def export_step(
     model: Annotated[Path, typer.Option(help="model directory from 'train-lapse'")],
     out: Annotated[Path, typer.Option(help="ONNX file to write (<name>.card.json next to it)")],
-    metrics: Annotated[
-        Path | None, typer.Option(help="evaluation JSON whose metrics go into the card")
-    ] = None,
+    metrics: CardMetrics = None,
 ) -> None:
     """Export the lapse model's incremental step (one event + (h, c, counters)) to ONNX."""
     _quiet_tensorflow()

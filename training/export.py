@@ -200,7 +200,6 @@ def export(
 ) -> tuple[ModelCard, Parity]:
     """Export ``model_dir`` (from ``training.train``) to ``out_path`` with its card;
     ``card.json`` is written next to it."""
-    import onnx
 
     from training.train import load
 
@@ -227,13 +226,7 @@ def export(
         # only from an evaluation on data the model never saw (``export --metrics``)
         holdout_metrics=holdout_metrics or {},
     )
-    write_card(proto, card)
-    proto.producer_name = "decay"
-    onnx.checker.check_model(proto)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, out)
-    (out.parent / "card.json").write_text(card.to_json() + "\n")
+    out = save_with_card(proto, card, out_path, Path(out_path).parent / "card.json")
     log.info("exported %s (%d bytes); parity %s", out, out.stat().st_size, parity)
     print(
         f"exported {out} ({out.stat().st_size / 1024:.0f} KiB); parity on {parity.n} inputs: "
@@ -241,3 +234,18 @@ def export(
         flush=True,
     )
     return card, parity
+
+
+def save_with_card(proto: Any, card: ModelCard, out_path: str | Path, card_json: Path) -> Path:
+    """Put ``card`` into the ONNX ``proto``, check the model, write it to ``out_path`` and the
+    card as JSON to ``card_json`` too (for people and tools that do not read ONNX)."""
+    import onnx
+
+    write_card(proto, card)
+    proto.producer_name = "decay"
+    onnx.checker.check_model(proto)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, out)
+    card_json.write_text(card.to_json() + "\n")
+    return out

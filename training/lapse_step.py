@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from decay.card import ModelCard, write_card
+from decay.card import ModelCard
 from decay.lapse_state import COUNTERS, STATIC
-from training.export import OPSET, ExportError, code_version
+from training.export import OPSET, ExportError, code_version, save_with_card
 from training.lapse import LapseConfig, LapseModel, build
 
 log = logging.getLogger(__name__)
@@ -153,17 +153,10 @@ def export(
     result: LapseModel, out_path: str | Path, holdout_metrics: dict[str, Any] | None = None
 ) -> ModelCard:
     """Write the step model with its card (and ``<name>.card.json`` next to it)."""
-    import onnx
-
     proto = to_onnx(result)
     model_card = card(result, proto, holdout_metrics)
-    write_card(proto, model_card)
-    proto.producer_name = "decay"
-    onnx.checker.check_model(proto)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, out)
-    out.with_suffix(".card.json").write_text(model_card.to_json() + "\n")
+    save_with_card(proto, model_card, out, out.with_suffix(".card.json"))
     log.info("exported the lapse step model to %s", out)
     return model_card
 
