@@ -14,7 +14,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     ├── ModelUnavailableError (RuntimeError)  stream_app.rollout: no model to start with
     ├── ModelMismatchError (RuntimeError)     stream_app.onnx_scorer: a model for other features
     │   └── UnknownStateLayoutError           stream_app.lapse_scorer: a step model's state
-    ├── ProcessorHalted (RuntimeError)        stream_app.processor: a batch failed before
+    ├── ProcessorHalted (RuntimeError)        stream_app.batch: a batch failed before its
     └── ExportError (RuntimeError)            training.export: a model that cannot be exported
 """
 
