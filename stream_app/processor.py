@@ -312,9 +312,13 @@ class Processor:
         return {n: p.seen + 1 for n, p in self._partitions.items() if p.seen is not None}
 
     def newest_event_ms(self, partition: int) -> int | None:
-        """The partition's event-time clock (newest event seen), None before its first."""
+        """The partition's event-time clock (newest event seen), None before its first;
+        as stored by its last owner while the partition has had no record here."""
         part = self._partitions.get(partition)
-        return part.max_ts if part is not None and part.max_ts else None
+        if part is None:
+            raw = self.store.get(partition, WATERMARK_KEY)
+            return (_WM.unpack(raw)[0] or None) if raw else None
+        return part.max_ts or None
 
     def watermarks(self) -> dict[int, int]:
         return {n: p.watermark(self.config.grace_ms) for n, p in self._partitions.items()}
