@@ -62,7 +62,21 @@ def _threshold_words(view: UserView) -> str:
         f'<p class="threshold-meaning">{html.escape(view.meaning)} Below θ = '
         f"{view.threshold:g} the user counts as dormant: with no new event the curve crosses "
         "θ at the deadline, which is where the dormant alert fires; the user's next event "
-        "ends the episode (reengaged).</p>" + (STEP_NOTE if view.step_model else "")
+        "ends the episode (reengaged).</p>"
+        + (STEP_NOTE if view.step_model else "")
+        + _rebound_words(view)
+    )
+
+
+def _rebound_words(view: UserView) -> str:
+    if view.rebound_ms is None:
+        return ""
+    days = (view.rebound_ms - view.st.last_ts_ms) / 86_400_000
+    return (
+        '<p class="note rebound">With no new event this model\'s curve climbs back over θ '
+        f"from {_day(view.rebound_ms)} on, {days:.0f} days after the last event (beyond the "
+        "silences it was trained on): the stream counts the user dormant from the first "
+        "crossing until their next event all the same.</p>"
     )
 
 

@@ -81,6 +81,7 @@ class UserView:
     categories: list[CategoryRow]
     alerts: list[dict[str, Any]]  # newest first
     step_model: bool  # the curve before the last event is recomputed from the window
+    rebound_ms: int | None  # silent, the curve climbs back over the threshold here
 
     @property
     def now_ms(self) -> int:
@@ -161,6 +162,20 @@ def interest_curve(st: UserState, scorer: AnyScorer, end_ms: int, exact: list[in
     return Curve(ts, interest)
 
 
+def rebound(curve: Curve, last_ms: int, threshold: float) -> int | None:
+    """When, after the last event, the curve that fell below ``threshold`` rises over it
+    again with no event (a model whose last hazard bin has a constant rate can do that)."""
+    fell = False
+    for t, v in zip(curve.ts, curve.interest, strict=True):
+        if t <= last_ms:
+            continue
+        if v < threshold:
+            fell = True
+        elif fell:
+            return t
+    return None
+
+
 def meaning(scorer: AnyScorer) -> str:
     if isinstance(scorer, ExponentialDecayScorer):
         return (
@@ -222,4 +237,5 @@ def user_view(
         categories=_categories(st, 0.0 if interest_now is None else interest_now),
         alerts=alerts,
         step_model=isinstance(scorer, LapseScorer),
+        rebound_ms=rebound(curve, st.last_ts_ms, threshold),
     )
