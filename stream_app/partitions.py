@@ -113,8 +113,9 @@ class PartitionBook:
     """The partitions a processor holds, what the worker asks of them between batches, and
     whether a failed batch halted it."""
 
-    def __init__(self, grace_ms: int) -> None:
+    def __init__(self, grace_ms: int, store: StateStore) -> None:
         self.grace_ms = grace_ms
+        self.store = store
         # Committed offset (next to consume) per partition, kept current by the caller: alerts
         # caused by records from there on are kept in state until committed (see activate).
         self.committed: dict[int, int] = {}
@@ -175,9 +176,13 @@ class PartitionBook:
         return {n: p.seen + 1 for n, p in self._partitions.items() if p.seen is not None}
 
     def newest_event_ms(self, partition: int) -> int | None:
-        """The partition's event-time clock (newest event seen), None before its first."""
+        """The partition's event-time clock (newest event seen), None before its first;
+        as stored by its last owner while the partition has had no record here."""
         part = self._partitions.get(partition)
-        return part.max_ts if part is not None and part.max_ts else None
+        if part is None:
+            raw = self.store.get(partition, WATERMARK_KEY)
+            return (_WM.unpack(raw)[0] or None) if raw else None
+        return part.max_ts or None
 
     def watermarks(self) -> dict[int, int]:
         return {n: p.watermark(self.grace_ms) for n, p in self._partitions.items()}

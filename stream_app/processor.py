@@ -114,10 +114,9 @@ class Processor(PartitionBook):
         clock_ms: Callable[[], int],
         pseudonymize: Callable[[str], str] | None = None,
     ) -> None:
-        super().__init__(config.grace_ms)
+        super().__init__(config.grace_ms, store)
         self.config = config
         self.scorer = scorer
-        self.store = store
         self.clock_ms = clock_ms
         self.pseudonymize = pseudonymize
         self._owners: dict[str, int] = {}  # user id -> own partition, see own_partition
