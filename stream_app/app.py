@@ -212,6 +212,22 @@ def register(app: faust.App, settings: Settings, worker: Worker, topics: dict[st
     async def apply_forwarded(stream: Any) -> None:
         await each_record(stream, worker.apply_forwarded)
 
+    register_timers(app, settings, worker)
+
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await worker.on_revoked({tp.partition for tp in revoked if tp.topic == events})
+
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await worker.on_shutdown()
+
+    events = settings.events_topic
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
+
+
+def register_timers(app: faust.App, settings: Settings, worker: Worker) -> None:
+    """The worker's periodic handlers as Faust timers."""
+
     if settings.live:
 
         @app.timer(interval=min(settings.idle_s, 5.0))
@@ -248,13 +264,3 @@ def register(app: faust.App, settings: Settings, worker: Worker, topics: dict[st
     @app.timer(interval=5.0)
     async def sample_lag() -> None:
         await worker.sample_lag()
-
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        await worker.on_revoked({tp.partition for tp in revoked if tp.topic == events})
-
-    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-        await worker.on_shutdown()
-
-    events = settings.events_topic
-    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
