@@ -23,6 +23,7 @@ from faust.types import TP
 from decay.events import Invalid, parse_erase_request
 from decay.scoring import AnyScorer
 from decay.settings import Settings
+from stream_app import stages
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
@@ -64,9 +65,9 @@ class Worker:
         self.gaps = offsets.GapReader(settings)
         self.group_offsets = offsets.GroupOffsets(settings)
         self.tail = offsets.TailWatch(settings.batch_max)
-        # A partition whose records wait in the intake's queue is not stalled.
+        # Records in the intake's queue (up to 4 batches) are not stalled.
         self.intake = Intake(
-            app, settings.events_topic, on_fetch=lambda p: self.tail.delivered((p,))
+            app, settings.events_topic, lambda p: self.tail.delivered((p,)), 4 * settings.batch_max
         )
         # One thread for all batches (they run one at a time under the lock): the default
         # pool would spread them over several threads, and glibc gives each its own arena.
@@ -121,9 +122,10 @@ class Worker:
             else:
                 processor.committed.pop(p, None)
 
-    async def run_batch(self, records: list[Record]) -> list[BatchOutput]:
+    async def run_batch(self, records: list[Record]) -> tuple[list[BatchOutput], list[Any]]:
         """Process, write, publish; then fill the offset gaps the batch had, if any, and
-        process the records held behind them."""
+        process the records held behind them. The outputs, and the delivery futures of
+        their messages (none with transactions: delivered by then)."""
         await self.look_up_committed({r.partition for r in records})
         outs = []
         for _ in range(len(records) + 1):  # each round applies at least one record
@@ -147,8 +149,7 @@ class Worker:
                 records += as_records(found) + [r for r in out.held if r.partition == p]
             if not records:
                 break
-        await self.delivery.deliver(outs)
-        return outs
+        return outs, await self.delivery.deliver(outs)
 
     def applicable(self, fetched: Sequence[Fetched]) -> list[Record]:
         """The records of ``fetched`` this worker may apply now. One fetched before the
@@ -174,22 +175,21 @@ class Worker:
         s, m = self.settings, self.metrics
         while True:
             fetched = await self.intake.take(s.batch_max, s.batch_within_s)
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             n = sum(len(f.records) for f in fetched)
             try:
                 async with self.lock:
                     records = self.applicable(fetched)
                     m.stale_records.inc(n - len(records))
                     self.processor.committed = self.delivery.committed_offsets()
-                    outs = await self.run_batch(records) if records else []
+                    outs, sent = await self.run_batch(records) if records else ([], [])
             except Exception as exc:
                 # Stop the worker rather than go on past a hole in the committed offsets.
                 await self.stop(exc, f"batch of {n} records failed")
                 return
-            now_ms = time.time() * 1000.0
-            for f in fetched:
-                for r in f.records:
-                    m.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
+            handed = time.time()
+            stages.observe_batch(m, fetched, started_at, handed)
+            stages.observe_sent(m, sent, handed, n)
             for out in outs:
                 self.delivery.observe(out)
                 m.scoring_seconds.observe(out.score_seconds)
@@ -335,7 +335,7 @@ class Worker:
         )
         self.processor.committed = self.delivery.committed_offsets()
         try:
-            outs = await self.run_batch(as_records(found))
+            outs, _ = await self.run_batch(as_records(found))
         except Exception as exc:
             await self.stop(exc, f"records read from partition {p} failed")
             return False
