@@ -6,7 +6,7 @@ On a private broker (``KafkaBroker`` on 127.0.0.1:19392/19393, data in /tmp/benc
 bench/throughput.py; ``--port``, ``--controller-port``, ``--broker-dir``), with simulator
 traffic (``training.simulate``, events in time order, keyed by user id, ``--partitions``
 partitions), and ONE worker (``stream_app.app.create_app``
-with the ONNX LSTM scorer, in a child process, its scores topic on with
+with the ONNX LSTM scorer or ``--scorer``'s, in a child process, its scores topic on with
 ``score_min_change=0``: one score message per event, carrying ``event_id``):
 
 1. max: ``--events`` events are produced to a fresh topic, then a fresh worker goes through
@@ -82,7 +82,7 @@ def child_main(spec: dict[str, Any]) -> None:
         update={"scores_topic": spec["scores_topic"], "score_min_change": 0.0}
     )
     probe = Probe(spec)
-    app = build_worker(settings, probe, "onnx")
+    app = build_worker(settings, probe, spec["scorer"])
     ready = Path(spec["ready"])
 
     async def on_ready(sender: Any, **kwargs: Any) -> None:
@@ -303,6 +303,13 @@ def main() -> int:
         "--fraction", type=float, default=0.5, help="offered load as a share of the max"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--scorer",
+        choices=("onnx", "baseline", "lapse"),
+        default="onnx",
+        help="the worker's scorer: the ONNX LSTM, the exp-decay baseline or the lapse step "
+        "model (bench/throughput.py's worker, worker_baseline, worker_lapse)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
     add_json_option(parser, "latency")
@@ -339,6 +346,7 @@ def main() -> int:
             "half_life_hours": half_life_h,
             "loglevel": args.faust_loglevel,
             "settings": given,
+            "scorer": args.scorer,
         }
 
         # 1. max: pre-produced topic, timed from the first event in hand to the last done.
@@ -423,6 +431,7 @@ def main() -> int:
         print(text, flush=True)
         print()
         print(stage_table(r_load.get("stages", {})), flush=True)
+        print(f"aiokafka fetch_max_wait_ms: {r_load.get('fetch_max_wait_ms')}", flush=True)
         if lat["no_score"]:
             print(f"WARNING: {lat['no_score']:,} events without a score", flush=True)
         write_figures(

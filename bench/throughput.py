@@ -330,6 +330,9 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
                 probe.extra["scoring_s"] = samples(built.registry, "decay_scoring_seconds_sum")
                 probe.extra["batches"] = samples(built.registry, "decay_batch_seconds_count")
                 probe.extra["stages"] = stages.summary(built.metrics)
+                # What stream_app.runtime.intake.limit_fetch_wait set (Faust's: 1500).
+                aio = built.app.consumer._thread._consumer  # type: ignore[attr-defined]
+                probe.extra["fetch_max_wait_ms"] = aio._fetcher._fetch_max_wait_ms
                 probe.finish(seen[0])
                 asyncio.get_event_loop().call_soon(stop_soon)
 
