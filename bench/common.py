@@ -88,6 +88,18 @@ def machine_note() -> dict[str, Any]:
 # ------------------------------------------------------------------------ the broker
 
 
+def add_broker_options(
+    parser: argparse.ArgumentParser, port: int, controller_port: int, data_dir: Path
+) -> None:
+    """Where the benchmark's private broker listens and keeps its data (several benchmarks
+    or checkouts on one machine each need their own)."""
+    parser.add_argument("--port", type=int, default=port, help="broker client port")
+    parser.add_argument(
+        "--controller-port", type=int, default=controller_port, help="KRaft controller port"
+    )
+    parser.add_argument("--broker-dir", type=Path, default=data_dir, help="broker data dir")
+
+
 def kafka_root() -> Path:
     """The checkout whose deploy/kafka/kafka.sh runs the broker: this one when its jars are
     fetched, else the main checkout of this git worktree (lib/ is git-ignored, so a fresh

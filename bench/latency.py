@@ -3,9 +3,10 @@
     .venv/bin/python bench/latency.py
 
 On a private broker (``KafkaBroker`` on 127.0.0.1:19392/19393, data in /tmp/bench-kafka, as
-bench/throughput.py), with simulator traffic (``training.simulate``, events in time order,
-keyed by user id, ``--partitions`` partitions), and ONE worker (``stream_app.app.create_app``
-with the ONNX LSTM scorer, in a child process, its scores topic on with
+bench/throughput.py; ``--port``, ``--controller-port``, ``--broker-dir``), with simulator
+traffic (``training.simulate``, events in time order, keyed by user id, ``--partitions``
+partitions), and ONE worker (``stream_app.app.create_app``
+with the ONNX LSTM scorer or ``--scorer``'s, in a child process, its scores topic on with
 ``score_min_change=0``: one score message per event, carrying ``event_id``):
 
 1. max: ``--events`` events are produced to a fresh topic, then a fresh worker goes through
@@ -18,7 +19,10 @@ with the ONNX LSTM scorer, in a child process, its scores topic on with
 After the run both topics are read back with aiokafka. Latency of an event = Kafka timestamp
 of its score message (CreateTime, set by the worker's producer) minus Kafka timestamp of the
 event message (CreateTime, set by the replayer). Reported: p50, p90, p99, max, count, and
-the events without a score (should be 0).
+the events without a score (should be 0). Then where the time went, from the load worker's
+own histograms (``decay_record_stage_seconds``, see stream_app/metrics.py): per stage (fetch,
+queue, process, send) the records counted, p50 and p99. The caller's ``DECAY_*`` worker
+settings (``DECAY_BATCH_MAX=...``) are given to both workers.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ if str(REPO) not in sys.path:  # the child runs this file as a script
 
 from bench.common import (  # noqa: E402
     MODEL,
+    add_broker_options,
     add_json_option,
     create_topic,
     delete_topics,
@@ -77,7 +82,7 @@ def child_main(spec: dict[str, Any]) -> None:
         update={"scores_topic": spec["scores_topic"], "score_min_change": 0.0}
     )
     probe = Probe(spec)
-    app = build_worker(settings, probe, "onnx")
+    app = build_worker(settings, probe, spec["scorer"])
     ready = Path(spec["ready"])
 
     async def on_ready(sender: Any, **kwargs: Any) -> None:
@@ -277,6 +282,17 @@ def table(max_rate: float, rate: float, lat: dict[str, Any], duration: float) ->
     )
 
 
+def stage_table(stages: dict[str, dict[str, float]]) -> str:
+    """The load worker's stage histograms (stream_app.stages.summary), one row each."""
+    lines = [
+        "| stage (worker's histograms) | records | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in stages.items():
+        lines.append(f"| {name} | {row['count']:,} | {row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000, help="simulated users")
@@ -287,11 +303,19 @@ def main() -> int:
         "--fraction", type=float, default=0.5, help="offered load as a share of the max"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--scorer",
+        choices=("onnx", "baseline", "lapse"),
+        default="onnx",
+        help="the worker's scorer: the ONNX LSTM, the exp-decay baseline or the lapse step "
+        "model (bench/throughput.py's worker, worker_baseline, worker_lapse)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
     add_json_option(parser, "latency")
     parser.add_argument("--faust-loglevel", default="info")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
+    add_broker_options(parser, BENCH_PORT, BENCH_CONTROLLER_PORT, BROKER_DIR)
     args = parser.parse_args()
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
@@ -304,7 +328,7 @@ def main() -> int:
     run_dir = new_run_dir(run)
     meta = machine_note()
     started = time.monotonic()
-    broker = start_broker(BROKER_DIR, BENCH_PORT, BENCH_CONTROLLER_PORT)
+    broker = start_broker(args.broker_dir, args.port, args.controller_port)
     try:
         bootstrap = broker.bootstrap
         t = time.monotonic()
@@ -322,6 +346,7 @@ def main() -> int:
             "half_life_hours": half_life_h,
             "loglevel": args.faust_loglevel,
             "settings": given,
+            "scorer": args.scorer,
         }
 
         # 1. max: pre-produced topic, timed from the first event in hand to the last done.
@@ -361,7 +386,7 @@ def main() -> int:
             raise SystemExit(f"load worker not ready (exit {proc.returncode}); log {log_path}")
         time.sleep(2.0)  # let the fetchers settle after the assignment
         load_at_start = os.getloadavg()
-        broker_pid = listener_pid(BENCH_PORT)
+        broker_pid = listener_pid(args.port)
         broker_cpu0, machine0 = proc_cpu_s(broker_pid), machine_cpu()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
@@ -404,6 +429,9 @@ def main() -> int:
             f"{load_at_start[0]:.2f} -> {load_at_end[0]:.2f}"
         )
         print(text, flush=True)
+        print()
+        print(stage_table(r_load.get("stages", {})), flush=True)
+        print(f"aiokafka fetch_max_wait_ms: {r_load.get('fetch_max_wait_ms')}", flush=True)
         if lat["no_score"]:
             print(f"WARNING: {lat['no_score']:,} events without a score", flush=True)
         write_figures(

@@ -4,7 +4,8 @@
 
 One topic of simulator traffic (``training.simulate``, the first ``--events`` events in time
 order, keyed by user id, ``--partitions`` partitions) is produced once to a private broker
-(``KafkaBroker`` on ports 19392/19393, data in /tmp/bench-kafka). Then each contender, in its
+(``KafkaBroker`` on ports 19392/19393, data in /tmp/bench-kafka; ``--port``,
+``--controller-port``, ``--broker-dir``). Then each contender, in its
 own child process and its own consumer group / Faust app id, reads the whole topic from the
 beginning, one after the other (never two at once: the machine has 2 cores):
 
@@ -20,11 +21,18 @@ beginning, one after the other (never two at once: the machine has 2 cores):
                and dead letters out, offsets acked after each batch, with the ONNX LSTM
                scorer (stream_app/models/model.onnx; `decay worker`'s default)
   worker_baseline  the same worker with the exponential-decay baseline scorer
+  worker_lapse the same worker with the lapse step model (stream_app/models/cdnow-lapse.onnx,
+               scored incrementally: one step per event, state in the user's record)
+  quix         a Quix Streams application doing as much of the worker's job as Quix's
+               per-message model allows (bench/quix_peer.py: the last 64 events per user in
+               its RocksDB state, an exponential-decay score, alerts to a topic; no model)
 
 Per run: ``seconds`` = wall time from the first event in hand to the last event processed,
 ``events/s`` = N / seconds, ``wall`` = from the child's launch (imports, group join,
-assignment, table recovery included) to the last event. With ``--repeat`` each contender runs
-that many times (rounds interleaved) and the table shows the medians.
+assignment, table recovery included) to the last event; ``CPU us/event`` = the child's CPU
+(all its threads) between its first and last event, per event. With ``--repeat`` each
+contender runs that many times (rounds interleaved) and the table shows the medians; the
+ratios of the worker's figures to the other contenders' follow it.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ if str(REPO) not in sys.path:  # the child runs this file as a script
 
 from bench.common import (  # noqa: E402
     MODEL,
+    add_broker_options,
     add_json_option,
     count_messages,
     create_topic,
@@ -60,6 +69,7 @@ from bench.common import (  # noqa: E402
     new_run_dir,
     start_broker,
     wait_child,
+    worker_settings_from_env,
     write_figures,
 )
 
@@ -75,6 +85,8 @@ CONTENDERS = (
     "naive_onnx",
     "worker",
     "worker_baseline",
+    "worker_lapse",
+    "quix",
 )
 LABELS = {
     "raw": "(a) raw aiokafka consume",
@@ -85,8 +97,11 @@ LABELS = {
     "naive_onnx": "(c') naive Faust, per-event RocksDB + ONNX call",
     "worker": "(d) decay worker, ONNX LSTM scorer",
     "worker_baseline": "(d') decay worker, exp-decay scorer",
+    "worker_lapse": "(d'') decay worker, lapse step model",
+    "quix": "(e) Quix Streams, per-event RocksDB window + exp-decay score + alerts",
 }
-SCORER = {"worker": "onnx", "worker_baseline": "baseline"}
+SCORER = {"worker": "onnx", "worker_baseline": "baseline", "worker_lapse": "lapse"}
+LAPSE_MODEL = MODEL.parent / "cdnow-lapse.onnx"
 
 
 # ------------------------------------------------------------------------ child side
@@ -267,12 +282,17 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
     writes, its sends and its acks). The scorer is chosen explicitly, never by default."""
     from decay.scoring import ExponentialDecayScorer
     from decay_kafka.topics import ensure_topics
+    from stream_app import stages
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
     asyncio.run(ensure_topics(settings))
     if scorer_kind == "onnx":
         scorer: Any = OnnxScorer(MODEL)
+    elif scorer_kind == "lapse":
+        from stream_app.lapse_scorer import LapseScorer
+
+        scorer = LapseScorer(LAPSE_MODEL)
     else:
         scorer = ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
     built = create_app(settings, scorer=scorer)
@@ -309,6 +329,10 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
                 probe.extra["dead_letters"] = samples(built.registry, "decay_dead_letters_total")
                 probe.extra["scoring_s"] = samples(built.registry, "decay_scoring_seconds_sum")
                 probe.extra["batches"] = samples(built.registry, "decay_batch_seconds_count")
+                probe.extra["stages"] = stages.summary(built.metrics)
+                # What stream_app.runtime.intake.limit_fetch_wait set (Faust's: 1500).
+                aio = built.app.consumer._thread._consumer  # type: ignore[attr-defined]
+                probe.extra["fetch_max_wait_ms"] = aio._fetcher._fetch_max_wait_ms
                 probe.finish(seen[0])
                 asyncio.get_event_loop().call_soon(stop_soon)
 
@@ -329,6 +353,10 @@ def samples(registry: Any, name: str) -> dict[str, float]:
 def child_main(spec: dict[str, Any]) -> None:
     if spec["kind"] == "raw":
         asyncio.run(run_raw(spec))
+    elif spec["kind"].partition("@")[0] == "quix":
+        from bench.quix_peer import run_quix
+
+        run_quix(spec, Probe(spec), child_settings(spec))
     else:
         run_faust(spec)
 
@@ -421,7 +449,7 @@ def run_child(
     result = json.loads(out.read_text())
     result.update(kind=kind, label=label, exit_code=proc.returncode, log=str(log_path))
     result["shutdown_s"] = round(time.time() - result["t_last"], 1)
-    if kind.startswith("worker"):
+    if kind.startswith(("worker", "quix")):
         result["alerts_in_topic"] = asyncio.run(
             count_messages(common["bootstrap"], f"{group}-alerts")
         )
@@ -448,6 +476,7 @@ def summarize(results: list[dict[str, Any]], kinds: list[str], n: int) -> list[d
                 "wall": statistics.median(r["wall"] for r in ok),
                 "cpu_s": statistics.median(r["cpu_s"] for r in ok),
                 "events_per_cpu_s": statistics.median(r["events_per_cpu_s"] or 0 for r in ok),
+                "cpu_us_per_event": statistics.median(cpu_us_per_event(r) for r in ok),
                 "events_per_s_runs": [round(n / r["seconds"]) for r in ok],
             }
         )
@@ -472,14 +501,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| contender | events | seconds | events/s | ratio to (b) | ratio to naive, same scorer "
         "| wall incl. startup (s) | child CPU incl. startup (s) | events per CPU-second "
-        "| runs (events/s each) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| CPU us/event | runs (events/s each) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         base_kind, _, cache_mb = row["kind"].partition("@")
         label = LABELS[base_kind] + (f", RocksDB {cache_mb} MB" if cache_mb else "")
         if not row.get("runs"):
-            lines.append(f"| {label} | - | failed | - | - | - | - | - | - | - |")
+            lines.append(f"| {label} | - | failed | - | - | - | - | - | - | - | - |")
             continue
         ratio = row.get("ratio_to_faust_count")
         vs_naive = row.get("ratio_to_naive")
@@ -488,9 +517,32 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {f'{ratio:.2f}' if ratio is not None else '-'} "
             f"| {f'{vs_naive:.2f}' if vs_naive is not None else '-'} | {row['wall']:.1f} "
             f"| {row['cpu_s']:.1f} | {row['events_per_cpu_s']:,.0f} "
+            f"| {row['cpu_us_per_event']:.0f} "
             f"| {', '.join(f'{x:,}' for x in row['events_per_s_runs'])} |"
         )
     return "\n".join(lines)
+
+
+def cpu_us_per_event(r: dict[str, Any]) -> float:
+    """CPU of the child (all threads) between its first and last event, per event after
+    the first delivery."""
+    return float(r["cpu_interval_s"] * 1e6 / max(r["count"] - r["n_first"], 1))
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Each worker's events/s and CPU per event against each other contender's, from the
+    medians of the same run."""
+    ran = {r["kind"]: r for r in rows if r.get("runs")}
+    lines = []
+    for mine in (k for k in ran if k.startswith("worker")):
+        for other in (k for k in ran if not k.startswith("worker")):
+            a, b = ran[mine], ran[other]
+            lines.append(
+                f"{mine} / {other}: events/s {a['events_per_s'] / b['events_per_s']:.2f}, "
+                f"CPU per event {a['cpu_us_per_event'] / b['cpu_us_per_event']:.2f} "
+                f"({a['cpu_us_per_event']:.0f} vs {b['cpu_us_per_event']:.0f} us)"
+            )
+    return lines
 
 
 def print_profile(path: Path, top: int) -> str:
@@ -538,6 +590,7 @@ def main() -> int:
         help="log level of the Faust contenders (Settings.log_level default)",
     )
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running")
+    add_broker_options(parser, BENCH_PORT, BENCH_CONTROLLER_PORT, BROKER_DIR)
     args = parser.parse_args()
     kinds = [k.strip() for k in args.contenders.split(",") if k.strip()]
     unknown = {k.partition("@")[0] for k in kinds} - set(CONTENDERS)
@@ -549,12 +602,15 @@ def main() -> int:
     args.timeout = args.timeout or 120.0 + args.events / 250.0
     args.repeat = max(1, min(args.repeat, 20))
 
+    given = worker_settings_from_env()  # DECAY_* of the caller: every contender's settings
+    if given:
+        print(f"settings from the environment: {given}", flush=True)
     run = time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
     run_dir = new_run_dir(run)
     meta = machine_note()
     started = time.monotonic()
     results: list[dict[str, Any]] = []
-    broker = start_broker(BROKER_DIR, BENCH_PORT, BENCH_CONTROLLER_PORT)
+    broker = start_broker(args.broker_dir, args.port, args.controller_port)
     try:
         topic_info = make_topic(args, broker.bootstrap, f"{run}-events")
         common = {
@@ -564,6 +620,7 @@ def main() -> int:
             "partitions": args.partitions,
             "n": topic_info["events"],
             "half_life_hours": topic_info["half_life_hours"],
+            "settings": given,
         }
         for rep in range(args.repeat):
             for kind in kinds:
@@ -575,7 +632,12 @@ def main() -> int:
                     print(r.get("log_tail", ""), flush=True)
                 else:
                     extra = ""
-                    if kind.startswith("worker"):
+                    if kind.startswith("quix"):
+                        extra = (
+                            f", alerts in topic {r['alerts_in_topic']:,}; CPU per event "
+                            f"between first and last: {cpu_us_per_event(r):.0f} us"
+                        )
+                    elif kind.startswith("worker"):
                         per_event = 1e6 / r["count"]
                         extra = (
                             f", alerts in topic {r['alerts_in_topic']:,}, "
@@ -604,6 +666,8 @@ def main() -> int:
             f"load at start {', '.join(f'{x:.2f}' for x in meta['loadavg_at_start'])}"
         )
         print(text, flush=True)
+        for line in ratios(rows):
+            print(line, flush=True)
         profile_text = None
         if args.profile:
             prof = run_dir / f"{args.profile}.prof"
@@ -636,13 +700,15 @@ def main() -> int:
                 "summary": rows,
                 "runs": [{k: v for k, v in r.items() if k != "log_tail"} for r in results],
                 "table_markdown": text,
+                "ratios": ratios(rows),
                 "profile": profile_text,
             },
         )
         return 0 if all("error" not in r for r in results) else 1
     finally:
         try:
-            asyncio.run(delete_topics(broker.bootstrap, run))
+            for prefix in (run, f"changelog__{run}"):  # Quix's changelogs: changelog__<group>
+                asyncio.run(delete_topics(broker.bootstrap, prefix))
         except Exception as exc:  # the broker may be down already
             print(f"could not delete the run's topics: {exc!r}")
         if not args.keep_broker:

@@ -64,7 +64,12 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, ge=0, le=65535, description="HTTP port (/metrics, /users)")
     batch_max: int = Field(2000, ge=1, description="most events in one micro-batch")
-    batch_within_s: float = Field(0.2, gt=0, description="longest wait to fill a batch")
+    batch_within_s: float = Field(
+        0.02,
+        gt=0,
+        description="a batch is cut once its oldest event has waited this long since its fetch"
+        " (or at batch_max)",
+    )
     window_events: int = Field(64, ge=1, le=4096, description="events kept per user")
     grace_s: float = Field(3600.0, ge=0, description="event-time grace before the watermark")
     threshold: float = Field(0.2, gt=0, lt=1, description="interest below this is dormancy")

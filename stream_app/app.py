@@ -140,7 +140,9 @@ def create_app(
     ports = Ports(
         group=FaustGroup(app),
         # A partition whose records wait in the intake's queue is not stalled.
-        batches=Intake(app, settings.events_topic, on_fetch=lambda p: tail.delivered((p,))),
+        batches=Intake(
+            app, settings.events_topic, lambda p: tail.delivered((p,)), 4 * settings.batch_max
+        ),
         committed=offsets.GroupOffsets(settings),
         reader=offsets.GapReader(settings),
         producer=FaustProducer(app, topics),

@@ -168,12 +168,13 @@ class Delivery:
         for out in outs:
             self.count_sent(out)
 
-    async def deliver(self, outs: list[BatchOutput]) -> None:
+    async def deliver(self, outs: list[BatchOutput]) -> list[Any]:
+        """The delivery futures of the messages (at least once); none with transactions,
+        whose messages are delivered when this returns."""
         if self.txns is None:
-            for out in outs:
-                await self.publish(out)
-        else:
-            await self.commit_in_transactions(outs)
+            return [fut for out in outs for fut in await self.publish(out)]
+        await self.commit_in_transactions(outs)
+        return []
 
     async def settle(self, out: BatchOutput) -> None:
         """For work no offset holds back (timers): see the messages delivered, then write."""

@@ -6,6 +6,22 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream_app.record_histogram import RecordHistogram
+
+# Seconds; fine around the 250 ms latency goal (docs/performance.md, "Event-to-score latency").
+LATENCY_BUCKETS = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
+    *(0.75, 1, 1.5, 2, 2.5, 5, 10, 30, 60),
+)
+# The stages of a record's path through a worker (decay_record_stage_seconds{stage=...}):
+#   fetch    its Kafka timestamp -> its fetch reached the intake (the producer's linger, the
+#            broker, aiokafka's fetch and buffer, Faust's consumer thread)
+#   queue    the fetch reached the intake -> its batch started (the intake's queue, the wait
+#            for the batch to fill, the batch before it)
+#   process  its batch started -> the batch's messages were handed to the producer
+#   send     handed to the producer -> the broker acknowledged the batch's last message
+STAGES = ("fetch", "queue", "process", "send")
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -21,7 +37,8 @@ class Metrics:
     watermark: Gauge
     watermark_lag: Gauge
     consumer_lag: Gauge
-    event_to_score: Histogram
+    event_to_score: RecordHistogram
+    stages: RecordHistogram
     interest: Histogram
     users_tracked: Gauge
     recovery_remaining: Gauge
@@ -95,10 +112,18 @@ class Metrics:
                 ["partition"],
                 registry=registry,
             ),
-            event_to_score=Histogram(
+            event_to_score=RecordHistogram(
                 "decay_event_to_score_seconds",
-                "From the event's Kafka timestamp to its score",
-                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                "From the event's Kafka timestamp to its score handed to the producer",
+                LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            stages=RecordHistogram(
+                "decay_record_stage_seconds",
+                "Time each record spent in each stage: fetch, queue, process, send "
+                "(stream_app/metrics.py)",
+                LATENCY_BUCKETS,
+                label="stage",
                 registry=registry,
             ),
             interest=Histogram(

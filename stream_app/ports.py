@@ -25,6 +25,7 @@ class Fetched:
     generation: int
     partition: int
     records: Sequence[Any]
+    fetched_at: float = 0.0  # time.time() when the intake got it (the "fetch" stage's end)
 
 
 class Group(Protocol):

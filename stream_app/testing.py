@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ class MemoryBatches:
             start = self.positions[p]
             records = self.log.read(self.topic, p, start, start + max_records)
             if records:
-                fetched.append(Fetched(self.group.gen, p, records))
+                fetched.append(Fetched(self.group.gen, p, records, time.time()))
                 self.positions[p] = start + len(records)
         return fetched
 

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from decay.events import Invalid, parse_erase_request
 from decay.scoring import AnyScorer
 from decay.settings import Settings
+from stream_app import stages
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
@@ -118,9 +119,10 @@ class Worker:
             else:
                 processor.committed.pop(p, None)
 
-    async def run_batch(self, records: list[Record]) -> list[BatchOutput]:
+    async def run_batch(self, records: list[Record]) -> tuple[list[BatchOutput], list[Any]]:
         """Process, write, publish; then fill the offset gaps the batch had, if any, and
-        process the records held behind them."""
+        process the records held behind them. The outputs, and the delivery futures of
+        their messages (none with transactions: delivered by then)."""
         await self.look_up_committed({r.partition for r in records})
         outs = []
         for _ in range(len(records) + 1):  # each round applies at least one record
@@ -144,8 +146,7 @@ class Worker:
                 records += as_records(found) + [r for r in out.held if r.partition == p]
             if not records:
                 break
-        await self.delivery.deliver(outs)
-        return outs
+        return outs, await self.delivery.deliver(outs)
 
     def applicable(self, fetched: Sequence[Fetched]) -> list[Record]:
         """The records of ``fetched`` this worker may apply now. One fetched before the
@@ -176,22 +177,21 @@ class Worker:
         messages are handed to the producer, which is flushed before each commit: a failure
         before that leaves them uncommitted."""
         m = self.metrics
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         n = sum(len(f.records) for f in fetched)
         try:
             async with self.lock:
                 records = self.applicable(fetched)
                 m.stale_records.inc(n - len(records))
                 self.processor.committed = self.delivery.committed_offsets()
-                outs = await self.run_batch(records) if records else []
+                outs, sent = await self.run_batch(records) if records else ([], [])
         except Exception as exc:
             # Stop the worker rather than go on past a hole in the committed offsets.
             await self.stop(exc, f"batch of {n} records failed")
             return False
-        now_ms = time.time() * 1000.0
-        for f in fetched:
-            for r in f.records:
-                m.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
+        handed = time.time()
+        stages.observe_batch(m, fetched, started_at, handed)
+        stages.observe_sent(m, sent, handed, n)
         for out in outs:
             self.delivery.observe(out)
             m.scoring_seconds.observe(out.score_seconds)
@@ -332,7 +332,7 @@ class Worker:
         )
         self.processor.committed = self.delivery.committed_offsets()
         try:
-            outs = await self.run_batch(as_records(found))
+            outs, _ = await self.run_batch(as_records(found))
         except Exception as exc:
             await self.stop(exc, f"records read from partition {p} failed")
             return False

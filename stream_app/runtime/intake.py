@@ -5,25 +5,29 @@ stream: about 250 µs of CPU per record here, more than the worker's own process
 (docs/performance.md, "Faust without its stream"). The worker commits the events topic itself
 (stream_app/runtime/offsets.py) and needs no acks, so it takes that topic's records straight
 from each fetch: ``Consumer._drain_messages`` (the loop Faust's Fetcher runs) is replaced by one
-that puts the events topic's records of a fetch, per partition, on a bounded queue (a full queue
-holds the loop, and with it the fetching), and hands every other topic's records (changelogs in
-recovery, erase requests) to Faust's conductor one by one, as Faust's own loop does.
+that puts the events topic's records of a fetch, per partition, on a queue bounded by records
+(a full queue holds the loop, and with it the fetching), and hands every other topic's records
+(changelogs in recovery, erase requests) to Faust's conductor one by one, as Faust's own loop
+does.
 
 Faust still owns the group, the assignment, the fetching of its active partitions (pauses
 during recovery included) and the seek to the committed offsets while its flow is stopped.
 Each fetch is tagged with the consumer generation it was made in: the worker drops the ones
 of an older generation (their partitions' owners read them again from the committed offset).
 This replaces or uses Faust internals (``_drain_messages``, ``_wait_next_records``,
-``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``):
-pinned by tests/unit/test_runtime_contract.py.
+``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``)
+and sets one of aiokafka's (``_fetch_max_wait_ms`` of the consumer's ``_fetcher``, see
+``limit_fetch_wait``): pinned by tests/unit/test_runtime_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -31,6 +35,10 @@ import faust
 from stream_app.ports import Fetched
 
 log = logging.getLogger(__name__)
+
+# The broker's wait for data of a fetch (see limit_fetch_wait): the longest delay a record
+# can take from a partition with traffic while a fetch of idle partitions is out.
+FETCH_WAIT_MS = 50
 
 
 class _Subscription(faust.Topic):
@@ -40,51 +48,83 @@ class _Subscription(faust.Topic):
 
 
 class Fetches:
-    """A bounded queue of fetches, taken in micro-batches of at most a number of records."""
+    """Fetches waiting for the worker, bounded by records: a put waits while ``max_records``
+    or more wait (that holds the fetching too; one fetch is let in whatever its size). Taken
+    in micro-batches cut by size or by age: a batch is handed out once it has ``max_records``
+    records or once its oldest record has waited ``within_s`` since it was fetched, so a
+    light load gets short batches and records that waited behind a long batch go at once."""
 
-    def __init__(self, max_fetches: int) -> None:
-        self.queue: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=max_fetches)
-        self._pending: deque[Fetched] = deque()  # taken from the queue, not yet handed out
+    def __init__(self, max_records: int) -> None:
+        self.max_records = max_records
+        self._waiting: deque[Fetched] = deque()
+        self._records = 0  # in _waiting
+        self._arrived = asyncio.Event()  # set by a put
+        self._room = asyncio.Event()  # set while fewer than max_records wait
+        self._room.set()
 
     def backlog(self) -> bool:
         """Whether fetched records wait to be taken."""
-        return bool(self._pending) or not self.queue.empty()
+        return bool(self._waiting)
+
+    def waiting(self) -> int:
+        """Records waiting to be taken."""
+        return self._records
 
     async def put(self, fetched: Fetched) -> None:
-        """Waits while the queue is full: that holds the fetching too."""
-        await self.queue.put(fetched)
+        while self._records >= self.max_records:
+            self._room.clear()
+            await self._room.wait()
+        self._waiting.append(fetched)
+        self._records += len(fetched.records)
+        self._arrived.set()
 
     async def take(self, max_records: int, within_s: float) -> list[Fetched]:
-        """At most ``max_records`` records, at least one: what is waiting, and more until
-        ``max_records`` or ``within_s``. A fetch larger than that is handed out in parts."""
-        if not self._pending:
-            self._pending.append(await self.queue.get())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within_s
+        """At most ``max_records`` records, at least one (waits for the first fetch). A fetch
+        larger than that is handed out in parts, in order."""
+        while not self._waiting:
+            self._arrived.clear()
+            await self._arrived.wait()
+        cut_at = (self._waiting[0].fetched_at or time.time()) + within_s
+        while self._records < max_records and (left := cut_at - time.time()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                break
         taken: list[Fetched] = []
         n = 0
-        while n < max_records:
-            if not self._pending:
-                try:
-                    if self.queue.empty():
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            break
-                        self._pending.append(await asyncio.wait_for(self.queue.get(), left))
-                    else:
-                        self._pending.append(self.queue.get_nowait())
-                except TimeoutError:
-                    break
-            head = self._pending[0]
+        while self._waiting and n < max_records:
+            head = self._waiting[0]
             room = max_records - n
             if len(head.records) <= room:
-                taken.append(self._pending.popleft())
+                taken.append(self._waiting.popleft())
                 n += len(head.records)
             else:
-                taken.append(Fetched(head.generation, head.partition, head.records[:room]))
-                self._pending[0] = Fetched(head.generation, head.partition, head.records[room:])
+                taken.append(replace(head, records=head.records[:room]))
+                self._waiting[0] = replace(head, records=head.records[room:])
                 n += room
+        self._records -= n
+        if self._records < self.max_records:
+            self._room.set()
         return taken
+
+
+def limit_fetch_wait(consumer: Any, wait_ms: int) -> bool:
+    """Make the fetches of Faust's aiokafka consumer wait at most ``wait_ms`` at the broker
+    for data (Faust builds it with ``fetch_max_wait_ms=1500``); False until that consumer
+    and its fetcher exist.
+
+    Why: aiokafka sends one fetch at a time to a broker, and leaves out the partitions whose
+    records wait in its buffer. When the intake was slow to take the events partitions' last
+    fetch, the next fetch holds only partitions without traffic (erase, repartition), and the
+    broker keeps it for the whole wait: the events partitions, taken meanwhile, are fetched
+    again only after that. At 1.5 s that was a standing delay of about a second."""
+    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    fetcher = getattr(aio, "_fetcher", None)
+    if fetcher is None:
+        return False
+    fetcher._fetch_max_wait_ms = wait_ms
+    return True
 
 
 class Intake:
@@ -93,14 +133,17 @@ class Intake:
         app: faust.App,
         topic: str,
         on_fetch: Callable[[int], None],
-        max_fetches: int = 4,
+        max_records: int,
+        fetch_wait_ms: int = FETCH_WAIT_MS,
     ) -> None:
         """``on_fetch(partition)``: called as each fetch of the topic comes, before it waits
-        for room in the queue (the worker's tail check counts that as delivered)."""
+        for room in the queue (the worker's tail check counts that as delivered).
+        ``max_records``: the records the queue holds before it holds the fetching."""
         self.app = app
         self.topic = topic
         self.on_fetch = on_fetch
-        self.fetches = Fetches(max_fetches)
+        self.fetch_wait_ms = fetch_wait_ms
+        self.fetches = Fetches(max_records)
         app.topics.add(_Subscription(app, topics=[topic], acks=False))
         app.consumer._drain_messages = self._drain  # type: ignore[attr-defined]
 
@@ -119,8 +162,11 @@ class Intake:
         fetcher_stopped = fetcher._stopped.is_set
         read_offset = consumer._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
+        wait_limited = False
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                if not wait_limited:  # its aiokafka consumer is made as Faust's starts
+                    wait_limited = limit_fetch_wait(consumer, self.fetch_wait_ms)
                 records, active = await consumer._wait_next_records(1.0)
                 generation = app.consumer_generation_id
                 await asyncio.sleep(0)
@@ -142,7 +188,8 @@ class Intake:
                         if not batch:
                             continue
                         self.on_fetch(tp.partition)
-                        await self.fetches.put(Fetched(generation, tp.partition, batch))
+                        fetched = Fetched(generation, tp.partition, batch, time.time())
+                        await self.fetches.put(fetched)
                         continue
                     acked = acks_enabled_for(tp.topic)
                     for record in batch:  # as Faust's loop, one message at a time

@@ -6,6 +6,7 @@ And no module of stream_app outside stream_app/runtime uses another library's pr
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextvars
 import inspect
 from pathlib import Path
@@ -59,6 +60,26 @@ def test_the_private_attributes_used_exist_on_a_consumer() -> None:
         assert isinstance(getattr(consumer, name), kind), name
     assert callable(consumer._stopped.is_set)  # mode's Service event
     assert isinstance(faust.streams._current_event, contextvars.ContextVar)
+
+
+def test_the_fetch_wait_the_intake_lowers_is_where_it_looks() -> None:
+    """stream_app.runtime.intake.limit_fetch_wait: Faust's consumer -> its thread's aiokafka
+    consumer -> that consumer's fetcher, whose fetch requests carry ``_fetch_max_wait_ms``."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    consumer = faust.App("contract", broker="kafka://127.0.0.1:9").consumer
+    assert isinstance(consumer._thread, AIOKafkaConsumerThread)
+    assert consumer._thread._consumer is None  # set when the thread starts
+
+    async def unstarted() -> object:
+        aio = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+        return aio._fetcher  # made by start()
+
+    assert asyncio.run(unstarted()) is None
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
+    assert "self._fetch_max_wait_ms," in inspect.getsource(Fetcher._get_actions_per_node)
 
 
 def private_uses(path: Path) -> list[str]:

@@ -4,6 +4,7 @@ directory outside a running app (its changelog writes are buffered, never sent).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +25,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     if request.param == "memory":
         yield MemoryStore()
         return
+    # Faust binds its app to the current event loop; a test before may have closed it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     app = faust.App("store-contract", store="rocksdb://", datadir=str(tmp_path), Table=StateTable)
     table = app.Table("state", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
     yield FaustTableStore(table, "events")
     table.data.reset_state()  # closes the partitions' DBs
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def test_a_missing_key_reads_none(store: StateStore) -> None:
