@@ -193,7 +193,7 @@ class CategoryTrends:
         with self.lock:
             rows = sorted(self.dirty)
             out = {ROW_PREFIX + self.names[i]: _ROW.pack(*self.values[i].tolist()) for i in rows}
-            if out or self.header_dirty:
+            if out or (self.header_dirty and self.names):  # no categories: nothing to keep
                 out[HEADER_KEY] = _HEADER.pack(
                     _VERSION,
                     self.anchor_ms,
