@@ -6,6 +6,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     DecayError
     ├── EventLogError (ValueError)            decay.eventlog: an event log that cannot be read
     ├── StateError (ValueError)               decay.state: a stored record that cannot be decoded
+    ├── TrendStateError (ValueError)          decay.trends: a stored trend record unreadable
     ├── CardError (ValueError)                decay.card: a model card missing or malformed
     ├── EncoderUnavailable (RuntimeError)     decay.embeddings: the sentence encoder's packages
     ├── KafkaBrokerError (RuntimeError)       decay_kafka.kafka_broker: the local broker failed

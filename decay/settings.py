@@ -141,6 +141,23 @@ class Settings(BaseSettings):
         description="half-life of the decayed per-category activity (category_decay's test)",
     )
 
+    trend_half_life_days: float = Field(
+        7.0,
+        gt=0,
+        le=365,
+        description="half-life of the per-category interest summed over users (/categories)",
+    )
+    trend_max_categories: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="categories tracked per partition for /categories; events of more are "
+        "counted as untracked",
+    )
+    trend_metric_top: int = Field(
+        10, ge=0, le=100, description="categories of highest interest exported as a gauge"
+    )
+
     @model_validator(mode="after")
     def _credentials_with_sasl(self) -> Settings:
         if self.security_protocol != "PLAINTEXT" and (

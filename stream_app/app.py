@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from decay.engagement import DAY_MS, EngagementRules
 from decay.scoring import AnyScorer
 from decay.settings import Settings
+from decay.trends import TrendRules
 from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
 from decay_kafka.topics import message_limits as topic_limits
@@ -30,7 +31,7 @@ from stream_app.runtime.faust_ports import FaustGroup, FaustProducer, each_recor
 from stream_app.runtime.intake import Intake
 from stream_app.runtime.table_store import FaustTableStore
 from stream_app.tail import TailWatch
-from stream_app.web import register_pages
+from stream_app.web import register_pages, register_trend_pages
 from stream_app.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         score_min_change=settings.score_min_change,
         partitions=settings.partitions,
         erase_hold_ms=int(settings.erase_hold_days * 86_400_000),
+        trends=TrendRules(
+            half_life_ms=int(settings.trend_half_life_days * DAY_MS),
+            max_categories=settings.trend_max_categories,
+        ),
     )
 
 
@@ -153,6 +158,7 @@ def create_app(
     worker = Worker(settings, ports, processor, delivery, metrics, _now_ms, tail)
     register(app, settings, worker, topics)
     register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
+    register_trend_pages(app, processor, metrics.category_interest, settings)
     return Built(app=app, processor=processor, metrics=metrics, registry=registry)
 
 

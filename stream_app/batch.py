@@ -16,6 +16,7 @@ import numpy as np
 from decay.engagement import EngagementRules
 from decay.errors import DecayError
 from decay.events import Event
+from decay.trends import TrendRules
 from decay.window import Window
 
 
@@ -118,6 +119,8 @@ class ProcessorConfig:
     partitions: int | None = None
     # How long (in record time) an erased user's marker drops the user's older events.
     erase_hold_ms: int = 7 * 86_400_000
+    # The per-category decayed interest of the partition's users (decay.trends).
+    trends: TrendRules = field(default_factory=TrendRules)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to create, once per event

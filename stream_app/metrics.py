@@ -46,6 +46,7 @@ class Metrics:
     models_refused: Counter
     stale_records: Counter
     refetched: Counter
+    category_interest: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -145,5 +146,12 @@ class Metrics:
             ),
             model_info=Gauge(
                 "decay_model_info", "The scorer in use", ["version"], registry=registry
+            ),
+            # Category trends: set when scraped, for the top-N categories only (bounded labels).
+            category_interest=Gauge(
+                "decay_category_interest",
+                "Decayed events per category summed over this worker's users, top-N categories",
+                ["category"],
+                registry=registry,
             ),
         )

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from decay import alerts as al
 from decay.state import StateError, decode_state, peek_state
+from decay.trends import CategoryTrends, TrendRules, TrendStateError, is_trend_key
 from stream_app.batch import BatchOutput, OutAlert, ProcessorHalted, Record, StateStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class PartitionState:
     # is known): everything up to it has been applied, so this + 1 is safe to commit once the
     # batch's output is delivered. None until that first record.
     seen: int | None = None
+    # Per category, the decayed interest of the partition's users (decay.trends).
+    trends: CategoryTrends = field(default_factory=CategoryTrends)
 
     def watermark(self, grace_ms: int) -> int:
         return self.max_ts - grace_ms if self.max_ts else -(2**62)
@@ -187,24 +190,40 @@ class PartitionBook:
     def watermarks(self) -> dict[int, int]:
         return {n: p.watermark(self.grace_ms) for n, p in self._partitions.items()}
 
+    def category_trends(self) -> tuple[dict[int, CategoryTrends], int]:
+        """The trend table of each active partition, and the newest of their clocks (in
+        live mode moved on with the wall clock while a partition is idle). Safe to call
+        while a batch runs in another thread: the tables have their own locks."""
+        parts = dict(self._partitions)  # one copy under the GIL: revoke may pop meanwhile
+        newest = max((p.max_ts for p in parts.values()), default=0)
+        return {n: p.trends for n, p in parts.items()}, newest
+
 
 def activate(
-    store: StateStore, partition: int, first_offset: int, out: BatchOutput
+    store: StateStore,
+    partition: int,
+    first_offset: int,
+    out: BatchOutput,
+    trend_rules: TrendRules | None = None,
 ) -> PartitionState:
     """Rebuild a partition's deadline schedule from its stored users.
 
     Records from ``first_offset`` on were not committed, so whatever processing them had
     produced may not have reached the broker before a crash: re-send the alerts they emitted
     (same ids) and re-write the states they touched (so the changelog has them). Only the
-    header of each state is read, but for the few users touched since the commit.
+    header of each state is read, but for the few users touched since the commit. The
+    partition's category trends come back from their records in the same scan.
     """
     raw = store.get(partition, WATERMARK_KEY)
     max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
     part = PartitionState(max_ts=max_ts, last_offset=last_offset)
+    trend_records = {}
     for user_id, value in store.scan(partition):
-        if user_id.startswith("\x00"):  # not a user: the watermark, erasure markers
+        if user_id.startswith("\x00"):  # not a user: the watermark, erasure markers, trends
             if user_id.startswith(ERASED_PREFIX):
                 part.erased[user_id[len(ERASED_PREFIX) :]] = _ERASED.unpack(value)[0]
+            elif is_trend_key(user_id):
+                trend_records[user_id] = value
             continue
         part.users += 1
         try:
@@ -227,6 +246,7 @@ def activate(
                 out.resent += 1
     part.heap = [(d, u) for u, d in part.current.items()]
     heapq.heapify(part.heap)
+    part.trends = restore_trends(partition, trend_records, trend_rules or TrendRules())
     log.info(
         "partition %d active from offset %d: %d pending deadlines, %d alerts re-sent",
         partition,
@@ -235,3 +255,12 @@ def activate(
         out.resent,
     )
     return part
+
+
+def restore_trends(partition: int, records: dict[str, bytes], rules: TrendRules) -> CategoryTrends:
+    try:
+        return CategoryTrends.restore(records, rules)
+    except TrendStateError:
+        # Derived data: losing it costs the trend history, never a user's state or alert.
+        log.exception("category trends of partition %d unreadable; starting anew", partition)
+        return CategoryTrends(rules=rules)

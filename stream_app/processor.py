@@ -67,6 +67,7 @@ from stream_app.partitions import (
     erased_key,
 )
 from stream_app.queries import partition_for
+from stream_app.trends import apply_steps
 
 # The types of a batch live in stream_app.batch and the partition records in
 # stream_app.partitions; callers know them from here.
@@ -128,7 +129,8 @@ class Processor(PartitionBook):
         the records in between must still be re-sent; one before it had its alerts delivered
         with its commit."""
         first_offset = self.committed.get(partition, first_offset)
-        part = self._partitions[partition] = activate(self.store, partition, first_offset, out)
+        part = activate(self.store, partition, first_offset, out, self.config.trends)
+        self._partitions[partition] = part
         return part
 
     # -- the batch -----------------------------------------------------------------------
@@ -178,6 +180,7 @@ class Processor(PartitionBook):
             if admitted is not None:
                 self._add(rec, part, *admitted, batch, out)
         self._apply_scores(batch, out)
+        apply_steps(self._partitions, batch.steps, out.writes)  # category trends
         self._finish(out, batch, {rec.partition for rec in records})
         return out
 

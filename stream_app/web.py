@@ -1,4 +1,5 @@
-"""HTTP pages of a worker: /metrics, and /users/{id} routed to the worker that owns the user."""
+"""HTTP pages of a worker: /metrics, /users/{id} routed to the worker that owns the user, and
+/categories (this worker's partitions)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from decay.settings import Settings
 from decay.state import UserState, decode_state
-from stream_app import ui
+from decay.trends import DAY_MS
+from stream_app import trends, ui
 from stream_app.processor import Processor
 from stream_app.queries import Clock, describe_user, partition_for, user_clock
 from stream_app.runtime.table_store import FaustTableStore
@@ -65,3 +67,29 @@ def register_pages(
             ui.user_page, key, st, processor.scorer, settings.threshold, now
         )
         return web.html(page)
+
+
+def register_trend_pages(
+    app: faust.App,
+    processor: Processor,
+    top_gauge: Gauge,
+    settings: Settings,
+) -> None:
+    """/categories: the category trends of this worker's partitions (stream_app.trends),
+    and the top-N gauge, refreshed every few seconds (labels only for the top N)."""
+    half_life_ms = int(settings.trend_half_life_days * DAY_MS)
+
+    @app.page("/categories")
+    async def categories_json(web: Any, request: Any) -> Any:
+        args = trends.query_args(request.query)
+        if isinstance(args, str):
+            return web.json({"error": args}, status=400)
+        tables, now_ms = processor.category_trends()
+        return web.json(trends.describe(tables, now_ms, *args, half_life_ms))
+
+    if settings.trend_metric_top:
+
+        @app.timer(interval=5.0)
+        async def refresh_category_gauge() -> None:
+            tables, now_ms = processor.category_trends()
+            trends.set_top_gauge(top_gauge, tables, now_ms, settings.trend_metric_top)
