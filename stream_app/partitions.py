@@ -3,6 +3,10 @@
 Event time (docs/design.md, "Time"): each partition keeps a watermark, the newest event time
 seen minus a grace period. A user's dormancy deadline is computed when the event arrives and
 scheduled here; it fires when the partition's watermark passes it.
+
+A restart reads the schedule from every stored user's header, in a thread of its own, while
+the partition already applies records (see ``activate``): a million users take seconds to
+read, and nothing but the firing of their deadlines has to wait for them.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import heapq
 import logging
 import struct
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from decay import alerts as al
-from decay.state import StateError, decode_state, peek_state
+from decay.state import StateError, UserState, decode_state, peek_state
 from stream_app.batch import BatchOutput, OutAlert, ProcessorHalted, Record, StateStore
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,11 @@ _WM = struct.Struct("<qq")  # newest event time seen, offset of the last record 
 # produced before it and still in a backlog are dropped when they come (see Processor.erase).
 ERASED_PREFIX: Final = "\x00erased:"
 _ERASED = struct.Struct("<q")
+# The largest offset stored in the partition's users (their last record, their alerts'
+# causes), written ahead of each batch's user records: a restart whose committed offset is
+# past it has nothing to re-send, and need not read every user before applying records.
+WRITTEN_KEY: Final = "\x00written"
+_WRITTEN = struct.Struct("<q")
 
 
 def erased_key(user_key: str) -> str:
@@ -55,6 +66,12 @@ class PartitionState:
     # is known): everything up to it has been applied, so this + 1 is safe to commit once the
     # batch's output is delivered. None until that first record.
     seen: int | None = None
+    # See WRITTEN_KEY: the largest offset stored, as of the last batch.
+    max_written: int = -1
+    # While the stored users' schedule is being read (see activate): its result, and the
+    # users scheduled or cancelled meanwhile, whose entries here are newer than what it read.
+    loading: Future[Loaded] | None = None
+    touched: set[str] = field(default_factory=set)
 
     def watermark(self, grace_ms: int) -> int:
         return self.max_ts - grace_ms if self.max_ts else -(2**62)
@@ -63,6 +80,8 @@ class PartitionState:
         return _WM.pack(self.max_ts, self.last_offset)
 
     def schedule(self, user_id: str, deadline_ms: int) -> None:
+        if self.loading is not None:
+            self.touched.add(user_id)
         self.current[user_id] = deadline_ms
         heapq.heappush(self.heap, (deadline_ms, user_id))
         if len(self.heap) > 2 * len(self.current) + 1024:
@@ -70,7 +89,42 @@ class PartitionState:
             heapq.heapify(self.heap)
 
     def cancel(self, user_id: str) -> None:
+        if self.loading is not None:
+            self.touched.add(user_id)
         self.current.pop(user_id, None)
+
+    def adopt(self, user_id: str, deadline_ms: int, dormant_since_ms: int) -> bool:
+        """Before a user's event is applied while the schedule is being read: schedule its
+        stored deadline (from the state the caller loaded), so that it fires now if due, as
+        it would have before this event. True when something was scheduled."""
+        if self.loading is None or user_id in self.touched:
+            return False
+        self.touched.add(user_id)
+        if not deadline_ms or dormant_since_ms:
+            return False
+        self.schedule(user_id, deadline_ms)
+        return True
+
+    def finish_loading(self) -> None:
+        """Take in the schedule read from the stored users once it is read, under what was
+        scheduled and cancelled meanwhile (a cheap check while it is not)."""
+        loading = self.loading
+        if loading is None or not loading.done():
+            return
+        current, heap, users = loading.result()  # the reader's error, if any, is raised here
+        for user_id in self.touched:
+            current.pop(user_id, None)
+        current.update(self.current)
+        for entry in self.heap:  # a few: those scheduled while the schedule was read
+            heapq.heappush(heap, entry)
+        self.current, self.heap, self.users = current, heap, self.users + users
+        self.loading, self.touched = None, set()
+        log.info("schedule read: %d users, %d pending deadlines", users, len(current))
+
+    def written_record(self, offsets: Iterable[int]) -> bytes:
+        """The WRITTEN_KEY record ahead of a batch that stores ``offsets``."""
+        self.max_written = max(self.max_written, max(offsets, default=-1))
+        return _WRITTEN.pack(self.max_written)
 
     def pop_due(self, watermark: int) -> Iterator[tuple[int, str]]:
         heap = self.heap
@@ -147,6 +201,40 @@ class PartitionBook:
     def active_partitions(self) -> list[int]:
         return sorted(self._partitions)
 
+    def take_in_schedules(self) -> set[int]:
+        """The schedules read since the last call (see activate), taken in by ``tick``
+        (stream_app.schedules runs it soon after); the partitions they are of."""
+        read = set()
+        for n, part in self._partitions.items():
+            if part.loading is not None and part.loading.done():
+                part.finish_loading()
+                read.add(n)
+        return read
+
+    def schedules_read(self) -> bool:
+        """A schedule read apart waits to be taken in (by ``tick``)."""
+        return any(p.loading is not None and p.loading.done() for p in self._partitions.values())
+
+    def schedules_loading(self) -> list[Future[Loaded]]:
+        """The schedules being read (or read, not yet taken in)."""
+        return [p.loading for p in self._partitions.values() if p.loading is not None]
+
+    def written_records(
+        self, users: Iterable[tuple[int, str]], states: Mapping[tuple[int, str], UserState]
+    ) -> dict[tuple[int, str], bytes]:
+        """The WRITTEN_KEY record of each partition of ``users`` (about to be written from
+        ``states``): it goes ahead of them, as the watermark goes after them."""
+        offsets: dict[int, list[int]] = {}
+        for ukey in users:
+            p, st = ukey[0], states[ukey]
+            cause = max((a.cause_offset for a in st.alerts), default=-1)
+            offsets.setdefault(p, []).append(max(st.last_offset, cause))
+        return {
+            (p, WRITTEN_KEY): self._partitions[p].written_record(found)
+            for p, found in offsets.items()
+            if p in self._partitions
+        }
+
     def pending_deadlines(self) -> int:
         return sum(len(p.current) for p in self._partitions.values())
 
@@ -183,25 +271,59 @@ class PartitionBook:
         return {n: p.watermark(self.grace_ms) for n, p in self._partitions.items()}
 
 
+# What the schedule's reader hands over: pending deadline per user, the same as a sorted
+# list (a valid heap), and the users read.
+Loaded = tuple[dict[str, int], list[tuple[int, str]], int]
+
+
 def activate(
     store: StateStore, partition: int, first_offset: int, out: BatchOutput
 ) -> PartitionState:
-    """Rebuild a partition's deadline schedule from its stored users.
+    """Rebuild a partition's state: its clock, erasure markers and deadline schedule.
 
     Records from ``first_offset`` on were not committed, so whatever processing them had
     produced may not have reached the broker before a crash: re-send the alerts they emitted
-    (same ids) and re-write the states they touched (so the changelog has them). Only the
-    header of each state is read, but for the few users touched since the commit.
+    (same ids) and re-write the states they touched (so the changelog has them); that needs
+    every user read before the first record is applied. When the partition's WRITTEN_KEY
+    says no user holds such an offset (the usual restart), the schedule is read in a thread
+    instead, and the partition applies records meanwhile (see PartitionState.loading).
     """
     raw = store.get(partition, WATERMARK_KEY)
     max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
     part = PartitionState(max_ts=max_ts, last_offset=last_offset)
+    for key, value in store.scan(partition, ERASED_PREFIX):
+        part.erased[key[len(ERASED_PREFIX) :]] = _ERASED.unpack(value)[0]
+    written = store.get(partition, WRITTEN_KEY)
+    part.max_written = _WRITTEN.unpack(written)[0] if written else -1
+    if written is not None and part.max_written < first_offset:
+        part.loading = _read_schedule_in_thread(store, partition)
+        log.info(
+            "partition %d active from offset %d: reading its schedule", *(partition, first_offset)
+        )
+        return part
+    current, users = _resend_and_schedule(store, partition, first_offset, out)
+    part.current, part.users = current, users
+    part.heap = _sorted_heap(current)
+    part.max_written = max(part.max_written, last_offset)
+    log.info(
+        "partition %d active from offset %d: %d pending deadlines, %d alerts re-sent",
+        *(partition, first_offset, len(part.current), out.resent),
+    )
+    return part
+
+
+def _resend_and_schedule(
+    store: StateStore, partition: int, first_offset: int, out: BatchOutput
+) -> tuple[dict[str, int], int]:
+    """Every stored user's pending deadline, and the count of users; what was stored from
+    ``first_offset`` on re-written and its alerts re-sent. Only the header of each state is
+    read, but for the few users touched since the commit."""
+    current: dict[str, int] = {}
+    users = 0
     for user_id, value in store.scan(partition):
         if user_id.startswith("\x00"):  # not a user: the watermark, erasure markers
-            if user_id.startswith(ERASED_PREFIX):
-                part.erased[user_id[len(ERASED_PREFIX) :]] = _ERASED.unpack(value)[0]
             continue
-        part.users += 1
+        users += 1
         try:
             head = peek_state(value)
             if head.last_offset >= first_offset or head.max_cause_offset >= first_offset:
@@ -212,7 +334,7 @@ def activate(
             log.exception("dropping undecodable state of a user in partition %d", partition)
             continue
         if head.deadline_ms and not head.dormant_since_ms:
-            part.current[user_id] = head.deadline_ms
+            current[user_id] = head.deadline_ms
         if head.last_offset >= first_offset:
             out.writes[(partition, user_id)] = value
         for stored in alerts:
@@ -220,13 +342,42 @@ def activate(
                 kind = al.Alert.from_json(stored.payload).kind
                 out.alerts.append(OutAlert(partition, user_id, kind, stored.payload))
                 out.resent += 1
-    part.heap = [(d, u) for u, d in part.current.items()]
-    heapq.heapify(part.heap)
-    log.info(
-        "partition %d active from offset %d: %d pending deadlines, %d alerts re-sent",
-        partition,
-        first_offset,
-        len(part.current),
-        out.resent,
-    )
-    return part
+    return current, users
+
+
+def _sorted_heap(current: dict[str, int]) -> list[tuple[int, str]]:
+    return sorted((d, u) for u, d in current.items())
+
+
+def _read_schedule(stored: Iterable[tuple[str, bytes]], partition: int) -> Loaded:
+    """Every stored user's pending deadline, from the headers alone."""
+    current: dict[str, int] = {}
+    users = 0
+    for user_id, value in stored:
+        if user_id.startswith("\x00"):
+            continue
+        users += 1
+        try:
+            head = peek_state(value)
+        except StateError:
+            log.exception("dropping undecodable state of a user in partition %d", partition)
+            continue
+        if head.deadline_ms and not head.dormant_since_ms:
+            current[user_id] = head.deadline_ms
+    return current, _sorted_heap(current), users
+
+
+def _read_schedule_in_thread(store: StateStore, partition: int) -> Future[Loaded]:
+    """``_read_schedule`` in a daemon thread (a stopping worker does not wait for it), of
+    the users as they are now: those the batches write meanwhile are counted by them."""
+    done: Future[Loaded] = Future()
+    stored = store.scan(partition)
+
+    def read() -> None:
+        try:
+            done.set_result(_read_schedule(stored, partition))
+        except BaseException as exc:  # handed to the batch that takes the result in
+            done.set_exception(exc)
+
+    threading.Thread(target=read, name=f"decay-schedule-{partition}", daemon=True).start()
+    return done

@@ -231,6 +231,8 @@ class Processor(PartitionBook):
             ukey = (step.partition, step.event.user_id)
             st = batch.cache[ukey]
             part = self._partitions[step.partition]
+            if part.adopt(step.event.user_id, st.deadline_ms, st.dormant_since_ms):
+                self._fire_due(step.partition, part, step.offset, batch, out)  # not read yet
             batch.windows[ukey] = step.window
             alerting.count_session(st, step, self.config.engagement)
             if step.event.ts_ms >= step.window.last_ts_ms:
@@ -317,24 +319,26 @@ class Processor(PartitionBook):
     def _tick(
         self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
     ) -> BatchOutput:
+        read = self.take_in_schedules()  # their due deadlines fire here too
         out = BatchOutput()
         for n, committed in (assigned or {}).items():
             if n not in self._partitions:
                 part = self._activate(n, committed, out)
                 part.last_seen_wall_ms = now_ms  # idle from now on
         batch = _Batch()
-        moved = set()
         for n, part in self._partitions.items():
             if now_ms - part.last_seen_wall_ms >= idle_ms and now_ms - idle_ms > part.max_ts:
                 part.max_ts = now_ms - idle_ms
-                moved.add(n)
+                read.add(n)
+            if n in read:
                 self._fire_due(n, part, part.last_offset, batch, out)
-        self._finish(out, batch, moved)
+        self._finish(out, batch, read)
         return out
 
     # -- state and alerts ----------------------------------------------------------------
 
     def _finish(self, out: BatchOutput, batch: _Batch, partitions: set[int]) -> None:
+        out.writes = {**self.written_records(batch.touched, batch.cache), **out.writes}
         for ukey in batch.touched:
             out.writes[ukey] = encode_state(batch.cache[ukey])
         # The watermark record goes last: the changelog keeps per-partition order, so a
