@@ -5,20 +5,24 @@ record, in the same run.
 
 Builds ``--users`` state records of 10 events and 2 stored alerts each (one partition, the
 encoding the worker stores), then times, per record: ``decode_state`` (what activation did
-for every user), ``peek_state`` (what it does now: the header), and a whole
-``Processor._activate`` of the partition with the committed offset past every record (the
-usual restart: nothing to re-send). RocksDB's own read time is not in it (bench/scale.py
+for every user), ``peek_state`` (what it reads: the header), and a whole
+``Processor._activate`` of the partition with the committed offset past every record, twice:
+without the partition's ``WRITTEN_KEY`` record (every user read before the partition is
+active, as after a crash with work to re-send) and with it (the usual restart: active at
+once, the schedule read in a thread). RocksDB's own read time is not in it (bench/scale.py
 measures a real restart).
 """
 
 from __future__ import annotations
 
 import argparse
+import struct
 import time
 
 from decay.events import Event, EventType
 from decay.scoring import ExponentialDecayScorer
 from decay.state import StoredAlert, UserState, decode_state, encode_state, peek_state
+from stream_app.partitions import WRITTEN_KEY
 from stream_app.processor import BatchOutput, Processor, ProcessorConfig
 from stream_app.store import MemoryStore
 
@@ -69,8 +73,23 @@ def main() -> None:
     started = time.perf_counter()
     proc._activate(0, 100, BatchOutput())
     took = time.perf_counter() - started
-    print("activation of the partition:", per_user_us(took, len(values)))
+    print("activation, every user read first:", per_user_us(took, len(values)))
     print(f"pending deadlines rebuilt: {proc.pending_deadlines():,}")
+
+    # What a worker's restart does when its WRITTEN_KEY record says nothing is to re-send:
+    # the partition is active at once, its schedule read in a thread.
+    data[WRITTEN_KEY] = struct.pack("<q", 99)
+    proc = Processor(ProcessorConfig(), ExponentialDecayScorer(86_400.0), store, lambda: T0)
+    proc.committed = {0: 100}
+    started = time.perf_counter()
+    proc._activate(0, 100, BatchOutput())
+    active = time.perf_counter() - started
+    for loading in proc.schedules_loading():
+        loading.result()
+    read = time.perf_counter() - started
+    proc.tick(T0, 2**62)  # takes the schedule in
+    print(f"activation, schedule read apart: active in {active * 1000:.1f} ms; read in", end=" ")
+    print(per_user_us(read, len(values)), f"({proc.pending_deadlines():,} deadlines)")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,34 @@
-"""One worker and 1,000,000 users: state bytes per user, RSS, recovery from RocksDB and changelog.
+"""One worker and 1,000,000 users: state bytes per user, RSS, each step of a restart from
+RocksDB and from the changelog.
 
     .venv/bin/python bench/scale.py --users 1000000 --events-per-user 1
 
 A private broker (``KafkaBroker`` on 127.0.0.1:19592, controller 19593, data in
-/tmp/scale-kafka; logs and worker data in var/bench/runs/<run>/) gets one topic of synthetic
-valid events (the contract of ``decay/events.py``, encoded with ``decay_cli.replay.encode``):
-``--users`` distinct users, ``--events-per-user`` events each, event times uniform over
-``--span-hours`` and produced in time order, keyed by user id, seeded. Then one worker
-(``stream_app.app.create_app`` with the ONNX scorer ``stream_app/models/model.onnx``), in a
-child process, with one app id and one data dir throughout:
+/tmp/scale-kafka, or ``--port``, ``--controller-port``, ``--broker-dir``; logs and worker data
+in var/bench/runs/<run>/) gets one topic of synthetic valid events (the contract of
+``decay/events.py``, encoded with ``decay_cli.replay.encode``): ``--users`` distinct users,
+``--events-per-user`` events each, event times uniform over ``--span-hours`` and produced in
+time order, keyed by user id, seeded. Then one worker (``stream_app.app.create_app`` with the
+ONNX scorer ``stream_app/models/model.onnx``), in a child process, with one app id and one
+data dir throughout:
 
   (a) process   the worker goes through the whole topic: events/s, its RSS at the end and
                 its peak, RocksDB bytes on disk, bytes per user, the changelog topic (read
                 back: records, bytes, mean state record), then a graceful stop (SIGTERM).
-  (b) local     one probe event per partition is produced, the worker is started again on
-                the same data dir: time from launch to assignment, to Faust's table
-                recovery done, to /metrics answering, to the probe events processed.
-  (c) changelog the data dir is deleted, one more probe event per partition, the worker is
-                started again: the same times, the table rebuilt from the changelog alone.
+  then the restarts of ``--restarts``, in order, each after one probe event per partition:
+  local         the worker started again on the same data dir, after a graceful stop;
+  killed        the same after a SIGKILL of the previous restart's worker (give it
+                DECAY_GROUP_INSTANCE_ID, else it waits out the dead worker's session);
+  changelog     the data dir deleted: the table rebuilt from the changelog alone.
+  Each: seconds from the launch to the imports, the app built, the assignment, the RocksDBs
+  opened, Faust's table recovery, the first batch and ready (the probe events processed and
+  delivered); the partitions' activation and the schedule read in a thread; RSS per user.
 
-The worker child journals (JSON lines) its assignment, its table recovery (changelog
-records restored) and every batch (time, size, highest offset per partition); the parent
-samples its RSS and CPU (/proc) and its /metrics page. The module also holds the helpers of
-``bench/workers.py``.
+``--keep`` leaves the broker, the topic and the data dir; ``--reuse RUN_DIR`` then runs the
+restarts alone on them. The worker child journals (JSON lines) its steps, each RocksDB open
+and activation, its table recovery (changelog records restored) and every batch (time, size,
+highest offset per partition); the parent samples its RSS and CPU (/proc) and its /metrics
+page. The module also holds the helpers of ``bench/workers.py``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from bench.common import (  # noqa: E402
     launch_child,
     machine_note,
     new_run_dir,
+    worker_settings_from_env,
     write_figures,
 )
 from bench.common import start_broker as start_own_broker  # noqa: E402
@@ -137,22 +144,58 @@ def hook_lifecycle(app: Any, topic: str, journal: Journal) -> None:
     table.apply_changelog_batch = counted
 
 
+def hook_restart(built: Any, journal: Journal) -> None:
+    """Journal what a restart costs inside the worker: each RocksDB open (Faust opens a
+    partition's DB at its assignment) and each partition's activation (its schedule rebuilt
+    from the stored users, in the first batch that reaches it)."""
+    from faust.stores import rocksdb as faust_rocksdb
+
+    store_open = faust_rocksdb.Store._open_for_partition
+
+    def timed_open(store: Any, partition: int) -> Any:
+        t0 = time.time()
+        db = store_open(store, partition)
+        journal.write("db_open", t0=t0, partition=partition, table=store.table.name)
+        return db
+
+    faust_rocksdb.Store._open_for_partition = timed_open  # type: ignore[method-assign]
+    processor = built.processor
+    activate = processor._activate
+
+    def timed_activate(partition: int, first_offset: int, out: Any) -> Any:
+        t0 = time.time()
+        part = activate(partition, first_offset, out)
+        apart = part.loading is not None
+        journal.write("activated", t0=t0, partition=partition, users=part.users, apart=apart)
+        if part.loading is not None:  # the schedule read in a thread (partitions.activate)
+            part.loading.add_done_callback(lambda f: schedule_read(t0, partition, f))
+        return part
+
+    def schedule_read(t0: float, partition: int, done: Any) -> None:
+        users = done.result()[2] if done.exception() is None else -1
+        journal.write("schedule_read", t0=t0, partition=partition, users=users)
+
+    processor._activate = timed_activate
+
+
 def child_main(spec: dict[str, Any]) -> None:
     """One worker: create_app with the ONNX scorer, unchanged but for read-only hooks.
-    Runs until SIGTERM (Faust's graceful stop)."""
+    Runs until SIGTERM (Faust's graceful stop) or SIGKILL."""
+    journal = Journal(Path(spec["journal"]))
+    journal.write("main", t_launch=spec["t_launch"])
     import faust
 
     from decay_kafka.topics import ensure_topics
     from stream_app.app import create_app
     from stream_app.onnx_scorer import OnnxScorer
 
-    journal = Journal(Path(spec["journal"]))
-    journal.write("main", t_launch=spec["t_launch"])
+    journal.write("imported")
     settings = child_settings(spec)
     asyncio.run(ensure_topics(settings))
     built = create_app(settings, scorer=OnnxScorer(MODEL))
     hook_batches(built, journal)
     hook_lifecycle(built.app, settings.events_topic, journal)
+    hook_restart(built, journal)
     journal.write("built")
     faust.Worker(built.app, loglevel=spec["loglevel"], quiet=True).execute_from_commandline()
 
@@ -301,11 +344,15 @@ class WorkerProc:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout: float = 120.0) -> dict[str, Any]:
-        """SIGTERM unless sent already, then wait, bounded; SIGKILL after ``timeout``."""
-        out: dict[str, Any] = {"graceful": True}
+    def stop(self, timeout: float = 120.0, kill: bool = False) -> dict[str, Any]:
+        """SIGTERM unless sent already, then wait, bounded; SIGKILL after ``timeout``.
+        ``kill``: SIGKILL at once (a crash: no graceful stop, no leaving the group)."""
+        out: dict[str, Any] = {"graceful": not kill}
         if self.proc is None:
             return out
+        if kill and self.proc.poll() is None:
+            self._t_term = time.monotonic()
+            self.proc.kill()
         self.terminate()
         t = self._t_term or time.monotonic()
         if self.proc.poll() is None:
@@ -489,8 +536,6 @@ async def changelog_stats(
     to split its size into events, categories and alerts."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.processor import WATERMARK_KEY
-
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -521,8 +566,7 @@ async def changelog_stats(
                     key_bytes += len(m.key or b"")
                     value_bytes += len(m.value or b"")
                     latest[m.key or b""] = len(m.value) if m.value is not None else -1
-        watermark = WATERMARK_KEY.encode()
-        users = {k: v for k, v in latest.items() if k != watermark and v >= 0}
+        users = {k: v for k, v in latest.items() if not k.startswith(b"\x00") and v >= 0}
         sample_keys = set(list(users)[::sample_every])
         breakdown = await state_breakdown(consumer, tps, sample_keys, deadline)
     finally:
@@ -667,8 +711,8 @@ def produce_topic(
 # ------------------------------------------------------------------------ the phases
 
 
-def worker_spec(common: dict[str, Any], data_dir: Path) -> dict[str, Any]:
-    return {**common, "data_dir": str(data_dir), "web_port": free_port()}
+def worker_spec(common: dict[str, Any], data_dir: Path, web_port: int = 0) -> dict[str, Any]:
+    return {**common, "data_dir": str(data_dir), "web_port": web_port or free_port()}
 
 
 def rss_mb(pid: int | None) -> tuple[float | None, float | None]:
@@ -683,7 +727,7 @@ def phase_process(
     """(a): one worker through the whole topic; RSS, disk, metrics; graceful stop."""
     ends = asyncio.run(end_offsets(common["bootstrap"], common["topic"]))
     w = WorkerProc("a-process", worker_spec(common, data_dir), run_dir)
-    sampler = Sampler(broker_pid())
+    sampler = Sampler(broker_pid(Path(common.get("broker_dir", BROKER_DIR))))
     progress = Progress(ends)
     w.start()
     try:
@@ -738,48 +782,40 @@ def phase_restart(
     run_dir: Path,
     data_dir: Path,
     probe_ts: int,
+    kill_after: bool = False,
+    web_port: int = 0,
 ) -> dict[str, Any]:
     """(b)/(c): produce one probe event per partition, start the worker on ``data_dir``
-    (kept, or deleted by the caller), time it to assignment, recovery, /metrics, probes."""
+    (kept, or deleted by the caller), time it to assignment, recovery, /metrics, probes;
+    then stop it gracefully, or with SIGKILL when ``kill_after`` (for the next restart).
+    ``web_port``: the previous worker's, as a restarted worker has it (Faust's assignor
+    checks it against the assignment a static member, DECAY_GROUP_INSTANCE_ID, gets back)."""
     probes = probe_events(label, common["partitions"], probe_ts)
     produce_topic_existing(common["bootstrap"], common["topic"], probes)
     ends = asyncio.run(end_offsets(common["bootstrap"], common["topic"]))
-    w = WorkerProc(label, worker_spec(common, data_dir), run_dir)
-    sampler = Sampler(broker_pid())
+    w = WorkerProc(label, worker_spec(common, data_dir, web_port), run_dir)
+    sampler = Sampler(broker_pid(Path(common.get("broker_dir", BROKER_DIR))))
     progress = Progress(ends)
     w.start()
     try:
         waited = wait_for([w], progress, sampler, args.recovery_timeout, label, poll_metrics=0.25)
         rss_ready, _ = rss_mb(w.pid)
         metrics = w.metrics() or {}
-        time.sleep(args.settle)
+        wait_schedules_read(w, args.recovery_timeout)
+        time.sleep(args.settle)  # RSS once the worker has settled; its commit is done by then
         rss_settled, hwm = rss_mb(w.pid)
     finally:
-        stopped = w.stop()
+        stopped = w.stop(kill=kill_after)
     if not waited["ok"]:
         return {"error": waited["error"], "log": str(w.log_path), "log_tail": w.log_tail()}
     launch = w.spec["t_launch"]
-    restored = [e for e in w.entries if e["ev"] == "restored"]
-    batches = [e for e in w.entries if e["ev"] == "batch"]
-
-    def since(t: float | None) -> float | None:
-        return None if t is None else t - launch
-
     t_done = progress.t_done
     return {
         "probe_events": len(probes),
-        "to_main_s": since(w.first("main")),
-        "to_assigned_s": since(w.first("assigned")),
-        "to_recovered_s": since(w.first("recovered")),
-        "to_metrics_s": since(waited["t_web"].get(w.label)),
-        "to_first_batch_s": since(progress.t_first),
-        "to_ready_s": since(t_done),
-        "first_batch_s": batches[0]["t"] - batches[0]["t0"] if batches else None,
-        "restored_records": sum(e["n"] for e in restored),
-        "restore_s": restored[-1]["t"] - restored[0]["t"] if len(restored) > 1 else 0.0,
-        "assignments": sum(1 for e in w.entries if e["ev"] == "assigned"),
+        **restart_phases(w, progress, waited["t_web"].get(w.label)),
         "worker_cpu_to_ready_s": sampler.between(f"{w.label}_cpu_s", launch, t_done or launch),
         "machine_busy_share": share(sampler, launch, t_done or launch),
+        "rss_before_activation_mb": rss_before(sampler, w),
         "rss_ready_mb": rss_ready,
         "rss_settled_mb": rss_settled,
         "peak_rss_mb": hwm,
@@ -787,8 +823,65 @@ def phase_restart(
         "metrics": metrics,
         "disk_stopped": dir_usage(data_dir),
         "stop": stopped,
+        "web_port": w.spec["web_port"],
         "log": str(w.log_path),
     }
+
+
+def wait_schedules_read(w: WorkerProc, timeout: float) -> None:
+    """Until every schedule read apart (see stream_app.partitions.activate) is read."""
+    deadline = time.monotonic() + timeout
+    while w.alive() and time.monotonic() < deadline:
+        w.read_journal()
+        apart = sum(1 for e in w.entries if e["ev"] == "activated" and e.get("apart"))
+        if sum(1 for e in w.entries if e["ev"] == "schedule_read") >= apart:
+            return
+        time.sleep(0.2)  # the child's journal file: no event to wait on
+
+
+def restart_phases(w: WorkerProc, progress: Progress, t_web: float | None) -> dict[str, Any]:
+    """Seconds from the launch of the process to each step of its start, from its journal;
+    and what the RocksDB opens and the partitions' activations took."""
+    launch = w.spec["t_launch"]
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else t - launch
+
+    state_opens = [e for e in w.entries if e["ev"] == "db_open" and e["table"] == TABLE]
+    activations = [e for e in w.entries if e["ev"] == "activated"]
+    reads = [e for e in w.entries if e["ev"] == "schedule_read"]
+    restored = [e for e in w.entries if e["ev"] == "restored"]
+    batches = [e for e in w.entries if e["ev"] == "batch"]
+    return {
+        "to_main_s": since(w.first("main")),
+        "to_imported_s": since(w.first("imported")),
+        "to_built_s": since(w.first("built")),
+        "to_assigned_s": since(w.first("assigned")),
+        "rocksdb_opens": len(state_opens),
+        "rocksdb_open_s": sum(e["t"] - e["t0"] for e in state_opens),
+        "to_rocksdb_opened_s": since(max((e["t"] for e in state_opens), default=None)),
+        "to_recovered_s": since(w.first("recovered")),
+        "to_metrics_s": since(t_web),
+        "activations": len(activations),
+        "activated_users": sum(e["users"] for e in activations),
+        "activation_s": sum(e["t"] - e["t0"] for e in activations),
+        "schedules_read": len(reads),
+        "schedule_read_users": sum(e["users"] for e in reads),
+        "to_schedule_read_s": since(max((e["t"] for e in reads), default=None)),
+        "to_first_batch_s": since(progress.t_first),
+        "first_batch_s": batches[0]["t"] - batches[0]["t0"] if batches else None,
+        "to_ready_s": since(progress.t_done),
+        "restored_records": sum(e["n"] for e in restored),
+        "restore_s": restored[-1]["t"] - restored[0]["t"] if len(restored) > 1 else 0.0,
+        "assignments": sum(1 for e in w.entries if e["ev"] == "assigned"),
+    }
+
+
+def rss_before(sampler: Sampler, w: WorkerProc) -> float | None:
+    """The worker's RSS (MB) as its first activation began: the process before any user."""
+    t0 = next((e["t0"] for e in w.entries if e["ev"] == "activated"), None)
+    rss = sampler.at(f"{w.label}_rss_kb", t0) if t0 is not None else None
+    return rss / 1024 if rss else None
 
 
 def produce_topic_existing(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -871,32 +964,72 @@ def process_table(topic: dict[str, Any], a: dict[str, Any], cl: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def recovery_table(phases: dict[str, dict[str, Any]]) -> str:
-    lines = [
-        "| restart | changelog records restored | launch → assigned (s) | → table recovered (s) "
-        "| → /metrics answers (s) | → probe events processed = ready (s) "
-        "| first batch (activation scan) (s) | RSS at ready (MB) | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+RESTARTS = {
+    "local": "(b) local RocksDB kept, after a graceful stop",
+    "killed": "(b') local RocksDB kept, after a SIGKILL",
+    "changelog": "(c) data dir deleted: from the changelog",
+}
+
+
+def recovery_table(phases: dict[str, dict[str, Any]], users: int) -> str:
+    """One column per restart, one row per step: seconds after the launch of the process."""
+    rows: list[tuple[str, str, str]] = [
+        ("python and the benchmark's imports", "to_main_s", ".2f"),
+        ("+ faust, onnxruntime, stream_app imported", "to_imported_s", ".2f"),
+        ("+ topics checked, app built (create_app)", "to_built_s", ".2f"),
+        ("+ Faust started, group joined: partitions assigned", "to_assigned_s", ".2f"),
+        ("+ state RocksDBs opened (last one)", "to_rocksdb_opened_s", ".2f"),
+        ("+ Faust's table recovery done", "to_recovered_s", ".2f"),
+        ("+ first batch started", "to_first_batch_s", ".2f"),
+        ("= ready: probe events processed and delivered", "to_ready_s", ".2f"),
+        ("RocksDB opens: count / seconds in them", "", ""),
+        ("changelog records restored (seconds)", "", ""),
+        ("activation: partitions / users read first / seconds (in the first batch)", "", ""),
+        ("schedule read in a thread: partitions / users / done (s after launch)", "", ""),
+        ("first batch, seconds", "first_batch_s", ".2f"),
+        ("worker CPU-s, launch to ready", "worker_cpu_to_ready_s", ".1f"),
+        ("RSS before activation / at ready / settled (MB)", "", ""),
+        ("RSS per user: settled / users (bytes)", "", ""),
+        ("RSS per user: (settled − before activation) / users (bytes)", "", ""),
     ]
-    names = {"b-local": "(b) local RocksDB kept", "c-changelog": "(c) data dir deleted"}
-    for key, r in phases.items():
-        if "error" in r:
-            lines.append(f"| {names.get(key, key)} | failed: {r['error']} | | | | | | | |")
-            continue
-        lines.append(
-            f"| {names.get(key, key)} | {r['restored_records']:,} "
-            f"| {fmt(r['to_assigned_s'], '.1f')} "
-            f"| {fmt(r['to_recovered_s'], '.1f')} | {fmt(r['to_metrics_s'], '.1f')} "
-            f"| {fmt(r['to_ready_s'], '.1f')} | {fmt(r['first_batch_s'], '.1f')} "
-            f"| {fmt(r['rss_ready_mb'])} | {fmt(r['peak_rss_mb'])} |"
-        )
+    keys = [k for k in RESTARTS if k in phases]
+    lines = ["| seconds after launch | " + " | ".join(RESTARTS[k] for k in keys) + " |"]
+    lines.append("|---|" + "---:|" * len(keys))
+    for name, key, spec in rows:
+        cells = [restart_cell(phases[k], name, key, spec, users) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def restart_cell(r: dict[str, Any], name: str, key: str, spec: str, users: int) -> str:
+    if "error" in r:
+        return f"failed: {r['error']}"
+    if key:
+        return fmt(r.get(key), spec)
+    if name.startswith("RocksDB opens"):
+        return f"{r['rocksdb_opens']} / {r['rocksdb_open_s']:.2f}"
+    if name.startswith("changelog records"):
+        return f"{r['restored_records']:,} ({r['restore_s']:.1f})"
+    if name.startswith("activation"):
+        return f"{r['activations']} / {r['activated_users']:,} / {r['activation_s']:.2f}"
+    if name.startswith("schedule read"):
+        done = fmt(r.get("to_schedule_read_s"), ".2f")
+        return f"{r.get('schedules_read', 0)} / {r.get('schedule_read_users', 0):,} / {done}"
+    before, settled = r.get("rss_before_activation_mb"), r.get("rss_settled_mb")
+    if name.startswith("RSS before"):
+        return f"{fmt(before)} / {fmt(r.get('rss_ready_mb'))} / {fmt(settled)}"
+    if settled is None or not users:
+        return "-"
+    if "before activation" in name:
+        return fmt((settled - before) * MB / users) if before is not None else "-"
+    return fmt(settled * MB / users)
 
 
 # ------------------------------------------------------------------------------ main
 
 
 def start_broker(extra_props: tuple[str, ...] = ()) -> Any:
+    """The broker of bench/workers.py (which shares this module's defaults)."""
     return start_own_broker(BROKER_DIR, PORT, CONTROLLER_PORT, extra_props)
 
 
@@ -910,24 +1043,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="phase (a), s (default 300 + events/300)"
     )
+    parser.add_argument(
+        "--restarts",
+        default=",".join(RESTARTS),
+        help=f"restarts after (a), in order, comma-separated, of {', '.join(RESTARTS)}",
+    )
     parser.add_argument("--recovery-timeout", type=float, default=1200.0, help="(b), (c), s")
     parser.add_argument("--settle", type=float, default=5.0, help="s after ready, then RSS")
     parser.add_argument("--series-every", type=int, default=4, help="thin the gauge series")
     parser.add_argument("--faust-loglevel", default="info")
+    parser.add_argument("--port", type=int, default=PORT, help="the broker's client port")
+    parser.add_argument("--controller-port", type=int, default=CONTROLLER_PORT)
+    parser.add_argument("--broker-dir", type=Path, default=BROKER_DIR)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the broker, the topic and the worker's data"
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="a run dir left by --keep: its topic and data dir, no (a); the broker of --port",
+    )
     add_json_option(parser, "scale")
-    parser.add_argument("--keep-broker", action="store_true")
     args = parser.parse_args()
     args.timeout = args.timeout or 300.0 + args.users * args.events_per_user / 300.0
+    args.restarts = [r.strip() for r in args.restarts.split(",") if r.strip()]
+    unknown = sorted(set(args.restarts) - set(RESTARTS))
+    if unknown:
+        parser.error(f"unknown restarts {unknown}: pick from {', '.join(RESTARTS)}")
     return args
 
 
-def run(args: argparse.Namespace, broker: Any, run: str, run_dir: Path) -> dict[str, Any]:
+def build_topic(args: argparse.Namespace, broker: Any, run: str) -> dict[str, Any]:
     topic = f"{run}-events"
     messages, _, last_ts = synthetic_events(
         args.users, args.events_per_user, args.span_hours, args.seed
     )
     sent, produce_s = produce_topic(broker.bootstrap, topic, args.partitions, messages)
-    topic_info = {
+    print(f"topic {topic}: {sent:,} events of {args.users:,} users in {produce_s:.0f} s")
+    return {
         "topic": topic,
         "users": args.users,
         "events": sent,
@@ -935,53 +1088,87 @@ def run(args: argparse.Namespace, broker: Any, run: str, run_dir: Path) -> dict[
         "span_hours": args.span_hours,
         "partitions": args.partitions,
         "produce_s": round(produce_s, 1),
-        "disk_bytes": topic_disk_bytes(topic),
+        "disk_bytes": topic_disk_bytes(topic, args.broker_dir),
+        "last_ts": last_ts,
     }
-    print(f"topic {topic}: {sent:,} events of {args.users:,} users in {produce_s:.0f} s")
-    common = {
-        "bootstrap": broker.bootstrap,
-        "group": f"{run}-w",
-        "topic": topic,
-        "partitions": args.partitions,
-        "loglevel": args.faust_loglevel,
-    }
-    data_dir = run_dir / "worker-data"
+
+
+def process_all(
+    args: argparse.Namespace, broker: Any, common: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """(a), then the changelog read back."""
     print("(a) one worker through the topic ...", flush=True)
-    a = phase_process(args, common, run_dir, data_dir)
-    out: dict[str, Any] = {"topic": topic_info, "process": a}
+    a = phase_process(args, common, run_dir, run_dir / "worker-data")
     if "error" in a:
         print(f"(a) FAILED: {a['error']}\n{a['log_tail']}", flush=True)
-        return out
+        return {"process": a}
     print(
         f"(a) {a['events']:,} events in {a['seconds']:.1f} s = {a['events_per_s']:,.0f}/s; "
         f"RSS {a['rss_end_mb']:.0f} MB (peak {a['peak_rss_mb']:.0f})",
         flush=True,
     )
     changelog = f"{common['group']}-{TABLE}-changelog"
-    out["changelog"] = asyncio.run(changelog_stats(broker.bootstrap, changelog, 900.0))
-    out["changelog"]["disk_bytes"] = topic_disk_bytes(changelog)
-    print(f"changelog: {json.dumps(out['changelog'])}", flush=True)
+    cl = asyncio.run(changelog_stats(broker.bootstrap, changelog, 900.0))
+    cl["disk_bytes"] = topic_disk_bytes(changelog, args.broker_dir)
+    print(f"changelog: {json.dumps(cl)}", flush=True)
+    return {"process": a, "changelog": cl}
+
+
+def restarts(
+    args: argparse.Namespace, common: dict[str, Any], run_dir: Path, last_ts: int
+) -> dict[str, dict[str, Any]]:
+    """The restarts asked for, in order, on the data dir of (a). Each but the last is
+    stopped as the next one needs: killed before "killed", gracefully before the others."""
+    data_dir = run_dir / "worker-data"
     phases: dict[str, dict[str, Any]] = {}
-    for i, label in enumerate(("b-local", "c-changelog")):
-        if label == "c-changelog":
+    port = free_port()  # one for every restart, as a restarted worker keeps its address
+    for i, label in enumerate(args.restarts):
+        if label == "changelog":
             shutil.rmtree(data_dir, ignore_errors=True)
         print(f"({label}) restart ...", flush=True)
-        probe_ts = last_ts + (i + 1) * 60_000
-        phases[label] = phase_restart(label, args, common, run_dir, data_dir, probe_ts)
-        r = phases[label]
+        probe_ts = last_ts + (i + 1) * 60_000 + int(time.time()) % 1000 * 1000
+        kill = i + 1 < len(args.restarts) and args.restarts[i + 1] == "killed"
+        r = phases[label] = phase_restart(
+            label, args, common, run_dir, data_dir, probe_ts, kill_after=kill, web_port=port
+        )
         if "error" in r:
             print(f"({label}) FAILED: {r['error']}\n{r['log_tail']}", flush=True)
             break
         print(
-            f"({label}) ready {r['to_ready_s']:.1f} s after launch (assigned "
-            f"{fmt(r['to_assigned_s'], '.1f')}, recovered {fmt(r['to_recovered_s'], '.1f')}, "
-            f"{r['restored_records']:,} changelog records restored), RSS "
-            f"{fmt(r['rss_ready_mb'])} MB",
+            f"({label}) ready {r['to_ready_s']:.2f} s after launch (assigned "
+            f"{fmt(r['to_assigned_s'], '.2f')}, recovered {fmt(r['to_recovered_s'], '.2f')}, "
+            f"{r['restored_records']:,} changelog records restored, activation "
+            f"{r['activation_s']:.2f} s), RSS {fmt(r['rss_settled_mb'])} MB",
             flush=True,
         )
-    out["restarts"] = phases
-    out["table_process"] = process_table(topic_info, a, out["changelog"])
-    out["table_recovery"] = recovery_table(phases)
+    return phases
+
+
+def run(args: argparse.Namespace, broker: Any, run: str, run_dir: Path) -> dict[str, Any]:
+    setup = run_dir / "setup.json"
+    if args.reuse:
+        out: dict[str, Any] = json.loads(setup.read_text())
+        print(f"reusing {run_dir}: topic {out['topic']['topic']}", flush=True)
+    else:
+        out = {"topic": build_topic(args, broker, run)}
+    topic_info = out["topic"]
+    common = {
+        "bootstrap": broker.bootstrap,
+        "group": topic_info["topic"].removesuffix("-events") + "-w",
+        "topic": topic_info["topic"],
+        "partitions": topic_info["partitions"],
+        "loglevel": args.faust_loglevel,
+        "settings": worker_settings_from_env(),
+        "broker_dir": str(args.broker_dir),
+    }
+    if not args.reuse:
+        out.update(process_all(args, broker, common, run_dir))
+        if "error" in out["process"]:
+            return out
+        write_figures(setup, out)
+    out["restarts"] = restarts(args, common, run_dir, topic_info["last_ts"])
+    out["table_process"] = process_table(topic_info, out["process"], out["changelog"])
+    out["table_recovery"] = recovery_table(out["restarts"], topic_info["users"])
     return out
 
 
@@ -989,27 +1176,31 @@ def main() -> int:
     args = parse_args()
     if not MODEL.exists():
         raise SystemExit(f"no {MODEL}")
-    run_name = time.strftime("scale-%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = new_run_dir(run_name)
+    if args.reuse:
+        run_dir, run_name = args.reuse.resolve(), args.reuse.resolve().name
+    else:
+        run_name = time.strftime("scale-%Y%m%d-%H%M%S", time.gmtime())
+        run_dir = new_run_dir(run_name)
     meta = {**machine_note(), "uptime_start": uptime(), "command": " ".join(sys.argv)}
     print(f"{meta['date_utc']}: {meta['uptime_start']}", flush=True)
     started = time.monotonic()
     broker = None
     out: dict[str, Any] = {}
+    keep = args.keep or args.reuse is not None
     try:
-        broker = start_broker()
+        broker = start_own_broker(args.broker_dir, args.port, args.controller_port)
         out = run(args, broker, run_name, run_dir)
     finally:
         meta["uptime_end"] = uptime()
         meta["total_s"] = round(time.monotonic() - started, 1)
-        if broker is not None:
+        if broker is not None and not keep:
             try:
                 asyncio.run(delete_topics(broker.bootstrap, run_name))
             except Exception as exc:  # the broker may be down already
                 print(f"could not delete the run's topics: {exc!r}")
-            if not args.keep_broker:
-                broker.stop()
-        shutil.rmtree(run_dir / "worker-data", ignore_errors=True)
+            broker.stop()
+        if not keep:
+            shutil.rmtree(run_dir / "worker-data", ignore_errors=True)
     print(f"\n{meta['date_utc']}, load at start: {meta['uptime_start']}")
     if "table_process" in out:
         print(out["table_process"])

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         None, description="SASL_SSL: CA certificate(s) that sign the broker's (default: system)"
     )
     app_id: str = Field("decay", description="Faust app id: consumer group and topic prefix")
+    group_instance_id: str | None = Field(
+        None,
+        description="static group membership: a worker restarted under the same id (unique "
+        "per worker, with the same web address) takes its partitions back at once, without "
+        "waiting out the dead one's session; a stopped one keeps them for session_timeout_s",
+    )
     events_topic: str = Field("events", description="topic of behaviour events")
     alerts_topic: str = Field("alerts", description="topic the alerts are published on")
     dead_letter_topic: str = Field("events-dlq", description="topic of rejected messages")

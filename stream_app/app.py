@@ -20,7 +20,7 @@ from decay.trends import TrendRules
 from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
 from decay_kafka.topics import message_limits as topic_limits
-from stream_app import dead_letters
+from stream_app import dead_letters, schedules
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.ports import Ports
@@ -103,6 +103,7 @@ def faust_app(settings: Settings, max_request_bytes: int | None = None) -> faust
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
+        consumer_group_instance_id=settings.group_instance_id,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_acks=-1,
         # Changelog records and alerts of a batch go out in a few requests, not one each.
@@ -258,6 +259,10 @@ def register_timers(app: faust.App, settings: Settings, worker: Worker) -> None:
             new = await asyncio.to_thread(watcher.poll)
             if new is not None:
                 await worker.roll_out(new)
+
+    @app.timer(interval=0.5)  # a restart's schedules, once read (stream_app.schedules)
+    async def fire_read_schedules() -> None:
+        await schedules.fire_read(worker)
 
     @app.timer(interval=5.0)
     async def read_stalled_partitions() -> None:

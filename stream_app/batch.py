@@ -97,7 +97,10 @@ class StateStore(Protocol):
 
     def delete(self, partition: int, key: str) -> None: ...
 
-    def scan(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
+    def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """The partition's keys that start with ``prefix``, with their values, as they are
+        when called (a snapshot, which another thread may read while the store is written)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

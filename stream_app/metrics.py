@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -50,108 +51,121 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
-        return cls(
-            events=Counter(
-                "decay_events", "Events consumed, by result", ["result"], registry=registry
-            ),
-            dead_letters=Counter(
-                "decay_dead_letters",
-                "Messages sent to the dead-letter topic",
-                ["reason"],
-                registry=registry,
-            ),
-            dead_letters_failed=Counter(
-                "decay_dead_letters_failed",
-                "Dead letters that could not be sent (logged with their source offset)",
-                registry=registry,
-            ),
-            alerts=Counter("decay_alerts", "Alerts emitted, by kind", ["kind"], registry=registry),
-            stale_records=Counter(
-                "decay_stale_records",
-                "Records delivered after their partition was revoked or reassigned; skipped "
-                "(the partition's owner reads them again from the committed offset)",
-                registry=registry,
-            ),
-            refetched=Counter(
-                "decay_refetched_records",
-                "Records Faust's consumer skipped, read again by the worker's gap reader",
-                registry=registry,
-            ),
-            alerts_resent=Counter(
-                "decay_alerts_resent", "Alerts re-sent after a restart", registry=registry
-            ),
-            batch_size=Histogram(
-                "decay_batch_size",
-                "Records per micro-batch",
-                buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
-                registry=registry,
-            ),
-            batch_seconds=Histogram(
-                "decay_batch_seconds", "Time to process one micro-batch", registry=registry
-            ),
-            scoring_seconds=Histogram(
-                "decay_scoring_seconds", "Scorer time per micro-batch", registry=registry
-            ),
-            pending_deadlines=Gauge(
-                "decay_pending_deadlines", "Dormancy deadlines waiting", registry=registry
-            ),
-            watermark=Gauge(
-                "decay_watermark_seconds",
-                "Event-time watermark per partition",
-                ["partition"],
-                registry=registry,
-            ),
-            watermark_lag=Gauge(
-                "decay_watermark_lag_seconds",
-                "Wall clock minus the event-time watermark, per partition",
-                ["partition"],
-                registry=registry,
-            ),
-            consumer_lag=Gauge(
-                "decay_consumer_lag",
-                "Records in the events topic not yet processed, per partition",
-                ["partition"],
-                registry=registry,
-            ),
-            event_to_score=RecordHistogram(
-                "decay_event_to_score_seconds",
-                "From the event's Kafka timestamp to its score handed to the producer",
-                LATENCY_BUCKETS,
-                registry=registry,
-            ),
-            stages=RecordHistogram(
-                "decay_record_stage_seconds",
-                "Time each record spent in each stage: fetch, queue, process, send "
-                "(stream_app/metrics.py)",
-                LATENCY_BUCKETS,
-                label="stage",
-                registry=registry,
-            ),
-            interest=Histogram(
-                "decay_interest_score",
-                "Interest right after each event",
-                buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
-                registry=registry,
-            ),
-            users_tracked=Gauge(
-                "decay_users_tracked", "Users with state in this worker", registry=registry
-            ),
-            recovery_remaining=Gauge(
-                "decay_recovery_remaining_records",
-                "Changelog records still to restore into the tables",
-                registry=registry,
-            ),
-            models_refused=Counter(
-                "decay_models_refused", "Models refused at rollout", registry=registry
-            ),
-            model_info=Gauge(
-                "decay_model_info", "The scorer in use", ["version"], registry=registry
-            ),
-            # Category trends: set when scraped, for the top-N categories only (bounded labels).
-            category_interest=Gauge(
-                "decay_category_interest",
-                "Decayed events per category summed over this worker's users, top-N categories",
-                ["category"],
-                registry=registry,
-            ),
-        )
+        return cls(**_counters(registry), **_gauges(registry), **_histograms(registry))
+
+
+def _counters(registry: CollectorRegistry) -> dict[str, Any]:
+    """The worker's counters."""
+    return dict(
+        events=Counter("decay_events", "Events consumed, by result", ["result"], registry=registry),
+        dead_letters=Counter(
+            "decay_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ["reason"],
+            registry=registry,
+        ),
+        dead_letters_failed=Counter(
+            "decay_dead_letters_failed",
+            "Dead letters that could not be sent (logged with their source offset)",
+            registry=registry,
+        ),
+        alerts=Counter("decay_alerts", "Alerts emitted, by kind", ["kind"], registry=registry),
+        stale_records=Counter(
+            "decay_stale_records",
+            "Records delivered after their partition was revoked or reassigned; skipped "
+            "(the partition's owner reads them again from the committed offset)",
+            registry=registry,
+        ),
+        refetched=Counter(
+            "decay_refetched_records",
+            "Records Faust's consumer skipped, read again by the worker's gap reader",
+            registry=registry,
+        ),
+        alerts_resent=Counter(
+            "decay_alerts_resent", "Alerts re-sent after a restart", registry=registry
+        ),
+        models_refused=Counter(
+            "decay_models_refused", "Models refused at rollout", registry=registry
+        ),
+    )
+
+
+def _gauges(registry: CollectorRegistry) -> dict[str, Any]:
+    """The worker's gauges."""
+    return dict(
+        pending_deadlines=Gauge(
+            "decay_pending_deadlines", "Dormancy deadlines waiting", registry=registry
+        ),
+        watermark=Gauge(
+            "decay_watermark_seconds",
+            "Event-time watermark per partition",
+            ["partition"],
+            registry=registry,
+        ),
+        watermark_lag=Gauge(
+            "decay_watermark_lag_seconds",
+            "Wall clock minus the event-time watermark, per partition",
+            ["partition"],
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "decay_consumer_lag",
+            "Records in the events topic not yet processed, per partition",
+            ["partition"],
+            registry=registry,
+        ),
+        users_tracked=Gauge(
+            "decay_users_tracked", "Users with state in this worker", registry=registry
+        ),
+        recovery_remaining=Gauge(
+            "decay_recovery_remaining_records",
+            "Changelog records still to restore into the tables",
+            registry=registry,
+        ),
+        model_info=Gauge("decay_model_info", "The scorer in use", ["version"], registry=registry),
+        # Category trends: set when scraped, for the top-N categories only (bounded labels).
+        category_interest=Gauge(
+            "decay_category_interest",
+            "Decayed events per category summed over this worker's users, top-N categories",
+            ["category"],
+            registry=registry,
+        ),
+    )
+
+
+def _histograms(registry: CollectorRegistry) -> dict[str, Any]:
+    """The worker's histograms (prometheus_client's, and per-record ones)."""
+    return dict(
+        batch_size=Histogram(
+            "decay_batch_size",
+            "Records per micro-batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=registry,
+        ),
+        batch_seconds=Histogram(
+            "decay_batch_seconds", "Time to process one micro-batch", registry=registry
+        ),
+        scoring_seconds=Histogram(
+            "decay_scoring_seconds", "Scorer time per micro-batch", registry=registry
+        ),
+        event_to_score=RecordHistogram(
+            "decay_event_to_score_seconds",
+            "From the event's Kafka timestamp to its score handed to the producer",
+            LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        stages=RecordHistogram(
+            "decay_record_stage_seconds",
+            "Time each record spent in each stage: fetch, queue, process, send "
+            "(stream_app/metrics.py)",
+            LATENCY_BUCKETS,
+            label="stage",
+            registry=registry,
+        ),
+        interest=Histogram(
+            "decay_interest_score",
+            "Interest right after each event",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            registry=registry,
+        ),
+    )

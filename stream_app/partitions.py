@@ -3,6 +3,10 @@
 Event time (docs/design.md, "Time"): each partition keeps a watermark, the newest event time
 seen minus a grace period. A user's dormancy deadline is computed when the event arrives and
 scheduled here; it fires when the partition's watermark passes it.
+
+A restart reads the schedule from every stored user's header, in a thread of its own, while
+the partition already applies records (see ``stream_app.activation``): a million users take
+seconds to read, and nothing but the firing of their deadlines has to wait for them.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 import heapq
 import logging
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from decay import alerts as al
-from decay.state import StateError, decode_state, peek_state
-from decay.trends import CategoryTrends, TrendRules, TrendStateError, is_trend_key
-from stream_app.batch import BatchOutput, OutAlert, ProcessorHalted, Record, StateStore
+from decay.state import UserState
+from decay.trends import CategoryTrends
+from stream_app.batch import BatchOutput, ProcessorHalted, Record, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,30 @@ _WM = struct.Struct("<qq")  # newest event time seen, offset of the last record 
 # produced before it and still in a backlog are dropped when they come (see Processor.erase).
 ERASED_PREFIX: Final = "\x00erased:"
 _ERASED = struct.Struct("<q")
+# The category trends' records (decay.trends: a header and a row per category).
+TREND_PREFIX: Final = "\x00trend"
+# The largest offset stored in the partition's users (their last record, their alerts'
+# causes), written ahead of each batch's user records: a restart whose committed offset is
+# past it has nothing to re-send, and need not read every user before applying records.
+WRITTEN_KEY: Final = "\x00written"
+_WRITTEN = struct.Struct("<q")
+
+# What the schedule's reader hands over: pending deadline per user, the same as a sorted
+# list (a valid heap), and the users read.
+Loaded = tuple[dict[str, int], list[tuple[int, str]], int]
+
+
+def unpack_watermark(raw: bytes | None) -> tuple[int, int]:
+    """The newest event time and the last offset applied, of a watermark record."""
+    return _WM.unpack(raw) if raw else (0, -1)
+
+
+def unpack_erased(raw: bytes) -> int:
+    return int(_ERASED.unpack(raw)[0])
+
+
+def unpack_written(raw: bytes | None) -> int:
+    return int(_WRITTEN.unpack(raw)[0]) if raw else -1
 
 
 def erased_key(user_key: str) -> str:
@@ -56,6 +84,12 @@ class PartitionState:
     # is known): everything up to it has been applied, so this + 1 is safe to commit once the
     # batch's output is delivered. None until that first record.
     seen: int | None = None
+    # See WRITTEN_KEY: the largest offset stored, as of the last batch.
+    max_written: int = -1
+    # While the stored users' schedule is being read (see activate): its result, and the
+    # users scheduled or cancelled meanwhile, whose entries here are newer than what it read.
+    loading: Future[Loaded] | None = None
+    touched: set[str] = field(default_factory=set)
     # Per category, the decayed interest of the partition's users (decay.trends).
     trends: CategoryTrends = field(default_factory=CategoryTrends)
 
@@ -66,6 +100,8 @@ class PartitionState:
         return _WM.pack(self.max_ts, self.last_offset)
 
     def schedule(self, user_id: str, deadline_ms: int) -> None:
+        if self.loading is not None:
+            self.touched.add(user_id)
         self.current[user_id] = deadline_ms
         heapq.heappush(self.heap, (deadline_ms, user_id))
         if len(self.heap) > 2 * len(self.current) + 1024:
@@ -73,7 +109,42 @@ class PartitionState:
             heapq.heapify(self.heap)
 
     def cancel(self, user_id: str) -> None:
+        if self.loading is not None:
+            self.touched.add(user_id)
         self.current.pop(user_id, None)
+
+    def adopt(self, user_id: str, deadline_ms: int, dormant_since_ms: int) -> bool:
+        """Before a user's event is applied while the schedule is being read: schedule its
+        stored deadline (from the state the caller loaded), so that it fires now if due, as
+        it would have before this event. True when something was scheduled."""
+        if self.loading is None or user_id in self.touched:
+            return False
+        self.touched.add(user_id)
+        if not deadline_ms or dormant_since_ms:
+            return False
+        self.schedule(user_id, deadline_ms)
+        return True
+
+    def finish_loading(self) -> None:
+        """Take in the schedule read from the stored users once it is read, under what was
+        scheduled and cancelled meanwhile (a cheap check while it is not)."""
+        loading = self.loading
+        if loading is None or not loading.done():
+            return
+        current, heap, users = loading.result()  # the reader's error, if any, is raised here
+        for user_id in self.touched:
+            current.pop(user_id, None)
+        current.update(self.current)
+        for entry in self.heap:  # a few: those scheduled while the schedule was read
+            heapq.heappush(heap, entry)
+        self.current, self.heap, self.users = current, heap, self.users + users
+        self.loading, self.touched = None, set()
+        log.info("schedule read: %d users, %d pending deadlines", users, len(current))
+
+    def written_record(self, offsets: Iterable[int]) -> bytes:
+        """The WRITTEN_KEY record ahead of a batch that stores ``offsets``."""
+        self.max_written = max(self.max_written, max(offsets, default=-1))
+        return _WRITTEN.pack(self.max_written)
 
     def pop_due(self, watermark: int) -> Iterator[tuple[int, str]]:
         heap = self.heap
@@ -151,6 +222,40 @@ class PartitionBook:
     def active_partitions(self) -> list[int]:
         return sorted(self._partitions)
 
+    def take_in_schedules(self) -> set[int]:
+        """The schedules read since the last call (see activate), taken in by ``tick``
+        (stream_app.schedules runs it soon after); the partitions they are of."""
+        read = set()
+        for n, part in self._partitions.items():
+            if part.loading is not None and part.loading.done():
+                part.finish_loading()
+                read.add(n)
+        return read
+
+    def schedules_read(self) -> bool:
+        """A schedule read apart waits to be taken in (by ``tick``)."""
+        return any(p.loading is not None and p.loading.done() for p in self._partitions.values())
+
+    def schedules_loading(self) -> list[Future[Loaded]]:
+        """The schedules being read (or read, not yet taken in)."""
+        return [p.loading for p in self._partitions.values() if p.loading is not None]
+
+    def written_records(
+        self, users: Iterable[tuple[int, str]], states: Mapping[tuple[int, str], UserState]
+    ) -> dict[tuple[int, str], bytes]:
+        """The WRITTEN_KEY record of each partition of ``users`` (about to be written from
+        ``states``): it goes ahead of them, as the watermark goes after them."""
+        offsets: dict[int, list[int]] = {}
+        for ukey in users:
+            p, st = ukey[0], states[ukey]
+            cause = max((a.cause_offset for a in st.alerts), default=-1)
+            offsets.setdefault(p, []).append(max(st.last_offset, cause))
+        return {
+            (p, WRITTEN_KEY): self._partitions[p].written_record(found)
+            for p, found in offsets.items()
+            if p in self._partitions
+        }
+
     def pending_deadlines(self) -> int:
         return sum(len(p.current) for p in self._partitions.values())
 
@@ -197,70 +302,3 @@ class PartitionBook:
         parts = dict(self._partitions)  # one copy under the GIL: revoke may pop meanwhile
         newest = max((p.max_ts for p in parts.values()), default=0)
         return {n: p.trends for n, p in parts.items()}, newest
-
-
-def activate(
-    store: StateStore,
-    partition: int,
-    first_offset: int,
-    out: BatchOutput,
-    trend_rules: TrendRules | None = None,
-) -> PartitionState:
-    """Rebuild a partition's deadline schedule from its stored users.
-
-    Records from ``first_offset`` on were not committed, so whatever processing them had
-    produced may not have reached the broker before a crash: re-send the alerts they emitted
-    (same ids) and re-write the states they touched (so the changelog has them). Only the
-    header of each state is read, but for the few users touched since the commit. The
-    partition's category trends come back from their records in the same scan.
-    """
-    raw = store.get(partition, WATERMARK_KEY)
-    max_ts, last_offset = _WM.unpack(raw) if raw else (0, -1)
-    part = PartitionState(max_ts=max_ts, last_offset=last_offset)
-    trend_records = {}
-    for user_id, value in store.scan(partition):
-        if user_id.startswith("\x00"):  # not a user: the watermark, erasure markers, trends
-            if user_id.startswith(ERASED_PREFIX):
-                part.erased[user_id[len(ERASED_PREFIX) :]] = _ERASED.unpack(value)[0]
-            elif is_trend_key(user_id):
-                trend_records[user_id] = value
-            continue
-        part.users += 1
-        try:
-            head = peek_state(value)
-            if head.last_offset >= first_offset or head.max_cause_offset >= first_offset:
-                alerts = decode_state(value).alerts
-            else:
-                alerts = []
-        except StateError:
-            log.exception("dropping undecodable state of a user in partition %d", partition)
-            continue
-        if head.deadline_ms and not head.dormant_since_ms:
-            part.current[user_id] = head.deadline_ms
-        if head.last_offset >= first_offset:
-            out.writes[(partition, user_id)] = value
-        for stored in alerts:
-            if stored.cause_offset >= first_offset:
-                kind = al.Alert.from_json(stored.payload).kind
-                out.alerts.append(OutAlert(partition, user_id, kind, stored.payload))
-                out.resent += 1
-    part.heap = [(d, u) for u, d in part.current.items()]
-    heapq.heapify(part.heap)
-    part.trends = restore_trends(partition, trend_records, trend_rules or TrendRules())
-    log.info(
-        "partition %d active from offset %d: %d pending deadlines, %d alerts re-sent",
-        partition,
-        first_offset,
-        len(part.current),
-        out.resent,
-    )
-    return part
-
-
-def restore_trends(partition: int, records: dict[str, bytes], rules: TrendRules) -> CategoryTrends:
-    try:
-        return CategoryTrends.restore(records, rules)
-    except TrendStateError:
-        # Derived data: losing it costs the trend history, never a user's state or alert.
-        log.exception("category trends of partition %d unreadable; starting anew", partition)
-        return CategoryTrends(rules=rules)

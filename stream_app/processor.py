@@ -1,9 +1,7 @@
 """The worker's logic for one micro-batch, free of Faust and Kafka.
 
-``Processor.process`` takes the records of a batch in the order the consumer delivered them
-(offset order within each partition) and returns what to write and what to send
-(``stream_app.batch``). The worker (``stream_app.worker``) is wiring around it; the unit tests
-drive it with an in-memory store.
+``Processor.process`` takes a batch's records in the order the consumer delivered them (offset
+order within each partition) and returns what to write and send (``stream_app.batch``).
 
 A user's dormancy deadline is computed when the event arrives and kept in the partition's
 schedule (``stream_app.partitions``); it fires when the partition's watermark passes it and
@@ -43,6 +41,7 @@ from decay.state import (
 )
 from decay.window import Window
 from stream_app import alerting
+from stream_app.activation import activate
 from stream_app.admission import admit
 from stream_app.alerting import AlertSpec
 from stream_app.batch import (
@@ -63,7 +62,6 @@ from stream_app.partitions import (
     WATERMARK_KEY,
     PartitionBook,
     PartitionState,
-    activate,
     erased_key,
 )
 from stream_app.queries import partition_for
@@ -123,7 +121,7 @@ class Processor(PartitionBook):
         self._owners: dict[str, int] = {}  # user id -> own partition, see own_partition
 
     def _activate(self, partition: int, first_offset: int, out: BatchOutput) -> PartitionState:
-        """Rebuild a partition's schedule (stream_app.partitions.activate). From the
+        """Rebuild a partition's schedule (stream_app.activation.activate). From the
         committed offset (the broker's, looked up by the caller at activation) whatever
         record comes first: one fetched before a rebalance may be past it, and the alerts of
         the records in between must still be re-sent; one before it had its alerts delivered
@@ -233,6 +231,8 @@ class Processor(PartitionBook):
             ukey = (step.partition, step.event.user_id)
             st = batch.cache[ukey]
             part = self._partitions[step.partition]
+            if part.adopt(step.event.user_id, st.deadline_ms, st.dormant_since_ms):
+                self._fire_due(step.partition, part, step.offset, batch, out)  # not read yet
             batch.windows[ukey] = step.window
             alerting.count_session(st, step, self.config.engagement)
             if step.event.ts_ms >= step.window.last_ts_ms:
@@ -319,24 +319,26 @@ class Processor(PartitionBook):
     def _tick(
         self, now_ms: int, idle_ms: int, assigned: Mapping[int, int] | None = None
     ) -> BatchOutput:
+        read = self.take_in_schedules()  # their due deadlines fire here too
         out = BatchOutput()
         for n, committed in (assigned or {}).items():
             if n not in self._partitions:
                 part = self._activate(n, committed, out)
                 part.last_seen_wall_ms = now_ms  # idle from now on
         batch = _Batch()
-        moved = set()
         for n, part in self._partitions.items():
             if now_ms - part.last_seen_wall_ms >= idle_ms and now_ms - idle_ms > part.max_ts:
                 part.max_ts = now_ms - idle_ms
-                moved.add(n)
+                read.add(n)
+            if n in read:
                 self._fire_due(n, part, part.last_offset, batch, out)
-        self._finish(out, batch, moved)
+        self._finish(out, batch, read)
         return out
 
     # -- state and alerts ----------------------------------------------------------------
 
     def _finish(self, out: BatchOutput, batch: _Batch, partitions: set[int]) -> None:
+        out.writes = {**self.written_records(batch.touched, batch.cache), **out.writes}
         for ukey in batch.touched:
             out.writes[ukey] = encode_state(batch.cache[ukey])
         # The watermark record goes last: the changelog keeps per-partition order, so a

@@ -21,5 +21,7 @@ class MemoryStore:
     def delete(self, partition: int, key: str) -> None:
         self.data.get(partition, {}).pop(key, None)
 
-    def scan(self, partition: int) -> Iterator[tuple[str, bytes]]:
-        yield from list(self.data.get(partition, {}).items())
+    def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """As the keys are when called (may be read in another thread meanwhile)."""
+        items = list(self.data.get(partition, {}).items())  # one step: no thread gets between
+        return iter([(k, v) for k, v in items if k.startswith(prefix)])

@@ -157,11 +157,8 @@ class Intake:
         """Faust's ``Consumer._drain_messages`` with the events topic taken out whole."""
         app, topic = self.app, self.topic
         consumer: Any = app.consumer  # Faust's internals used here are not in its stubs
-        on_message = consumer.callback
         consumer_stopped = consumer._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        read_offset = consumer._read_offset
-        acks_enabled_for = app.topics.acks_enabled_for
         wait_limited = False
         try:
             while not (consumer_stopped() or fetcher_stopped()):
@@ -191,22 +188,7 @@ class Intake:
                         fetched = Fetched(generation, tp.partition, batch, time.time())
                         await self.fetches.put(fetched)
                         continue
-                    acked = acks_enabled_for(tp.topic)
-                    for record in batch:  # as Faust's loop, one message at a time
-                        if not consumer.flow_active:
-                            break
-                        last = read_offset[tp]
-                        if last is None or record.offset >= last:
-                            if acked and last and record.offset - last > 1:
-                                # Offsets with no record (markers, compaction): Faust's
-                                # commits of that topic must be able to pass them.
-                                await consumer._add_gap(tp, last + 1, record.offset)
-                            message = consumer._to_message(tp, record)
-                            await consumer.wait_first(
-                                on_message(message),
-                                consumer.suspend_flow.wait(),
-                            )
-                            read_offset[tp] = record.offset
+                    await self._to_conductor(consumer, tp, batch)
         except consumer.consumer_stopped_errors:
             if app.should_stop:
                 return
@@ -215,3 +197,21 @@ class Intake:
             if app.should_stop:
                 return
             raise
+
+    async def _to_conductor(self, consumer: Any, tp: Any, batch: Any) -> None:
+        """Another topic's records of a fetch, to Faust's conductor one message at a time, as
+        Faust's own loop hands them."""
+        read_offset = consumer._read_offset
+        acked = self.app.topics.acks_enabled_for(tp.topic)
+        for record in batch:
+            if not consumer.flow_active:
+                break
+            last = read_offset[tp]
+            if last is None or record.offset >= last:
+                if acked and last and record.offset - last > 1:
+                    # Offsets with no record (markers, compaction): Faust's commits of that
+                    # topic must be able to pass them.
+                    await consumer._add_gap(tp, last + 1, record.offset)
+                message = consumer._to_message(tp, record)
+                await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
+                read_offset[tp] = record.offset

@@ -63,10 +63,20 @@ class FaustTableStore:
         with self._partition(partition):
             self.table.pop(key.encode(), None)
 
-    def scan(self, partition: int) -> Iterator[tuple[str, bytes]]:
-        # Faust offers no per-partition iteration; read that partition's RocksDB directly
-        # (its own helper skips Faust's bookkeeping keys).
+    def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """The partition's keys from ``prefix`` on, as they are when called (a RocksDB
+        iterator reads the snapshot of its creation; rocksdict's ``snapshot()`` does not), so
+        it may be read in another thread while the batches write."""
+        # Faust offers no per-partition iteration; read that partition's RocksDB directly.
         store = self.table.data
         db = store._db_for_partition(partition)
-        for key, value in list(store._visible_items(db)):
+        items = db.items(from_key=prefix.encode()) if prefix else db.items()
+        return _items(items, prefix.encode(), store.offset_key)
+
+
+def _items(items: Any, prefix: bytes, faust_key: bytes) -> Iterator[tuple[str, bytes]]:
+    for key, value in items:  # keys in order: a prefix's keys are one run
+        if not key.startswith(prefix):
+            return
+        if key != faust_key:  # Faust's own record of the changelog offset
             yield key.decode(), bytes(value)

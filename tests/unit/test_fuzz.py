@@ -153,7 +153,7 @@ def _check(batches: list[list[tuple[bytes | None, bytes | None]]], partitions: i
     applied = 0
     for _p, users in store.data.items():
         for key, raw in users.items():
-            if key.startswith("\x00"):  # the watermark, category trends
+            if key.startswith("\x00"):  # the processor's own: watermark, written
                 continue
             assert len(raw) <= STATE_BOUND, (key, len(raw))
             state = decode_state(raw)  # every stored state decodes

@@ -1,4 +1,6 @@
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -9,6 +11,7 @@ from decay import alerts as al
 from decay.engagement import EngagementRules
 from decay.scoring import ExponentialDecayScorer
 from decay.state import decode_state
+from stream_app.partitions import WRITTEN_KEY
 from stream_app.processor import (
     WATERMARK_KEY,
     BatchOutput,
@@ -17,6 +20,7 @@ from stream_app.processor import (
     ProcessorHalted,
     Record,
 )
+from stream_app.schedules import NEVER_IDLE_MS
 from stream_app.store import MemoryStore
 
 HOUR = 3_600_000
@@ -163,11 +167,18 @@ def test_restart_redelivery_is_not_applied_twice_and_alerts_are_resent() -> None
 
 
 def test_deadline_schedule_is_rebuilt_from_the_store() -> None:
+    """Read apart after a restart (nothing uncommitted to re-send): Bob's batch applies
+    meanwhile, and Alice's deadline, which it passed, fires once the schedule is read."""
     store = MemoryStore()
     run(store, [[rec(0, "alice", T0)]])
     restarted = Processor(CONFIG, SCORER, store, lambda: NOW)
+    restarted.committed = {0: 1}
     _, outs = run(store, [[rec(1, "bob", T0 + 3 * DAY)]], proc=restarted)
+    for loading in restarted.schedules_loading():
+        loading.result(timeout=30)
+    outs.append(restarted.tick(NOW, NEVER_IDLE_MS))
     assert [a["user_id"] for a in alerts_of(outs)] == ["alice"]
+    assert restarted.pending_deadlines() == 1  # Bob's
     assert store.get(0, WATERMARK_KEY) is not None
 
 
@@ -240,7 +251,7 @@ def test_pseudonyms_replace_user_ids_everywhere() -> None:
     proc = Processor(CONFIG, SCORER, store, lambda: NOW, pseudo)
     records = [rec(0, "alice", T0), rec(1, "bob", T0 + 3 * DAY)]
     _, outs = run(store, [records], proc=proc)
-    assert set(store.data[0]) == {pseudo("alice"), pseudo("bob"), WATERMARK_KEY}
+    assert set(store.data[0]) == {pseudo("alice"), pseudo("bob"), WATERMARK_KEY, WRITTEN_KEY}
     assert {a["user_id"] for a in alerts_of(outs)} == {pseudo("alice")}
     assert "secret" not in repr(Settings(pseudonym_key="secret"))
 
@@ -288,7 +299,11 @@ def test_live_tick_activates_assigned_partitions_without_records() -> None:
     restarted = Processor(CONFIG, SCORER, store, lambda: wall)
     assert restarted.tick(wall, idle_ms=HOUR).alerts == []  # not assigned: nothing known
     first = restarted.tick(wall, idle_ms=HOUR, assigned={0: 1})
-    assert first.alerts == [] and restarted.pending_deadlines() == 1
+    assert first.alerts == []
+    for loading in restarted.schedules_loading():  # read apart: see partitions.activate
+        loading.result(timeout=30)
+    assert restarted.tick(wall, idle_ms=HOUR).alerts == []  # idle for less than an hour
+    assert restarted.pending_deadlines() == 1
     out = restarted.tick(wall + 2 * HOUR, idle_ms=HOUR, assigned={0: 1})
     assert [a.kind for a in out.alerts] == ["dormant"]
 
@@ -412,3 +427,50 @@ def test_a_window_scorer_drops_a_step_models_state_it_cannot_keep_current() -> N
     run(store, [[rec(1, "alice", T0 + HOUR)]])
     back = decode_state(store.get(0, "alice") or b"")
     assert back.n_total == 2 and back.model_state == b""
+
+
+class HeldStore(MemoryStore):
+    """A store whose full scans wait for ``release``: a restart's schedule being read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        stored = super().scan(partition, prefix)
+        if prefix:
+            return stored
+        return self._held(stored)
+
+    def _held(self, stored: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+        assert self.release.wait(30)
+        yield from stored
+
+
+def test_a_deadline_not_read_yet_fires_before_its_users_next_event() -> None:
+    """While the schedule is read after a restart, Alice's stored deadline is passed and she
+    comes back in the same batch: dormant, then reengaged, as without the restart; and the
+    schedule, once read, fires nothing twice."""
+    records = [
+        rec(0, "alice", T0),
+        rec(1, "bob", T0 + 49 * HOUR + 1),
+        rec(2, "alice", T0 + 50 * HOUR),
+    ]
+    _, outs = run(MemoryStore(), [records])
+    expected = [(a["kind"], a["alert_id"]) for a in alerts_of(outs)]
+    assert [k for k, _ in expected] == ["dormant", "reengaged"]
+
+    store = HeldStore()
+    store.release.set()
+    run(store, [records[:1]])
+    store.release.clear()
+    restarted = Processor(CONFIG, SCORER, store, lambda: NOW)
+    restarted.committed = {0: 1}
+    _, again = run(store, [records[1:]], proc=restarted)
+    assert restarted.schedules_loading() and not restarted.schedules_read()
+    store.release.set()
+    for loading in restarted.schedules_loading():
+        loading.result(timeout=30)
+    again.append(restarted.tick(NOW, NEVER_IDLE_MS))
+    assert [(a["kind"], a["alert_id"]) for a in alerts_of(again)] == expected
+    assert restarted.pending_deadlines() == 2 and restarted.users_tracked() == 2

@@ -81,3 +81,19 @@ def test_scan_may_be_written_to_while_it_runs(store: StateStore) -> None:
     for key, _ in store.scan(0):  # the processor's expiry deletes as it scans
         store.delete(0, key)
     assert list(store.scan(0)) == []
+
+
+def test_a_prefix_scan_yields_the_keys_that_start_with_it(store: StateStore) -> None:
+    for key in ("\x00erased:a", "\x00erased:b", "\x00watermark", "erased:c", "u"):
+        store.put(2, key, key.encode())
+    assert dict(store.scan(2, "\x00erased:")) == {"\x00erased:a": b"\x00erased:a",
+                                                    "\x00erased:b": b"\x00erased:b"}  # fmt: skip
+    assert list(store.scan(2, "\x00none")) == []
+
+
+def test_a_scan_reads_the_keys_as_they_were_when_it_was_called(store: StateStore) -> None:
+    store.put(0, "before", b"1")
+    stored = store.scan(0)  # a restart reads it in another thread while batches write
+    store.put(0, "after", b"2")
+    store.put(0, "before", b"3")
+    assert list(stored) == [("before", b"1")]

@@ -17,9 +17,9 @@ from decay.trends import (
     read,
     top,
 )
+from stream_app.activation import activate
 from stream_app.batch import BatchOutput
 from stream_app.erasure import expire_users
-from stream_app.partitions import activate
 from stream_app.processor import Processor, ProcessorConfig, Record
 from stream_app.store import MemoryStore
 from stream_app.trends import describe, query_args
@@ -206,6 +206,9 @@ def test_activation_and_expiry_skip_the_trend_records() -> None:
     users = {k for k in store.data[0] if not k.startswith("\x00")}
     out = BatchOutput()
     part = activate(store, 0, 10**9, out, RULES)
+    if part.loading is not None:  # the schedule is read in a thread (stream_app.activation)
+        part.loading.result(timeout=60)
+        part.finish_loading()
     assert part.users == len(users)
     assert set(part.trends.names) == set(CATS) and part.trends.rules == RULES
     assert not any(k.startswith("\x00") for _, k in out.writes)
