@@ -6,7 +6,8 @@ and the counters of :mod:`decay.lapse_state`), the encoder gives ``k0``, ``b0`` 
 [B, 4]; ``kappa`` is read only with ``dropout="beta"``; with ``dropout="exp"`` the third
 column is the lapse rate of :mod:`decay.lifetime`). The loss is the exact censored
 log-likelihood of the landmark windows (``window_loglik`` of those modules, here in
-TensorFlow; ``tests/train`` checks the two agree). It is trained for a
+TensorFlow, :mod:`training.lapse_loss`; ``tests/train`` checks the two agree), each row
+weighted by a power of its window's length (``window_weight``). It is trained for a
 fixed number of epochs (chosen on validation splits inside the calibration period, see
 :mod:`training.validation`): no early stopping, no refit, nothing of a holdout is seen.
 """
@@ -26,6 +27,7 @@ import pandas as pd
 from decay import btyd, lifetime
 from decay.features import EventTable, FeatureSpec, gather_windows, prepare_events
 from training.landmarks import STATIC, Histories, Rows, event_amounts, landmark_rows, landmark_times
+from training.lapse_loss import tf_exp_window_loglik, tf_window_loglik
 
 log = logging.getLogger(__name__)
 # starting values: BG/NBD's on CDNOW (r, alpha in weeks) and a lapse chance per event
@@ -48,6 +50,14 @@ class LapseConfig:
     min_window_h: float = 168.0
     max_window_h: float | None = None
     l2: float = 0.0
+    # rows weighted by (window / mean window) ** window_weight: > 0 leans the loss toward the
+    # long windows, whose horizons are nearest the question's (0: every row counts the same)
+    window_weight: float = 0.0
+    # BG/NBD's posterior on the lapse chance: the head's (p, kappa) are the mean and
+    # concentration of a Beta(a, b) prior per history, and the chance at the last event is
+    # its posterior after the x lapse chances the user survived, Beta(a, b + x); ``params``
+    # then carries that posterior's mean and concentration (a / (a + b + x), a + b + x)
+    lapse_posterior: bool = False
     # "fixed": one lapse chance p per history (after each event, as BG/NBD); "beta":
     # p ~ Beta(p kappa, (1 - p) kappa); "exp": an exponential lifetime, rate p per time unit
     # (Pareto/NBD's dropout, decay.lifetime)
@@ -98,16 +108,19 @@ def build(spec: FeatureSpec, cfg: LapseConfig) -> Any:
         kernel_regularizer=reg,
         name="raw",
     )(trunk)
-    params = layers.Activation(_params, name="params")(raw)
+    head = _params_posterior if cfg.lapse_posterior else _params
+    params = layers.Activation(head, name="params")(layers.Concatenate()([raw, static]))
     return keras.Model(
         inputs={"x": x, "lengths": lengths, "static": static}, outputs={"params": params}
     )
 
 
-def _params(raw: Any) -> Any:
-    """raw [B, 4] -> (k0, b0, p, kappa): exp, exp, sigmoid, exp, clipped to a sane range."""
+def _params(raw_static: Any) -> Any:
+    """[raw (4), static] -> (k0, b0, p, kappa): exp, exp, sigmoid, exp, clipped to a sane
+    range (the static columns are not read)."""
     from keras import ops
 
+    raw = raw_static[:, :4]
     k0 = ops.exp(ops.clip(raw[:, 0:1], -7.0, 5.0))
     b0 = ops.exp(ops.clip(raw[:, 1:2], -7.0, 9.0))
     p = ops.clip(ops.sigmoid(raw[:, 2:3]), P_MIN, P_MAX)
@@ -115,89 +128,17 @@ def _params(raw: Any) -> Any:
     return ops.concatenate([k0, b0, p, kappa], axis=1)
 
 
-def tf_window_loglik(
-    params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any, w: Any, beta_dropout: bool
-) -> Any:
-    """TensorFlow twin of :func:`decay.btyd.window_loglik`; ``params`` per row [R, 4]."""
-    import tensorflow as tf
+def _params_posterior(raw_static: Any) -> Any:
+    """As :func:`_params`, then the lapse chance's Beta prior updated by the x survived
+    chances (``static[:, 0]`` is ``log1p(x)``): mean ``p kappa / (kappa + x)``, concentration
+    ``kappa + x``."""
+    from keras import ops
 
-    k = params[:, 0] + x
-    beta = params[:, 1] + tx
-    p = params[:, 2]
-
-    def log_s(t: Any) -> Any:  # log S(t) = log(p + (1 - p) (beta / (beta + t))^k)
-        return tf.reduce_logsumexp(
-            tf.stack([tf.math.log(p), tf.math.log1p(-p) - k * tf.math.log1p(t / beta)]), axis=0
-        )
-
-    if beta_dropout:
-        a = p * params[:, 3]
-        b = (1.0 - p) * params[:, 3]
-
-        def lbeta(u: Any, v: Any) -> Any:
-            return tf.math.lgamma(u) + tf.math.lgamma(v) - tf.math.lgamma(u + v)
-
-        log_e1 = lbeta(a, b + n + 1.0) - lbeta(a, b)
-        log_e2 = lbeta(a + 1.0, b + n) - lbeta(a, b)
-    else:
-        log_e1 = (n + 1.0) * tf.math.log1p(-p)
-        log_e2 = tf.math.log(p) + n * tf.math.log1p(-p)
-    kn = k + n
-    some = (
-        tf.math.lgamma(kn)
-        - tf.math.lgamma(k)
-        + k * tf.math.log(beta)
-        + tf.reduce_logsumexp(
-            tf.stack(
-                [log_e1 - kn * tf.math.log(beta + d + w), log_e2 - kn * tf.math.log(beta + d + tau)]
-            ),
-            axis=0,
-        )
-    )
-    return tf.where(n > 0, some, log_s(d + w)) - log_s(d)
-
-
-def tf_lapse_before_first(k: Any, beta: Any, mu: Any, t: Any) -> Any:
-    """TensorFlow twin of :func:`decay.lifetime.lapse_before_first` (same nodes)."""
-    import tensorflow as tf
-
-    from decay.lifetime import _NODES, _WEIGHTS
-
-    nodes = tf.constant(_NODES, k.dtype)
-    weights = tf.constant(_WEIGHTS, k.dtype)
-    t = tf.maximum(t, 0.0)
-    r0 = 1e-6 * tf.minimum(tf.minimum(beta / tf.maximum(k, 1e-12), 1.0 / mu), tf.maximum(t, 1e-30))
-    head = -tf.math.expm1(-k * tf.math.log1p(tf.minimum(r0, t) / beta))
-    lo, hi = tf.math.log(r0), tf.math.log(tf.maximum(t, r0))
-    half = ((hi - lo) / 2.0)[:, None]
-    y = ((lo + hi) / 2.0)[:, None] + half * nodes[None, :]
-    k2, b2, m2 = k[:, None], beta[:, None], mu[:, None]
-    log_g = -m2 * tf.exp(y) + tf.math.log(k2 / b2) - (k2 + 1.0) * tf.math.log1p(tf.exp(y) / b2) + y
-    return head + tf.reduce_sum(tf.exp(log_g) * weights[None, :] * half, axis=1)
-
-
-def tf_exp_window_loglik(params: Any, x: Any, tx: Any, d: Any, n: Any, tau: Any, w: Any) -> Any:
-    """TensorFlow twin of :func:`decay.lifetime.window_loglik`; the rate is ``params[:, 2]``."""
-    import tensorflow as tf
-
-    k = params[:, 0] + x
-    beta = params[:, 1] + tx
-    mu = params[:, 2]
-
-    def log_s(k_: Any, b_: Any, t: Any) -> Any:
-        return tf.math.log(tf.maximum(1.0 - tf_lapse_before_first(k_, b_, mu, t), 1e-30))
-
-    b2 = beta + d + tau
-    kn = k + n
-    some = (
-        tf.math.lgamma(kn)
-        - tf.math.lgamma(k)
-        + k * tf.math.log(beta)
-        - kn * tf.math.log(b2)
-        - mu * (d + tau)
-        + log_s(kn, b2, tf.maximum(w - tau, 0.0))
-    )
-    return tf.where(n > 0, some, log_s(k, beta, d + w)) - log_s(k, beta, d)
+    prior = _params(raw_static)
+    x = ops.expm1(raw_static[:, 4:5])
+    kappa = prior[:, 3:4] + x
+    p = ops.clip(prior[:, 2:3] * prior[:, 3:4] / kappa, P_MIN, P_MAX)
+    return ops.concatenate([prior[:, 0:2], p, kappa], axis=1)
 
 
 def whole_history(spec: FeatureSpec, events: pd.DataFrame) -> FeatureSpec:
@@ -219,9 +160,20 @@ class Batch:
     n: np.ndarray
     tau: np.ndarray
     window: np.ndarray
+    weight: np.ndarray
 
 
-def make_batches(table: EventTable, hists: Histories, rows: Rows, size: int) -> list[Batch]:
+def row_weights(rows: Rows, power: float) -> np.ndarray:
+    """Per row ``(w / mean w) ** power``, scaled to sum to the number of rows."""
+    if power == 0.0 or len(rows) == 0:
+        return np.ones(len(rows))
+    raw = np.power(rows.window / rows.window.mean(), power)
+    return raw * (len(rows) / raw.sum())
+
+
+def make_batches(
+    table: EventTable, hists: Histories, rows: Rows, size: int, weights: np.ndarray
+) -> list[Batch]:
     """Histories of similar length together (little padding), each with all its rows."""
     x_all, len_all = gather_windows(table, hists.user, hists.last)
     order = np.argsort(len_all, kind="stable")
@@ -247,6 +199,7 @@ def make_batches(table: EventTable, hists: Histories, rows: Rows, size: int) -> 
                 n=r.n.astype(f32),
                 tau=r.tau.astype(f32),
                 window=r.window.astype(f32),
+                weight=weights[row_idx].astype(f32),
             )
         )
     return out
@@ -273,12 +226,16 @@ def fit(
     hists, rows = landmark_rows(table, amounts, lms, end_ms, cfg.unit_h, cfg.max_window_h)
     if len(rows) == 0:
         raise ValueError("no landmark rows: too little data before the end of training")
-    batches = make_batches(table, hists, rows, cfg.batch_histories)
+    batches = make_batches(
+        table, hists, rows, cfg.batch_histories, row_weights(rows, cfg.window_weight)
+    )
     model = build(spec, cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0)
     total_rows = float(len(rows))
     if cfg.dropout not in DROPOUTS:
         raise ValueError(f"dropout must be one of {DROPOUTS}, not {cfg.dropout!r}")
+    if cfg.lapse_posterior and cfg.dropout == "exp":
+        raise ValueError("lapse_posterior needs a lapse chance per event (dropout fixed or beta)")
     beta_dropout, exp_dropout = cfg.dropout == "beta", cfg.dropout == "exp"
 
     sig = (
@@ -287,13 +244,13 @@ def fit(
         tf.TensorSpec((None, len(STATIC)), tf.float32),
         *(tf.TensorSpec((None,), tf.float32) for _ in range(2)),
         tf.TensorSpec((None,), tf.int32),
-        *(tf.TensorSpec((None,), tf.float32) for _ in range(4)),
+        *(tf.TensorSpec((None,), tf.float32) for _ in range(5)),
     )
 
     @tf.function(input_signature=sig)
     def step(
         x: Any, lengths: Any, static: Any, rep: Any, rec: Any, rh: Any,
-        d: Any, n: Any, tau: Any, w: Any,
+        d: Any, n: Any, tau: Any, w: Any, wt: Any,
     ) -> Any:  # fmt: skip
         with tf.GradientTape() as tape:
             inputs = {"x": x, "lengths": lengths, "static": static}
@@ -303,7 +260,7 @@ def fit(
                 ll = tf_exp_window_loglik(params, rep_r, rec_r, d, n, tau, w)
             else:
                 ll = tf_window_loglik(params, rep_r, rec_r, d, n, tau, w, beta_dropout)
-            loss = -tf.reduce_sum(ll) / total_rows
+            loss = -tf.reduce_sum(wt * ll) / total_rows
             if model.losses:
                 loss_total = loss + tf.add_n(model.losses) / float(len(batches))
             else:
@@ -320,7 +277,7 @@ def fit(
             nll += float(
                 step(
                     *(b.x, b.lengths, b.static, b.repeats, b.recency, b.row_hist),
-                    *(b.silence, b.n, b.tau, b.window),
+                    *(b.silence, b.n, b.tau, b.window, b.weight),
                 )
             )
         history.append(nll)

@@ -38,6 +38,7 @@ SOURCES = (
     "decay/lapse_state.py",
     "training/landmarks.py",
     "training/lapse.py",
+    "training/lapse_loss.py",
     "training/lapse_step.py",
 )
 
@@ -57,7 +58,8 @@ def step_model(model: Any, n_features: int) -> Any:
     static = keras.Input((len(STATIC),), name="static")
     out, (h2, c2) = rnn.cell(event, [h, c])
     trunk = model.get_layer("trunk")(layers.Concatenate()([out, static]))
-    params = model.get_layer("params")(model.get_layer("raw")(trunk))
+    raw = model.get_layer("raw")(trunk)
+    params = model.get_layer("params")(layers.Concatenate()([raw, static]))
     return keras.Model(
         inputs={"event": event, "h": h, "c": c, "static": static},
         outputs={"h_next": h2, "c_next": c2, "params": params},
