@@ -165,7 +165,7 @@ class StateStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
-    max_events: int = 64
+    max_events: int | None = None  # None: the scorer's window_events (else 64)
     grace_ms: int = 60 * 60 * 1000
     threshold: float = 0.2
     keep_alerts: int = 4
@@ -255,6 +255,18 @@ class Processor:
         self._partitions: dict[int, _Partition] = {}
         self._owners: dict[str, int] = {}  # user id -> own partition, see own_partition
         self.halted: BaseException | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The scorer's own dormancy threshold (a lapse model's serving point), else ours."""
+        own = getattr(self.scorer, "threshold", None)
+        return self.config.threshold if own is None else float(own)
+
+    @property
+    def max_events(self) -> int:
+        """Events kept per user: the configured number, else what the scorer reads."""
+        own = getattr(self.scorer, "window_events", 64)
+        return self.config.max_events if self.config.max_events is not None else int(own)
 
     # -- failure -------------------------------------------------------------------------
 
@@ -458,7 +470,7 @@ class Processor:
                 continue
             newest = max_ts.get(rec.partition, part.max_ts)
             late = parsed.ts_ms < newest - self.config.grace_ms
-            if not st.add(parsed, offset, self.config.max_events, id_hash):
+            if not st.add(parsed, offset, self.max_events, id_hash):
                 out.counts["late"] += 1  # older than a full window: nothing to update
                 continue
             out.counts["late" if late else "ok"] += 1
@@ -505,7 +517,7 @@ class Processor:
         if isinstance(self.scorer, StepScorer):
             scores = self._step_rounds(self.scorer, steps, cache, windows)
         else:
-            scores = self.scorer.score([s.window for s in steps], self.config.threshold)
+            scores = self.scorer.score([s.window for s in steps], self.threshold)
             for s in steps:  # a step model's state misses this event now: never resume from it
                 cache[(s.partition, s.event.user_id)].model_state = b""
         out.score_seconds = time.perf_counter() - started
@@ -564,7 +576,7 @@ class Processor:
             for i, state in zip(idx, new, strict=True):
                 states[i] = state
             st.model_state = new[-1]
-        return scorer.scores(states, self.config.threshold)
+        return scorer.scores(states, self.threshold)
 
     def erase(
         self, partition: int, offset: int, user_id: str, timestamp_ms: int | None = None
@@ -810,7 +822,7 @@ class Processor:
             # The deadline is where the scorer's interest curve crosses the threshold, so the
             # interest at this moment is the threshold itself (the stored two-parameter curve
             # would only approximate it).
-            score = self.config.threshold
+            score = self.threshold
             st.deadline_ms = 0
             st.dormant_since_ms = deadline
             touched.add(ukey)
