@@ -83,6 +83,15 @@ def _erased_what(raw: bytes | None) -> str:
     )
 
 
+def _typical_gap(window: Window, sessions: int) -> float | None:
+    """The window's median gap between visits; a short window within one visit (a lapse
+    model keeps 10 events): the mean over the user's whole history of visits."""
+    gap = window.typical_gap_ms()
+    if gap is None and sessions > 1:
+        return (window.last_ts_ms - window.first_ts_ms) / (sessions - 1)
+    return gap
+
+
 def _f32(value: float) -> float:
     """Round to what the stored state keeps (float32), so that a value does not depend on
     whether it went through the store between two events, i.e. on the batch boundaries."""
@@ -836,7 +845,7 @@ class Processor:
                 event_time_ms=deadline,
                 score=score,
                 reasons=al.dormant_reasons(
-                    silent, window.typical_gap_ms(), st.peak_score, score, window.n_total
+                    silent, _typical_gap(window, st.sessions), st.peak_score, score, window.n_total
                 ),
             )
 

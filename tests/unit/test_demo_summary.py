@@ -75,3 +75,17 @@ def test_the_offline_judgement_of_deadlines_equals_the_demos() -> None:
     assert (mine.judged, mine.episodes) == (out.judged, got.episodes)
     assert (mine.precision, mine.recall) == (out.share, got.share)
     assert 0 < got.caught < got.episodes and 0 < out.stayed_away < out.judged
+
+
+def test_a_short_window_inside_one_visit_still_gives_the_typical_gap() -> None:
+    import numpy as np
+
+    from decay.window import Window
+    from stream_app.processor import _typical_gap
+
+    minute, day = 60_000, DAY
+    ts = np.array([T0 + 10 * day + i * minute for i in range(10)], dtype=np.int64)
+    w = Window(ts, np.zeros(10, np.uint8), np.full(10, 255, np.uint8), np.zeros(10, np.float32),
+               (), n_total=30, first_ts_ms=T0)  # fmt: skip
+    assert _typical_gap(w, sessions=1) is None
+    assert _typical_gap(w, sessions=3) == (ts[-1] - T0) / 2

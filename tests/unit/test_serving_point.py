@@ -33,3 +33,21 @@ def test_the_serving_settings_are_validated(field: str, value: float) -> None:
     with pytest.raises(ValidationError):
         Settings(**{field: value})
     assert Settings().dormancy_threshold == 0.2
+
+
+def test_the_worker_serves_the_shipped_cdnow_model_at_its_cards_point() -> None:
+    from stream_app.processor import Processor, ProcessorConfig
+    from stream_app.rollout import load_scorer, shipped_model
+    from stream_app.store import MemoryStore
+
+    path = shipped_model("cdnow-lapse.onnx")
+    scorer = load_scorer(Settings(model_path=path))
+    assert (scorer.serving.horizon_h, scorer.threshold) == (1680.0, 0.125)  # type: ignore[union-attr]
+    assert scorer.window_events == 10  # type: ignore[union-attr]
+    proc = Processor(ProcessorConfig(), scorer, MemoryStore(), lambda: 0)
+    assert (proc.threshold, proc.max_events) == (0.125, 10)
+    mine = load_scorer(Settings(model_path=path, interest_horizon_days=30, threshold=0.3))
+    assert (mine.serving.horizon_h, mine.threshold) == (720.0, 0.3)  # type: ignore[union-attr]
+    window_model = load_scorer(Settings())
+    proc = Processor(ProcessorConfig(threshold=0.25), window_model, MemoryStore(), lambda: 0)
+    assert (proc.threshold, proc.max_events) == (0.25, 64)
