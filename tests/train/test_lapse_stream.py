@@ -336,7 +336,7 @@ def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_scor
         if user.startswith("\x00") or not single[user]:
             continue
         st = decode_state(raw)
-        if st.n_total > 64:
+        if st.n_total > st.n_events:  # the lapse model's record keeps its last 10 events
             continue
         got = scorer.curves(prefix_windows(st), np.zeros(1))[:, 0]
         np.testing.assert_allclose(got, peaks[user], rtol=1e-5)
