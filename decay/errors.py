@@ -7,6 +7,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     ├── EventLogError (ValueError)            decay.eventlog: an event log that cannot be read
     ├── StateError (ValueError)               decay.state: a stored record that cannot be decoded
     ├── CardError (ValueError)                decay.card: a model card missing or malformed
+    ├── EncoderUnavailable (RuntimeError)     decay.embeddings: the sentence encoder's packages
     ├── KafkaBrokerError (RuntimeError)       decay_kafka.kafka_broker: the local broker failed
     ├── KafkaAuthError (RuntimeError)         decay_kafka.kafka_client: credentials refused
     ├── KafkaUnreachableError (RuntimeError)  decay_kafka.kafka_client: no broker answers
@@ -14,7 +15,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     ├── ModelUnavailableError (RuntimeError)  stream_app.rollout: no model to start with
     ├── ModelMismatchError (RuntimeError)     stream_app.onnx_scorer: a model for other features
     │   └── UnknownStateLayoutError           stream_app.lapse_scorer: a step model's state
-    ├── ProcessorHalted (RuntimeError)        stream_app.processor: a batch failed before
+    ├── ProcessorHalted (RuntimeError)        stream_app.batch: a batch failed before its
     └── ExportError (RuntimeError)            training.export: a model that cannot be exported
 """
 

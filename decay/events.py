@@ -76,6 +76,10 @@ class Event:
     category: str | None = None
     price: float | None = None
     quantity: int | None = None
+    # Free text the sentence encoder reads (decay.embeddings): the viewed item's title and the
+    # search query; at most MAX_TEXT_LEN characters, printable, like the other strings.
+    item_title: str | None = None
+    query: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,8 @@ def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event |
         ("user_id", True),
         ("item_id", False),
         ("category", False),
+        ("item_title", False),
+        ("query", False),
     ):
         got = _text(obj, name, required)
         if isinstance(got, Invalid):
@@ -245,6 +251,8 @@ def parse_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Event |
         category=fields["category"],
         price=price,
         quantity=quantity,
+        item_title=fields["item_title"],
+        query=fields["query"],
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from decay.engagement import DAY_MS, EngagementRules
@@ -21,10 +22,14 @@ from decay_kafka.topics import message_limits as topic_limits
 from stream_app import dead_letters
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
+from stream_app.ports import Ports
 from stream_app.processor import Processor, ProcessorConfig
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
-from stream_app.runtime import rocks
+from stream_app.runtime import offsets, rocks
+from stream_app.runtime.faust_ports import FaustGroup, FaustProducer, each_record
+from stream_app.runtime.intake import Intake
 from stream_app.runtime.table_store import FaustTableStore
+from stream_app.tail import TailWatch
 from stream_app.web import register_pages
 from stream_app.worker import Worker
 
@@ -131,8 +136,19 @@ def create_app(
     store = FaustTableStore(table, settings.events_topic)
     pseudonym = pseudonymizer(settings)
     processor = Processor(processor_config(settings), scorer, store, _now_ms, pseudonym)
-    delivery = Delivery(settings, app, topics, processor, store, metrics, message_limits)
-    worker = Worker(settings, app, processor, delivery, metrics, _now_ms)
+    tail = TailWatch(settings.batch_max)
+    ports = Ports(
+        group=FaustGroup(app),
+        # A partition whose records wait in the intake's queue is not stalled.
+        batches=Intake(app, settings.events_topic, on_fetch=lambda p: tail.delivered((p,))),
+        committed=offsets.GroupOffsets(settings),
+        reader=offsets.GapReader(settings),
+        producer=FaustProducer(app, topics),
+    )
+    delivery = Delivery(
+        settings, ports.group, ports.producer, processor, store, metrics, message_limits
+    )
+    worker = Worker(settings, ports, processor, delivery, metrics, _now_ms, tail)
     register(app, settings, worker, topics)
     register_pages(app, table, store, processor, registry, settings, pseudonym, _now_ms)
     return Built(app=app, processor=processor, metrics=metrics, registry=registry)
@@ -190,11 +206,27 @@ def register(app: faust.App, settings: Settings, worker: Worker, topics: dict[st
 
     @app.agent(topics[settings.erase_topic])
     async def erase_users(stream: Any) -> None:
-        await worker.erase_users(stream)
+        await each_record(stream, worker.erase)
 
     @app.agent(topics[settings.repartition])
     async def apply_forwarded(stream: Any) -> None:
-        await worker.apply_forwarded(stream)
+        await each_record(stream, worker.apply_forwarded)
+
+    register_timers(app, settings, worker)
+
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await worker.on_revoked({tp.partition for tp in revoked if tp.topic == events})
+
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await worker.on_shutdown()
+
+    events = settings.events_topic
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
+
+
+def register_timers(app: faust.App, settings: Settings, worker: Worker) -> None:
+    """The worker's periodic handlers as Faust timers."""
 
     if settings.live:
 
@@ -232,6 +264,3 @@ def register(app: faust.App, settings: Settings, worker: Worker, topics: dict[st
     @app.timer(interval=5.0)
     async def sample_lag() -> None:
         await worker.sample_lag()
-
-    app.on_partitions_revoked.connect(worker.on_revoked)  # type: ignore[arg-type]
-    app.on_before_shutdown.connect(worker.on_shutdown)  # type: ignore[arg-type]

@@ -1,9 +1,10 @@
 """How a batch's output leaves the worker, and the offsets that go with it.
 
 Its messages (events forwarded to their user's partition, dead letters, alerts, scores) are
-handed to Faust's producer, which is flushed before every commit (at least once), or sent
-with the partition's next offset in one Kafka transaction per partition (exactly once, see
-stream_app.transactions). Its state writes go to the table; its counts to the metrics.
+handed to the producer (a port, stream_app.ports), which is flushed before every commit (at
+least once), or sent with the partition's next offset in one Kafka transaction per partition
+(exactly once, see stream_app.transactions). Its state writes go to the table; its counts to
+the metrics.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import faust
-
 from decay.settings import Settings
 from stream_app import dead_letters, outbox
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
+from stream_app.ports import Group, Producer
 from stream_app.processor import BatchOutput, Processor, StateStore
-from stream_app.runtime import offsets
 from stream_app.transactions import PartitionTransactions
 
 log = logging.getLogger(__name__)
@@ -34,16 +33,16 @@ class Delivery:
     def __init__(
         self,
         settings: Settings,
-        app: faust.App,
-        topics: dict[str, Any],
+        group: Group,
+        producer: Producer,
         processor: Processor,
         store: StateStore,
         metrics: Metrics,
         limits: dict[str, int],
     ) -> None:
         self.settings = settings
-        self.app = app
-        self.topics = topics
+        self.group = group
+        self.producer = producer
         self.processor = processor
         self.store = store
         self.metrics = metrics
@@ -61,14 +60,15 @@ class Delivery:
     # -- offsets ---------------------------------------------------------------------------
 
     def committed_offsets(self) -> dict[int, int]:
-        return offsets.committed_offsets(self.app.consumer, self.settings.events_topic)
+        return self.group.committed(self.settings.events_topic)
 
     async def commit_applied(self, partitions: set[int] | None = None) -> None:
-        """Commit what the processor applied; call under the lock (see runtime.offsets)."""
+        """Commit what the processor applied; call under the worker's lock."""
         applied = self.processor.commit_offsets()
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}
-        await offsets.commit_applied(self.app.consumer, self.settings.events_topic, applied)
+        await self.producer.flush()  # what the applied records sent is delivered first
+        await self.group.commit(self.settings.events_topic, applied)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -122,14 +122,8 @@ class Delivery:
         self.metrics.alerts_resent.inc(out.resent)
 
     async def send(self, m: Outgoing) -> Any:
-        """Hand one message to Faust's producer; the future of its delivery."""
-        return await self.topics[m.topic].send(
-            key=m.key,
-            value=m.value,
-            partition=m.partition,
-            timestamp=m.timestamp_ms / 1000.0 if m.timestamp_ms else None,
-            headers=list(m.headers),
-        )
+        """Hand one message to the producer; the future of its delivery."""
+        return await self.producer.send(m)
 
     def _delivered(self, fut: asyncio.Future[Any]) -> None:
         """An alert or score the producer gave up on: nothing more may be committed (the
@@ -139,10 +133,10 @@ class Delivery:
             assert exc is not None
             self.processor.halt(exc)
             if self.on_undelivered is not None:
-                self.app.add_future(self.on_undelivered(exc, "a message was not delivered"))
+                self.group.spawn(self.on_undelivered(exc, "a message was not delivered"))
 
     async def publish(self, out: BatchOutput) -> list[Any]:
-        """At least once: hand the messages to Faust's producer (flushed before commits)."""
+        """At least once: hand the messages to the producer (flushed before commits)."""
         futures = []
         for _, m in self.outgoing(out):
             fut = await outbox.send(self.send, m, self.dead_letter_failed)
@@ -156,9 +150,9 @@ class Delivery:
     async def commit_in_transactions(self, outs: list[BatchOutput]) -> None:
         """Exactly once: per partition, its messages and its next offset in one transaction,
         once the state writes are on the broker (see stream_app.transactions)."""
-        txns, consumer, topic = self.txns, self.app.consumer, self.settings.events_topic
+        txns, group, topic = self.txns, self.group, self.settings.events_topic
         assert txns is not None
-        await self.app.producer.flush()
+        await self.producer.flush()
         messages: dict[int, list[Outgoing]] = {}
         for out in outs:
             for p, m in self.outgoing(out):
@@ -166,11 +160,11 @@ class Delivery:
         applied = self.processor.commit_offsets()
         committed = self.committed_offsets()
         moved = {p: o for p, o in applied.items() if o > committed.get(p, -1)}
-        async with offsets.commit_slot(consumer):
+        async with group.commit_slot():
             for p in sorted(set(messages) | set(moved)):
                 await txns.commit(p, messages.get(p, []), moved.get(p))
                 if p in moved:  # so that Faust's own commits never go back below it
-                    offsets.set_committed(consumer, topic, p, moved[p])
+                    group.set_committed(topic, p, moved[p])
         for out in outs:
             self.count_sent(out)
 

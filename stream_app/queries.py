@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -17,15 +18,57 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def describe_user(user_id: str, st: UserState, scorer: AnyScorer, now_ms: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The "now" a user's interest is read at, and which clock it is.
+
+    The worker's clock is event time: the newest event time its user's partition has seen
+    (in live mode moved on with the wall clock while the partition is idle). Replayed
+    history is years behind the wall clock, so reading interest at the wall clock would say
+    0 for everyone; the wall clock is used only when the partition has no clock yet.
+    """
+
+    now_ms: int
+    partition: int
+    event_time: bool  # False: the partition has no event time yet, this is the wall clock
+
+    @property
+    def source(self) -> str:
+        return "event time" if self.event_time else "wall clock"
+
+    def words(self) -> str:
+        if self.event_time:
+            return (
+                f"now = {_minute(self.now_ms)} UTC, the event time of partition "
+                f"{self.partition} (its newest event; deadlines fire on this clock)"
+            )
+        return (
+            f"now = {_minute(self.now_ms)} UTC, the wall clock (partition "
+            f"{self.partition} has no event time yet)"
+        )
+
+
+def _minute(ms: int) -> str:
+    return rfc3339(ms)[:16].replace("T", " ")
+
+
+def user_clock(partition: int, newest_event_ms: int | None, wall_ms: int) -> Clock:
+    if newest_event_ms is None:
+        return Clock(wall_ms, partition, event_time=False)
+    return Clock(newest_event_ms, partition, event_time=True)
+
+
+def describe_user(user_id: str, st: UserState, scorer: AnyScorer, clock: Clock) -> dict[str, Any]:
     last = st.last_ts_ms
-    silent_s = max(now_ms - last, 0) / 1000.0
+    silent_s = max(clock.now_ms - last, 0) / 1000.0
     return {
         "user_id": user_id,
         "events_seen": st.n_total,
         "events_in_window": st.n_events,
         "first_event": rfc3339(st.first_ts_ms) if st.n_events else None,
         "last_event": rfc3339(last) if st.n_events else None,
+        "now": rfc3339(clock.now_ms),
+        "clock": clock.source,
         "interest_now": scorer.interest(st.peak_score, st.half_life_s, silent_s),
         "peak_score": st.peak_score,
         "half_life_hours": st.half_life_s / 3600.0,

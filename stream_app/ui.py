@@ -1,160 +1,152 @@
 """A plain page about one user, server-rendered (HTML + inline SVG, no script, no CDN).
 
-The interest curve is drawn from the scores the worker's scorer gives each prefix of the
-user's window (the interest right after each event), decaying between events along the
-curve the stored parameters describe; the events are marked on it, and so is the deadline.
+What it shows is computed in ``user_view`` (interest on the partition's event-time clock,
+the curve over the user's tracked period through the deadline and the alerts); the chart is
+``ui_chart``. Alerts are listed with their reasons, and with the related categories and the
+explanation when an alert carries them (``related``: [{"category", "score"}], ``explanation``:
+a sentence or a list of them).
 """
 
 from __future__ import annotations
 
 import html
-import json
-from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 from decay.alerts import rfc3339
-from decay.categories import category_probabilities
 from decay.scoring import AnyScorer
 from decay.state import UserState
-from decay.window import Window
+from stream_app.queries import Clock
+from stream_app.ui_chart import chart, detail_range, legend
+from stream_app.user_view import UserView, user_view
 
-W, H, PAD = 760, 260, 40
-TYPE_COLOURS = ("#8c8c8c", "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#b279a2")
+STYLE = (
+    "body{font-family:'DejaVu Sans',sans-serif,'Noto Color Emoji';margin:2em;color:#222;"
+    "max-width:900px}td,th{padding:2px 8px;text-align:left}th{font-weight:normal;color:#666}"
+    ".legend .key{margin-right:1.2em;white-space:nowrap}.legend svg{vertical-align:middle}"
+    ".clock{color:#555}.related,.explanation{color:#444;margin:2px 0}"
+)
 
-
-@dataclass(frozen=True)
-class Curve:
-    ts: list[int]  # ms
-    interest: list[float]
-
-
-def prefix_windows(st: UserState) -> list[Window]:
-    w = st.window()
-    n = w.ts.shape[0]
-    return [
-        Window(
-            w.ts[:k],
-            w.types[:k],
-            w.cats[:k],
-            w.prices[:k],
-            w.categories,
-            st.n_total - (n - k),
-            st.first_ts_ms,
-        )
-        for k in range(1, n + 1)
-    ]
+# Why an older dormant alert may sit a little off the threshold with a step model.
+STEP_NOTE = (
+    '<p class="note">After the last event the curve is the model\'s stored state of the '
+    "user. Before it, the curve is recomputed from the window's events (the stream stepped "
+    "each with its quantity, which the window does not keep), so it may differ a little from "
+    "what the stream computed at the time.</p>"
+)
 
 
-def interest_curve(st: UserState, scorer: AnyScorer, end_ms: int, points: int = 12) -> Curve:
-    """After each event of the window, the exact curve until the next event (or ``end_ms``)."""
-    windows = prefix_windows(st)
-    if not windows:
-        return Curve([], [])
-    starts = st.ts.tolist()
-    stops = [*starts[1:], end_ms]
-    frac = np.linspace(0.0, 1.0, points)
-    spans = np.maximum(np.array(stops, dtype=np.float64) - np.array(starts), 0.0)
-    silent_ms = spans[:, None] * frac[None, :]  # [events, points]
-    values = scorer.curves(windows, silent_ms / 1000.0)
-    ts = (np.array(starts, dtype=np.float64)[:, None] + silent_ms).astype(np.int64)
-    return Curve(ts.ravel().tolist(), values.ravel().tolist())
+def _day(ms: int) -> str:
+    return rfc3339(ms)[:16].replace("T", " ")
 
 
-def _svg(curve: Curve, st: UserState, threshold: float) -> str:
-    if not curve.ts:
-        return "<p>No events.</p>"
-    t0, t1 = curve.ts[0], max(curve.ts[-1], curve.ts[0] + 1)
-
-    def x(t: float) -> float:
-        return PAD + (t - t0) / (t1 - t0) * (W - 2 * PAD)
-
-    def y(v: float) -> float:
-        return H - PAD - v * (H - 2 * PAD)
-
-    points = " ".join(
-        f"{x(t):.1f},{y(v):.1f}" for t, v in zip(curve.ts, curve.interest, strict=True)
+def _facts(view: UserView) -> str:
+    st = view.st
+    if st.dormant_since_ms:
+        status = f"dormant since {_day(st.dormant_since_ms)}"
+    elif st.deadline_ms:
+        status = f"becomes dormant at {_day(st.deadline_ms)} if silent until then"
+    else:
+        status = "no dormancy deadline (interest never falls below θ)"
+    return (
+        f"<p>{st.n_total} events seen since {_day(st.first_ts_ms)} (the window keeps the "
+        f"last {st.n_events}); last event {_day(st.last_ts_ms)}.</p>"
+        f'<p class="clock">Clock: {html.escape(view.clock.words())}.</p>'
+        f'<p>Interest now <b class="interest-now">{view.interest_now:.2f}</b> (right after '
+        f"the last event {st.peak_score:.2f}, half-life {st.half_life_s / 3600:.1f} h); "
+        f"{html.escape(status)}; model {html.escape(view.model_version)}.</p>"
     )
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" '
-        f'aria-label="interest over time">',
-        f'<line x1="{PAD}" y1="{y(0)}" x2="{W - PAD}" y2="{y(0)}" stroke="#999"/>',
-        f'<line x1="{PAD}" y1="{y(0)}" x2="{PAD}" y2="{y(1)}" stroke="#999"/>',
-        f'<text x="4" y="{y(1) + 4}" font-size="11">1.0</text>',
-        f'<text x="4" y="{y(0) + 4}" font-size="11">0</text>',
-        f'<line x1="{PAD}" y1="{y(threshold):.1f}" x2="{W - PAD}" y2="{y(threshold):.1f}" '
-        f'stroke="#e45756" stroke-dasharray="4 3"/>',
-        f'<text x="{W - PAD + 2}" y="{y(threshold) + 4:.1f}" font-size="10">θ</text>',
-        f'<polyline class="interest" fill="none" stroke="#4c78a8" stroke-width="2" '
-        f'points="{points}"/>',
-    ]
-    for t, kind in zip(st.ts.tolist(), st.types.tolist(), strict=True):
-        colour = TYPE_COLOURS[kind % len(TYPE_COLOURS)]
-        parts.append(
-            f'<circle class="event" cx="{x(t):.1f}" cy="{y(0):.1f}" r="4" fill="{colour}">'
-            f"<title>{html.escape(rfc3339(t))}</title></circle>"
-        )
-    if st.deadline_ms and t0 <= st.deadline_ms <= t1:
-        dx = x(st.deadline_ms)
-        parts.append(
-            f'<line class="deadline" x1="{dx:.1f}" y1="{y(0)}" x2="{dx:.1f}" y2="{y(1)}" '
-            f'stroke="#f58518" stroke-dasharray="6 3"/>'
-            f'<text x="{dx + 3:.1f}" y="{y(1) + 10}" font-size="11">deadline</text>'
-        )
-    parts.append(
-        f'<text x="{PAD}" y="{H - 8}" font-size="11">{html.escape(rfc3339(t0)[:16])}</text>'
-        f'<text x="{W - PAD - 100}" y="{H - 8}" font-size="11">'
-        f"{html.escape(rfc3339(t1)[:16])}</text></svg>"
+
+
+def _threshold_words(view: UserView) -> str:
+    return (
+        f'<p class="threshold-meaning">{html.escape(view.meaning)} Below θ = '
+        f"{view.threshold:g} the user counts as dormant: with no new event the curve crosses "
+        "θ at the deadline, which is where the dormant alert fires; the user's next event "
+        "ends the episode (reengaged).</p>"
+        + (STEP_NOTE if view.step_model else "")
+        + _rebound_words(view)
     )
-    return "".join(parts)
 
 
-def _bars(st: UserState, interest_now: float) -> str:
-    shares = category_probabilities(st.window())
-    if not shares:
+def _rebound_words(view: UserView) -> str:
+    if view.rebound_ms is None:
+        return ""
+    days = (view.rebound_ms - view.st.last_ts_ms) / 86_400_000
+    return (
+        '<p class="note rebound">With no new event this model\'s curve climbs back over θ '
+        f"from {_day(view.rebound_ms)} on, {days:.0f} days after the last event (beyond the "
+        "silences it was trained on): the stream counts the user dormant from the first "
+        "crossing until their next event all the same.</p>"
+    )
+
+
+def _charts(view: UserView) -> str:
+    span = detail_range(view)
+    detail = "" if span is None else f"<h3>The window's events in detail</h3>{chart(view, span)}"
+    return chart(view) + detail + legend(view) + _threshold_words(view)
+
+
+def _categories(view: UserView) -> str:
+    if not view.categories:
         return "<p>No categories in the window.</p>"
-    rows = []
-    for name, p in sorted(shares.items(), key=lambda kv: -kv[1])[:8]:
-        value = interest_now * p
+    rows = [
+        "<tr><th>category</th><th colspan=2>interest now × share</th><th>share of recent "
+        "activity</th><th>last visit</th></tr>"
+    ]
+    for c in view.categories:
+        last = _day(c.last_ms) if c.last_ms else ""
         rows.append(
-            f'<tr class="category"><td>{html.escape(name)}</td><td><div style="background:'
-            f'#54a24b;height:12px;width:{max(value * 300, 1):.0f}px"></div></td>'
-            f"<td>{value:.2f}</td></tr>"
+            f'<tr class="category"><td class="name">{html.escape(c.name)}</td><td><div '
+            f'style="background:#54a24b;height:12px;width:{max(c.interest * 300, 1):.0f}px">'
+            f"</div></td><td>{c.interest:.2f}</td><td>{c.share:.0%}</td><td>{last}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 
 
-def user_page(user_id: str, st: UserState, scorer: AnyScorer, threshold: float, now_ms: int) -> str:
-    last = st.last_ts_ms
-    # Replayed history ends long before the wall clock: draw up to the deadline instead.
-    end = max(last, st.deadline_ms or last)
-    end = end + max((end - st.first_ts_ms) // 10, 3_600_000)
-    curve = interest_curve(st, scorer, end)
-    silent_s = max(now_ms - last, 0) / 1000.0
-    interest_now = scorer.interest(st.peak_score, st.half_life_s, silent_s)
-    alerts = [json.loads(a.payload) for a in reversed(st.alerts)]
+def _related(a: dict[str, Any]) -> str:
+    related = a.get("related")
+    if not related:
+        return ""
+    names = [
+        f"{html.escape(str(r['category']))} ({float(r['score']):.2f})"
+        if isinstance(r, dict)
+        else html.escape(str(r))
+        for r in related
+    ]
+    return f'<p class="related">related categories still strong: {", ".join(names)}</p>'
+
+
+def _explanation(a: dict[str, Any]) -> str:
+    why = a.get("explanation")
+    if not why:
+        return ""
+    text = "; ".join(map(str, why)) if isinstance(why, list) else str(why)
+    return f'<p class="explanation">why: {html.escape(text)}</p>'
+
+
+def _alerts(view: UserView) -> str:
     items = "".join(
         f'<li class="alert"><b>{html.escape(a["kind"])}</b>'
         f"{' · ' + html.escape(a['category']) if a.get('category') else ''} at "
-        f"{html.escape(a['event_time'][:16])}: "
-        f"{html.escape('; '.join(a.get('reasons', [])))}</li>"
-        for a in alerts
+        f"{html.escape(a['event_time'][:16].replace('T', ' '))}: "
+        f"{html.escape('; '.join(a.get('reasons', [])))}{_related(a)}{_explanation(a)}</li>"
+        for a in view.alerts
     )
-    status = (
-        "dormant since " + rfc3339(st.dormant_since_ms)[:10]
-        if st.dormant_since_ms
-        else ("deadline " + rfc3339(st.deadline_ms)[:16] if st.deadline_ms else "no deadline")
-    )
+    return f"<ul>{items or '<li>none</li>'}</ul>"
+
+
+def render(view: UserView) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>decay · {html.escape(user_id)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;color:#222}td{padding:2px 8px}</style>"
-        f"</head><body><h1>User {html.escape(user_id)}</h1>"
-        f"<p>{st.n_total} events seen, last at {html.escape(rfc3339(last)[:16])}; "
-        f"interest now {interest_now:.2f} (peak {st.peak_score:.2f}, half-life "
-        f"{st.half_life_s / 3600:.1f} h); {html.escape(status)}; "
-        f"model {html.escape(scorer.version)}</p>"
-        f"<h2>Interest over time</h2>{_svg(curve, st, threshold)}"
-        f"<h2>Category interest now</h2>{_bars(st, interest_now)}"
-        f"<h2>Recent alerts</h2><ul>{items or '<li>none</li>'}</ul></body></html>"
+        f"<title>decay · {html.escape(view.user_id)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>User {html.escape(view.user_id)}</h1>{_facts(view)}"
+        f"<h2>Interest over time</h2>{_charts(view)}"
+        f"<h2>Category interest now</h2>{_categories(view)}"
+        f"<h2>Alerts</h2>{_alerts(view)}</body></html>"
     )
+
+
+def user_page(
+    user_id: str, st: UserState, scorer: AnyScorer, threshold: float, clock: Clock
+) -> str:
+    return render(user_view(user_id, st, scorer, threshold, clock))

@@ -13,7 +13,7 @@ from decay.settings import Settings
 from decay.state import UserState, decode_state
 from stream_app import ui
 from stream_app.processor import Processor
-from stream_app.queries import describe_user, partition_for
+from stream_app.queries import Clock, describe_user, partition_for, user_clock
 from stream_app.runtime.table_store import FaustTableStore
 
 
@@ -32,7 +32,7 @@ def register_pages(
         # aiohttp refuses a charset inside content_type; Prometheus reads plain text as v0.0.4.
         return web.bytes(generate_latest(registry), content_type="text/plain")
 
-    def lookup(user_id: str) -> tuple[str, UserState, int] | None:
+    def lookup(user_id: str) -> tuple[str, UserState, Clock] | None:
         # Producers key events by the id they know; its partition says where the state is,
         # under the pseudonym when pseudonymisation is on.
         partition = partition_for(user_id.encode(), settings.partitions)
@@ -40,9 +40,10 @@ def register_pages(
         raw = store.get(partition, key)
         if raw is None:
             return None
-        # "Now" is the wall clock when live; replaying history, the partition's event time.
-        now = now_ms() if settings.live else processor.newest_event_ms(partition) or now_ms()
-        return key, decode_state(raw), now
+        # "Now" is the partition's event time (replayed history is years behind the wall
+        # clock; in live mode it moves with the wall clock while the partition is idle).
+        clock = user_clock(partition, processor.newest_event_ms(partition), now_ms())
+        return key, decode_state(raw), clock
 
     @app.page("/users/{user_id}")
     @app.table_route(table=table, match_info="user_id")

@@ -1,6 +1,8 @@
-"""The worker: one method per thing it reacts to, over what create_app gives it. ``consume``
-takes the events topic a micro-batch at a time; ``erase_users`` and ``apply_forwarded`` the
-erase and repartition topics; the rest are Faust's timers and signals. Whatever touches the
+"""The worker: one method per thing it reacts to, over the ports create_app gives it
+(stream_app.ports: Faust's in production, stream_app.testing's in memory). ``consume`` takes the
+events topic a micro-batch at a time (``handle`` is one); ``erase_request`` and
+``apply_forwarded`` one record of the erase and repartition topics; the rest are timers and
+rebalance signals. Whatever touches the
 processor holds the worker's lock: batches, erasures, sweeps and rollouts never interleave.
 A batch's order (look up the committed offsets, process, write, refill offset gaps, deliver)
 is ``run_batch``'s; delivery and commits are stream_app.delivery's.
@@ -14,11 +16,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
-import faust
 from aiokafka.errors import KafkaError
-from faust.types import TP
 
 from decay.events import Invalid, parse_erase_request
 from decay.scoring import AnyScorer
@@ -26,21 +26,20 @@ from decay.settings import Settings
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
+from stream_app.ports import Fetched, Ports
 from stream_app.processor import BatchOutput, DeadLetter, Processor, Record
-from stream_app.runtime import offsets
-from stream_app.runtime.intake import Fetched, Intake
+from stream_app.tail import TailWatch
 
 log = logging.getLogger(__name__)
 
-
-def record_of(msg: Any) -> Record:
-    """A Faust message as the processor's record (its Kafka timestamp in ms)."""
-    timestamp = int(msg.timestamp * 1000) if msg.timestamp else 0
-    return Record(msg.partition, msg.offset, msg.key, msg.value, timestamp)
+# What became of one record of the erase or repartition topic: acked, left unacked (its
+# partition was revoked), or the worker stops.
+Verdict = Literal["ack", "skip", "stop"]
 
 
 def as_records(found: Iterable[Any]) -> list[Record]:
-    """aiokafka consumer records as the processor's."""
+    """Consumer records (aiokafka's, or any with these fields; timestamps in ms) as the
+    processor's."""
     return [Record(r.partition, r.offset, r.key, r.value, r.timestamp) for r in found]
 
 
@@ -48,26 +47,25 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        app: faust.App,
+        ports: Ports,
         processor: Processor,
         delivery: Delivery,
         metrics: Metrics,
         clock_ms: Callable[[], int],
+        tail: TailWatch,
     ) -> None:
+        """``tail``: told of every fetch as it comes (see read_stalled_partitions)."""
         self.settings = settings
-        self.app = app
+        self.group = ports.group
+        self.batches = ports.batches
+        self.group_offsets = ports.committed
+        self.gaps = ports.reader
+        self.tail = tail
         self.processor = processor
         self.delivery = delivery
         self.metrics = metrics
         self.clock_ms = clock_ms
         self.lock = asyncio.Lock()
-        self.gaps = offsets.GapReader(settings)
-        self.group_offsets = offsets.GroupOffsets(settings)
-        self.tail = offsets.TailWatch(settings.batch_max)
-        # A partition whose records wait in the intake's queue is not stalled.
-        self.intake = Intake(
-            app, settings.events_topic, on_fetch=lambda p: self.tail.delivered((p,))
-        )
         # One thread for all batches (they run one at a time under the lock): the default
         # pool would spread them over several threads, and glibc gives each its own arena.
         self.batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
@@ -80,7 +78,7 @@ class Worker:
         nor apply what a failed batch left half done (see Processor.halt)."""
         log.exception("%s; stopping the worker", what, exc_info=exc)
         self.processor.halt(exc)
-        await self.app.crash(exc)
+        await self.group.crash(exc)
 
     def fatal(self, timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """``timer``, whose failure stops the worker as a failed batch does."""
@@ -99,13 +97,12 @@ class Worker:
 
     def assigned(self, topic: str | None = None) -> set[int]:
         """The partitions of ``topic`` (default: the events topic) assigned here now."""
-        name = topic or self.settings.events_topic
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
+        return self.group.assigned(topic or self.settings.events_topic)
 
     async def look_up_committed(self, partitions: Iterable[int]) -> None:
         """Before this worker applies anything of ``partitions`` (not yet active here): their
         committed offsets as the broker has them now, where the processor starts (see
-        offsets.GroupOffsets). With transactions, the previous owners are fenced first, so
+        runtime.offsets.GroupOffsets). With transactions, the previous owners are fenced first, so
         none of them commits after the look-up."""
         processor, topic = self.processor, self.settings.events_topic
         new = sorted(set(partitions) - set(processor.active_partitions()))
@@ -117,7 +114,7 @@ class Worker:
         for p in new:
             if p in found:
                 processor.committed[p] = found[p]
-                offsets.set_committed(self.app.consumer, topic, p, found[p])
+                self.group.set_committed(topic, p, found[p])
             else:
                 processor.committed.pop(p, None)
 
@@ -155,8 +152,8 @@ class Worker:
         latest rebalance is not: its partition's owner (maybe this worker again) reads it
         anew from the committed offset, and applying it could write over the owner's state
         in the changelog. As a Faust stream: nothing while a rebalance holds the flow."""
-        generation = self.app.consumer_generation_id
-        if not self.app.flow_control.is_active():
+        generation = self.group.generation()
+        if not self.group.flowing():
             return []
         assigned = self.assigned()
         return [
@@ -167,34 +164,40 @@ class Worker:
         ]
 
     async def consume(self) -> None:
-        """The events topic, a micro-batch at a time, straight from Faust's fetches (see
-        stream_app.runtime.intake). Offsets are committed from what the processor applied,
-        after the batch's state writes and messages are handed to the producer, which is
-        flushed before each commit: a failure before that leaves them uncommitted."""
-        s, m = self.settings, self.metrics
-        while True:
-            fetched = await self.intake.take(s.batch_max, s.batch_within_s)
-            started = time.perf_counter()
-            n = sum(len(f.records) for f in fetched)
-            try:
-                async with self.lock:
-                    records = self.applicable(fetched)
-                    m.stale_records.inc(n - len(records))
-                    self.processor.committed = self.delivery.committed_offsets()
-                    outs = await self.run_batch(records) if records else []
-            except Exception as exc:
-                # Stop the worker rather than go on past a hole in the committed offsets.
-                await self.stop(exc, f"batch of {n} records failed")
-                return
-            now_ms = time.time() * 1000.0
-            for f in fetched:
-                for r in f.records:
-                    m.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
-            for out in outs:
-                self.delivery.observe(out)
-                m.scoring_seconds.observe(out.score_seconds)
-            m.batch_size.observe(n)
-            m.batch_seconds.observe(time.perf_counter() - started)
+        """The events topic, a micro-batch at a time, straight from the consumer's fetches
+        (see stream_app.runtime.intake), until a batch fails (then the worker stops)."""
+        s = self.settings
+        while await self.handle(await self.batches.take(s.batch_max, s.batch_within_s)):
+            pass
+
+    async def handle(self, fetched: Sequence[Fetched]) -> bool:
+        """One micro-batch; False when it failed and the worker is stopping. Offsets are
+        committed from what the processor applied, after the batch's state writes and
+        messages are handed to the producer, which is flushed before each commit: a failure
+        before that leaves them uncommitted."""
+        m = self.metrics
+        started = time.perf_counter()
+        n = sum(len(f.records) for f in fetched)
+        try:
+            async with self.lock:
+                records = self.applicable(fetched)
+                m.stale_records.inc(n - len(records))
+                self.processor.committed = self.delivery.committed_offsets()
+                outs = await self.run_batch(records) if records else []
+        except Exception as exc:
+            # Stop the worker rather than go on past a hole in the committed offsets.
+            await self.stop(exc, f"batch of {n} records failed")
+            return False
+        now_ms = time.time() * 1000.0
+        for f in fetched:
+            for r in f.records:
+                m.event_to_score.observe(max(now_ms - r.timestamp, 0.0) / 1000.0)
+        for out in outs:
+            self.delivery.observe(out)
+            m.scoring_seconds.observe(out.score_seconds)
+        m.batch_size.observe(n)
+        m.batch_seconds.observe(time.perf_counter() - started)
+        return True
 
     # -- the erase and repartition topics --------------------------------------------------
 
@@ -220,39 +223,37 @@ class Worker:
         out = processor.erase(rec.partition, rec.offset, user, rec.timestamp or None)
         await self.delivery.settle(out)
 
-    async def erase_users(self, stream: Any) -> None:
-        async for event in stream.noack().events():
-            rec = record_of(event.message)
-            try:
-                async with self.lock:
-                    await self.erase_request(rec)
-            except Exception as exc:  # unacked, so the request is not lost
-                await self.stop(exc, f"erase request at offset {rec.offset} failed")
-                return
-            await stream.ack(event)
+    async def erase(self, rec: Record) -> Verdict:
+        """One erase request, under the lock; "stop" when it failed (the worker stops, the
+        request stays unacked, so it is not lost)."""
+        try:
+            async with self.lock:
+                await self.erase_request(rec)
+        except Exception as exc:
+            await self.stop(exc, f"erase request at offset {rec.offset} failed")
+            return "stop"
+        return "ack"
 
-    async def apply_forwarded(self, stream: Any) -> None:
-        """Events forwarded to their user's partition (see Processor.process_forwarded), one
-        at a time, as Faust's stream hands them: acked once their output is handed to the
-        producer, which Faust flushes before it commits them."""
+    async def apply_forwarded(self, rec: Record) -> Verdict:
+        """An event forwarded to its user's partition (see Processor.process_forwarded):
+        "ack" once its output is handed to the producer (which is flushed before the record
+        is committed), "stop" when it failed (the worker stops; unacked, it is not lost)."""
         delivery = self.delivery
-        async for event in stream.noack().events():
-            rec = record_of(event.message)
-            if rec.partition not in self.assigned(self.settings.repartition):
-                continue  # revoked meanwhile: its new owner reads it from the commit
-            try:
-                async with self.lock:
-                    await self.look_up_committed([rec.partition])
-                    # With transactions its output is committed before the next batch.
-                    resend = delivery.txns is None
-                    out = self.processor.process_forwarded([rec], resend=resend)
-                    await delivery.deliver([out])
-                    delivery.apply_writes(out)
-            except Exception as exc:  # unacked, so the event is not lost
-                await self.stop(exc, f"forwarded event at offset {rec.offset} failed")
-                return
-            delivery.observe(out)
-            await stream.ack(event)
+        if rec.partition not in self.assigned(self.settings.repartition):
+            return "skip"  # revoked meanwhile: its new owner reads it from the commit
+        try:
+            async with self.lock:
+                await self.look_up_committed([rec.partition])
+                # With transactions its output is committed before the next batch.
+                resend = delivery.txns is None
+                out = self.processor.process_forwarded([rec], resend=resend)
+                await delivery.deliver([out])
+                delivery.apply_writes(out)
+        except Exception as exc:
+            await self.stop(exc, f"forwarded event at offset {rec.offset} failed")
+            return "stop"
+        delivery.observe(out)
+        return "ack"
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -280,13 +281,9 @@ class Worker:
     def stalled_candidates(self) -> dict[int, int]:
         """Per assigned, unpaused partition: the next offset this worker should see (where
         its unbroken run ends; else where Faust will start)."""
-        consumer, processor = self.app.consumer, self.processor
-        paused = offsets.paused_partitions(consumer)  # recovering, not stalled
-        assigned = [
-            tp.partition
-            for tp in consumer.assignment()
-            if tp.topic == self.settings.events_topic and tp not in paused
-        ]
+        group, processor, topic = self.group, self.processor, self.settings.events_topic
+        paused = group.paused(topic)  # recovering, not stalled
+        assigned = group.assigned(topic) - paused
         committed = self.delivery.committed_offsets()
         applied = processor.commit_offsets()
         return {
@@ -296,14 +293,14 @@ class Worker:
         }
 
     async def read_stalled_partitions(self) -> None:
-        """Apply the records Faust's consumer will not deliver (see offsets.TailWatch). A
+        """Apply the records Faust's consumer will not deliver (see stream_app.tail). A
         read that fails (the broker away) is tried again at the next check; a failure once
         records are being applied stops the worker, as in a batch."""
-        app, processor, topic = self.app, self.processor, self.settings.events_topic
+        processor, topic = self.processor, self.settings.events_topic
         async with self.lock:
-            if app.rebalancing or app.in_recovery or processor.halted is not None:
+            if self.group.holding() or processor.halted is not None:
                 return  # Faust holds partitions back during the first two, rightly
-            if self.intake.fetches.backlog():
+            if self.batches.backlog():
                 return  # busy: fetches wait for their turn (a full queue holds fetching)
             nexts = self.stalled_candidates()
             if not nexts:
@@ -348,27 +345,19 @@ class Worker:
             await self.delivery.commit_applied()
 
     async def sample_lag(self) -> None:
-        app, m = self.app, self.metrics
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        m.recovery_remaining.set(recovery.active_remaining_total())
+        group, m = self.group, self.metrics
+        m.recovery_remaining.set(group.recovery_remaining())
         async with self.lock:
             last_offsets = self.processor.last_offsets()
-        assigned = app.consumer.assignment()
         for p, last in last_offsets.items():
-            tp = TP(self.settings.events_topic, p)
-            if tp not in assigned:
-                continue
-            try:
-                highwater = app.consumer.highwater(tp)
-            except AssertionError:  # revoked meanwhile (aiokafka runs in its own thread)
-                continue
+            highwater = group.highwater(self.settings.events_topic, p)
             if highwater is not None:
                 m.consumer_lag.labels(str(p)).set(max(highwater - last - 1, 0))
 
     # -- signals ---------------------------------------------------------------------------
 
-    async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        gone = {tp.partition for tp in revoked if tp.topic == self.settings.events_topic}
+    async def on_revoked(self, gone: set[int]) -> None:
+        """The events topic's partitions ``gone`` are no longer this worker's."""
         txns, m = self.delivery.txns, self.metrics
         async with self.lock:
             try:  # the next owner then starts where this worker stopped, not at older commits
@@ -379,13 +368,13 @@ class Worker:
             except Exception:  # it redoes what this worker did: duplicates, nothing lost
                 log.exception("could not commit partitions %s on revocation", sorted(gone))
             self.processor.revoke(sorted(gone))
-            offsets.forget_committed(self.app.consumer, self.settings.events_topic, gone)
+            self.group.forget_committed(self.settings.events_topic, gone)
         for p in gone:  # a partition's series belong to its owner from now on
             for gauge in (m.watermark, m.watermark_lag, m.consumer_lag):
                 with contextlib.suppress(KeyError):
                     gauge.remove(str(p))
 
-    async def on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+    async def on_shutdown(self) -> None:
         txns = self.delivery.txns
         if txns is None:  # a graceful stop hands over what was applied, as a revocation does
             async with self.lock:  # Faust has stopped fetching: the batch under way is the last

@@ -23,22 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
+from stream_app.ports import Fetched
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """The records of one partition from one fetch (aiokafka ConsumerRecords, in order)."""
-
-    generation: int
-    partition: int
-    records: Sequence[Any]
 
 
 class _Subscription(faust.Topic):
@@ -114,6 +106,9 @@ class Intake:
 
     async def take(self, max_records: int, within_s: float) -> list[Fetched]:
         return await self.fetches.take(max_records, within_s)
+
+    def backlog(self) -> bool:
+        return self.fetches.backlog()
 
     async def _drain(self, fetcher: Any) -> None:
         """Faust's ``Consumer._drain_messages`` with the events topic taken out whole."""

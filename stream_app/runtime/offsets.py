@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from decay.settings import Settings
 from decay_kafka.kafka_client import client_kwargs
+
+log = logging.getLogger(__name__)
 
 
 def committed_offsets(consumer: Any, topic: str) -> dict[int, int]:
@@ -101,8 +105,9 @@ class GroupOffsets:
     after it resumes fetching) and can hold an offset from before another worker moved the
     partition on."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, timeout_s: float = 60.0) -> None:
         self.settings = settings
+        self.timeout_s = timeout_s
         self._admin: AIOKafkaAdminClient | None = None
 
     async def fetch(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
@@ -117,8 +122,27 @@ class GroupOffsets:
         tps = [TopicPartition(topic, p) for p in partitions]
         if not tps:
             return {}
-        found = await self._admin.list_consumer_group_offsets(self.settings.app_id, partitions=tps)
+        found = await self._ask(tps)
         return {tp.partition: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+    async def _ask(self, tps: list[TopicPartition]) -> dict[TopicPartition, Any]:
+        """The OffsetFetch, asked again while the broker answers with a retriable error (a
+        coordinator not yet elected after a broker restart), for up to ``timeout_s``."""
+        assert self._admin is not None
+        loop = asyncio.get_running_loop()
+        deadline, backoff = loop.time() + self.timeout_s, 0.1
+        while True:
+            try:
+                found: dict[TopicPartition, Any] = await self._admin.list_consumer_group_offsets(
+                    self.settings.app_id, partitions=tps
+                )
+                return found
+            except KafkaError as exc:
+                if not exc.retriable or loop.time() + backoff > deadline:
+                    raise
+                log.warning("committed offsets not read (%s); asking again", exc)
+                await asyncio.sleep(backoff)  # a retry's back-off, not a wait for an event
+                backoff = min(backoff * 2, 2.0)
 
     async def stop(self) -> None:
         if self._admin is not None:
@@ -180,41 +204,3 @@ class GapReader:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-
-class TailWatch:
-    """Finds the partitions Faust's consumer stopped delivering short of their end.
-
-    A record Faust skips is noticed when a later one arrives (see GapReader); but when it
-    skips a partition's last records (its read offset moved to the end, seen in CI after a
-    rebalance), no later record comes. A partition is stalled when it was behind its end at
-    two checks in a row, with the same next offset, and Faust delivered none of its records
-    in between; its next ``chunk`` records are then read by the worker itself. A false alarm
-    (Faust only slow) costs a read: the records Faust delivers afterwards count as
-    redelivered."""
-
-    def __init__(self, chunk: int) -> None:
-        self.chunk = chunk
-        self._delivered: set[int] = set()
-        self._behind: dict[int, int] = {}  # partition -> next offset at the last check
-
-    def delivered(self, partitions: Iterable[int]) -> None:
-        self._delivered.update(partitions)
-
-    def stalled(
-        self, next_offsets: Mapping[int, int], ends: Mapping[int, int]
-    ) -> dict[int, tuple[int, int]]:
-        """``next_offsets``: the next offset to apply per partition; ``ends``: log ends.
-        Returns the offset range (start, end excluded) to read per stalled partition."""
-        delivered, self._delivered = self._delivered, set()
-        behind: dict[int, int] = {}
-        stalled = {}
-        for p, nxt in next_offsets.items():
-            end = ends.get(p)
-            if end is None or end <= nxt:
-                continue
-            if self._behind.get(p) == nxt and p not in delivered:
-                stalled[p] = (nxt, min(end, nxt + self.chunk))
-            behind[p] = nxt
-        self._behind = behind
-        return stalled

@@ -81,7 +81,7 @@ def test_a_short_window_inside_one_visit_still_gives_the_typical_gap() -> None:
     import numpy as np
 
     from decay.window import Window
-    from stream_app.processor import _typical_gap
+    from stream_app.alerting import typical_gap as _typical_gap
 
     minute, day = 60_000, DAY
     ts = np.array([T0 + 10 * day + i * minute for i in range(10)], dtype=np.int64)

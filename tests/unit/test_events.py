@@ -23,6 +23,16 @@ def test_valid_event_with_all_fields_and_unknown_ones_ignored() -> None:
     assert got == Event("e1", "u1", 1_709_287_200_000, EventType.VIEW, "i9", "books", 12.5, 2)
 
 
+def test_item_title_and_query_are_optional_text() -> None:
+    got = parse({**GOOD, "item_title": "Trail runner 2, waterproof", "query": "trail shoes"})
+    assert isinstance(got, Event)
+    assert (got.item_title, got.query) == ("Trail runner 2, waterproof", "trail shoes")
+    bare = parse(GOOD)
+    assert isinstance(bare, Event) and bare.item_title is None and bare.query is None
+    empty = parse({**GOOD, "query": ""})  # an empty search is a search, as an empty item_id is
+    assert isinstance(empty, Event) and empty.query == ""
+
+
 @pytest.mark.parametrize(
     ("ts", "ms"),
     [
@@ -81,6 +91,10 @@ def test_undecodable_messages(raw: bytes | None, reason: str) -> None:
         ({"event_id": "e" * 300}, ev.INVALID_VALUE),
         ({"price": -1}, ev.INVALID_VALUE),
         ({"quantity": -2}, ev.INVALID_VALUE),
+        ({"item_title": 7}, ev.WRONG_TYPE),
+        ({"query": {"q": "shoes"}}, ev.WRONG_TYPE),
+        ({"item_title": "t" * 257}, ev.INVALID_VALUE),
+        ({"query": "trail\nshoes"}, ev.INVALID_VALUE),
     ],
 )
 def test_each_reason(change: dict[str, object], reason: str) -> None:

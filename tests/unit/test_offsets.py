@@ -1,4 +1,4 @@
-from stream_app.runtime.offsets import TailWatch
+from stream_app.tail import TailWatch
 
 
 def test_a_partition_behind_its_end_with_no_delivery_at_two_checks_is_stalled() -> None:

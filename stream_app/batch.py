@@ -1,0 +1,131 @@
+"""What a batch of the processor takes and gives, and how it is configured.
+
+Kept apart from ``stream_app.processor`` so that the worker, the delivery and the tests can
+name these types without the processor's logic (``stream_app.processor`` re-exports them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from decay.engagement import EngagementRules
+from decay.errors import DecayError
+from decay.events import Event
+from decay.window import Window
+
+
+def f32(value: float) -> float:
+    """Round to what the stored state keeps (float32), so that a value does not depend on
+    whether it went through the store between two events, i.e. on the batch boundaries."""
+    return float(np.float32(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = 0  # the record's Kafka timestamp, epoch ms
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A valid event that came on a partition not its user's own: it goes to ``partition``
+    through the repartition topic (see Processor.process_forwarded)."""
+
+    record: Record
+    partition: int
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: str
+    detail: str
+    source: str | None = None  # the topic it came from, when not the events topic
+
+
+@dataclass(frozen=True, slots=True)
+class OutAlert:
+    partition: int
+    user_id: str
+    kind: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """What a batch produced. ``writes`` maps (partition, key) to the new record."""
+
+    writes: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    deletes: list[tuple[int, str]] = field(default_factory=list)
+    alerts: list[OutAlert] = field(default_factory=list)
+    scores: list[OutAlert] = field(default_factory=list)  # for the optional scores topic
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, duplicate, late...
+    resent: int = 0
+    # A partition whose records jumped past the next offset: partition -> (the missing
+    # offset, the offset that came instead). Its records from there on are in ``held``, not
+    # applied: the caller finds out whether the missing offsets exist (see accept_gap).
+    gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    held: list[Record] = field(default_factory=list)
+    score_seconds: float = 0.0
+    peaks: list[float] = field(default_factory=list)  # interest right after each event
+
+
+class ProcessorHalted(DecayError, RuntimeError):
+    """Raised by a processor that halted after a failed batch (see Processor.halt)."""
+
+
+class StateStore(Protocol):
+    """Per-partition key/value storage: stream_app.store.MemoryStore, and the Faust RocksDB
+    table of the worker (stream_app.runtime.table_store). The processor only reads; its
+    caller applies the batch's writes and deletes."""
+
+    def get(self, partition: int, key: str) -> bytes | None: ...
+
+    def put(self, partition: int, key: str, value: bytes) -> None: ...
+
+    def delete(self, partition: int, key: str) -> None: ...
+
+    def scan(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    max_events: int | None = None  # None: the scorer's window_events (else 64)
+    grace_ms: int = 60 * 60 * 1000
+    threshold: float = 0.2
+    keep_alerts: int = 4
+    max_future_ms: int = 7 * 86_400_000
+    # When a category's engagement has really dropped (decay.engagement).
+    engagement: EngagementRules = field(default_factory=EngagementRules)
+    # Publish a user's score after an event when it moved by more than score_min_change
+    # since the user's previous event (0: after every event).
+    publish_scores: bool = False
+    score_min_change: float = 0.1
+    # The events topic's partition count: a user's own partition is where Kafka's default
+    # (murmur2) partitioner puts the user id; events that came elsewhere are forwarded there.
+    # None: every event is applied on the partition it came on.
+    partitions: int | None = None
+    # How long (in record time) an erased user's marker drops the user's older events.
+    erase_hold_ms: int = 7 * 86_400_000
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to create, once per event
+class Step:
+    """An applied event of a batch, with its user's window right after it."""
+
+    event: Event
+    offset: int
+    partition: int
+    window: Window
+    max_ts: int  # the partition's newest event time after this event
