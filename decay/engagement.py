@@ -7,20 +7,26 @@ sessions opened for something else; any event of the category keeps it alive all
 
 Per category and user:
 
-- ``visits``: the sessions that visited it, since the user's first; against the user's
-  sessions that is the user's own baseline share of it (``base``);
-- ``activity``: an exponentially decayed count of those visits, kept as a value and the time
-  it is as of (Fennel's decayed aggregates): its share of the user's decayed activity is how
-  much of what the user does *now* goes to the category (the alerts' score).
+- ``visits``: the sessions that visited it, since the user's first;
+- ``activity``: an exponentially decayed count of those visits (half-life ``half_life_ms``),
+  kept as a value and the time it is as of (Fennel's decayed aggregates). Each session visits
+  one category, so the sum over the categories is the user's decayed sessions, and the
+  category's part of it is its share of what the user does *now*.
 
-A category has decayed (one alert, then not again until the user visits it again) when, on
-an event of the user's,
+The user's own baseline for the category (``base``) is its share of the user's sessions up
+to its last visit (posterior mean, uniform prior), so the sessions elsewhere since do not
+lower it.
+
+A category has decayed (one alert per episode; the episode ends when its decayed share is
+back to ``recover`` of ``base``) when, on an event of the user's,
 
 - it was strong for the user: at least ``min_visits`` visits and ``base >= min_peak``;
-- the user's sessions since its last visit would be unlikely had it kept its share: under a
-  uniform prior on the share and the user's ``visits`` of ``sessions``, the chance of none
-  in the ``sessions_since`` that followed (beta-binomial) is below ``alpha`` (a run of
-  sessions elsewhere, not a gap, and few sessions of evidence need a longer run);
+- it fell: its decayed share is below ``fall`` of ``base``, and so few recent visits would
+  be unlikely had the share stayed at ``base`` (beta-binomial tail under the posterior of
+  ``base``, the decayed counts taken as ``evidence`` sessions each, below ``alpha``);
+- the user's sessions since its last visit would be unlikely at its share of the sessions
+  up to then (the beta-binomial chance of none, below ``run_alpha``): a run of sessions
+  elsewhere, not a gap;
 - nothing of it for ``min_silence_ms``; and it holds fewer than half of the user's last
   ``recent`` events.
 
@@ -59,12 +65,18 @@ class Engagement:
 
 @dataclass(frozen=True, slots=True)
 class EngagementRules:
-    half_life_ms: int = 7 * DAY_MS
+    half_life_ms: int = 14 * DAY_MS
     session_gap_ms: int = 30 * 60_000
     min_peak: float = 0.3
     min_visits: int = 5
-    alpha: float = 0.001
-    min_silence_ms: int = 7 * DAY_MS
+    alpha: float = 0.001  # the decayed share's test
+    run_alpha: float = 0.001  # the run of sessions elsewhere's test
+    fall: float = 0.5  # the decayed share must be below this part of the share before
+    recover: float = 0.8  # an episode ends when the decayed share is back to this part
+    # Effective sessions per unit of decayed weight (Kish's (sum w)^2 / sum w^2 is 2 for
+    # sessions at a steady rate under exponential weights).
+    evidence: float = 2.0
+    min_silence_ms: int = 3 * DAY_MS
     recent: int = 10
     max_categories: int = 32  # the least visited beyond this are forgotten
 
@@ -114,7 +126,6 @@ def add_event(
         e = book[category] = Engagement()
     # Any event of the category keeps it alive; only a session it opens counts as a visit.
     e.at_session = max(e.at_session, session)
-    e.fired = False  # an event of it again: a new episode
     if not opens:
         e.last_ts_ms = max(e.last_ts_ms, ts_ms)
         return
@@ -135,6 +146,21 @@ def session_of(sessions: int, last_ts_ms: int, ts_ms: int, rules: EngagementRule
     return sessions
 
 
+def at_most(k: int, m: int, a: float, b: float) -> float:
+    """P(X <= k) for X ~ BetaBinomial(m, a, b): at most ``k`` visits in ``m`` sessions when
+    the share is Beta(a, b)."""
+
+    def log_beta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    base = log_beta(a, b)
+    total = 0.0
+    for j in range(max(0, min(k, m)) + 1):
+        log_choose = math.lgamma(m + 1) - math.lgamma(j + 1) - math.lgamma(m - j + 1)
+        total += math.exp(log_choose + log_beta(j + a, m - j + b) - base)
+    return min(total, 1.0)
+
+
 def review(
     book: dict[str, Engagement],
     t_ms: int,
@@ -147,21 +173,34 @@ def review(
     ``recent_categories``: the categories of the user's last events, newest last."""
     recent = list(recent_categories)[-rules.recent :]
     now = {name: activity_at(e, t_ms, rules) for name, e in book.items()}
-    total = sum(now.values())
+    total = sum(now.values())  # the user's decayed sessions (each visits one category)
     out = []
     for name, e in book.items():
-        if e.fired or e.visits < rules.min_visits or e.at_session <= 0:
+        if total <= 0 or e.visits < rules.min_visits or e.at_session <= 0:
             continue
-        base = (e.visits + 1.0) / (e.at_session + 2.0)  # the posterior mean share
-        since = sessions - e.at_session
+        # Its share of the user's sessions up to its last visit (posterior mean, uniform
+        # prior): what it was before the sessions elsewhere.
+        base = (e.visits + 1.0) / (e.at_session + 2.0)
+        share = now[name] / total
+        if e.fired:
+            e.fired = share < rules.recover * base  # the episode lasts until it recovers
+            continue
         silent = t_ms - e.last_ts_ms
         if (
-            base >= rules.min_peak
-            and none_in(e.visits, e.at_session, since) < rules.alpha
-            and silent >= rules.min_silence_ms
-            and 2 * recent.count(name) < len(recent)
+            base < rules.min_peak
+            or share >= rules.fall * base
+            or silent < rules.min_silence_ms
+            or 2 * recent.count(name) >= len(recent)
+        ):
+            continue
+        # Would so few recent visits be likely had the share stayed what it was before?
+        k, m = round(rules.evidence * now[name]), round(rules.evidence * total)
+        mean, mass = base, e.at_session + 2.0
+        since = sessions - e.at_session
+        if (
+            none_in(e.visits, e.at_session, since) < rules.run_alpha
+            and at_most(k, m, mean * mass, (1.0 - mean) * mass) < rules.alpha
         ):
             e.fired = True
-            share = _f32(now[name] / total) if total > 0 else 0.0
-            out.append(Decayed(name, share, _f32(base), silent, since))
+            out.append(Decayed(name, _f32(share), _f32(base), silent, since))
     return out

@@ -154,10 +154,12 @@ class Settings(BaseSettings):
         description="share of the user's sessions that makes a category strong for them",
     )
     category_min_silence_days: float = Field(
-        7.0, ge=0, description="no category_decay before the user is this long silent in it"
+        3.0, ge=0, description="no category_decay before the user is this long silent in it"
     )
     category_half_life_days: float = Field(
-        7.0, gt=0, description="half-life of the decayed per-category activity (alert score)"
+        14.0,
+        gt=0,
+        description="half-life of the decayed per-category activity (category_decay's test)",
     )
 
     @model_validator(mode="after")

@@ -221,8 +221,14 @@ def simulate(
     id). ``truth`` has one row per user: ``user_id``, ``arrival_ts``, ``sessions_per_day``
     (true rate), ``dropout_p``, ``churned``, ``churn_ts`` (float ms, NaN if not churned in the
     period), ``n_sessions``, ``n_events``, funnel rates ``click_p``/``cart_p``/``checkout_p``,
-    ``top_category``/``top_share`` (initial preference), ``switch_ts`` (NaN if no switch)
-    and ``final_top_category`` (preference at the end of the period).
+    ``top_category``/``top_share`` (initial preference), ``switch_ts`` (NaN if no switch),
+    ``switch_category`` (the main category switched to; NA if no switch) and
+    ``final_top_category`` (preference at the end of the period).
+
+    Moving away from a category, in the truth: from ``switch_ts`` on, every category but
+    ``switch_category`` keeps ``1 - switch_weight`` (0.3) of its base share; the drift alone
+    keeps at least ``1 - drift`` (0.7) of every share, so it never halves one. A user has moved away
+    from category c at time t exactly when ``switch_ts <= t`` and c is not ``switch_category``.
     """
     if n_users < 1:
         raise ValueError("n_users must be positive")
@@ -408,6 +414,9 @@ def simulate(
             "top_category": pd.array(cat_names[top0], dtype=pd.StringDtype()),
             "top_share": pref0.max(axis=1),
             "switch_ts": switch_t,
+            "switch_category": pd.array(
+                np.where(switches, cat_names[new_cat], None), dtype=pd.StringDtype()
+            ),
             "final_top_category": pd.array(
                 cat_names[final_pref.argmax(axis=1)], dtype=pd.StringDtype()
             ),

@@ -15,6 +15,7 @@ from decay.engagement import (
     Engagement,
     EngagementRules,
     add_event,
+    at_most,
     none_in,
     review,
     session_of,
@@ -27,7 +28,9 @@ from stream_app.store import MemoryStore
 HOUR = 3_600_000
 T0 = 1_704_067_200_000
 SCORER = ExponentialDecayScorer(half_life_s=24 * 3600.0)
-EAGER = EngagementRules(min_visits=2, alpha=0.5, min_silence_ms=HOUR, min_peak=0.2)
+EAGER = EngagementRules(
+    min_visits=2, alpha=0.5, run_alpha=0.5, min_silence_ms=HOUR, min_peak=0.2, half_life_ms=DAY_MS
+)
 
 
 def test_none_in_is_the_beta_binomial_chance_of_a_run_elsewhere() -> None:
@@ -37,6 +40,47 @@ def test_none_in_is_the_beta_binomial_chance_of_a_run_elsewhere() -> None:
     # More evidence of the same share, or a longer run, makes the run less likely.
     assert none_in(20, 40, 10) < none_in(2, 4, 10)
     assert none_in(20, 40, 12) < none_in(20, 40, 10)
+
+
+def test_at_most_is_the_beta_binomial_cdf() -> None:
+    from scipy.stats import betabinom
+
+    for k, m, a, b in [
+        (0, 10, 3.0, 5.0),
+        (3, 20, 10.5, 30.2),
+        (25, 20, 2.0, 2.0),
+        (4, 40, 1.0, 9.0),
+    ]:
+        assert abs(at_most(k, m, a, b) - float(betabinom.cdf(k, m, a, b))) < 1e-9
+
+
+def replay(log: list[tuple[int, str]], rules: EngagementRules) -> list[tuple[int, str]]:
+    """The alerts of ``review`` on each event of a user's log (one session per event)."""
+    book: dict[str, Engagement] = {}
+    sessions, last, recent, alerts = 0, 0, [], []
+    for ts, category in log:
+        sessions = session_of(sessions, last, ts, rules)
+        add_event(book, category, ts, sessions, True, rules)
+        last, recent = ts, [*recent, category][-10:]
+        alerts += [(ts, d.category) for d in review(book, ts, sessions, recent, rules)]
+    return alerts
+
+
+def test_a_fall_alerts_once_per_episode_and_a_recovery_opens_the_next() -> None:
+    """Books is every other daily session for 120 days, then one in 30 for 90 (a fall with
+    stray visits, not a silence), back to every other for 120, and falls again."""
+    pattern = [2] * 120 + [30] * 90 + [2] * 120 + [30] * 90
+    log = [(T0 + d * DAY_MS, "books" if d % n == 0 else f"c{d % 3}") for d, n in enumerate(pattern)]
+    alerts = [(int((ts - T0) // DAY_MS), c) for ts, c in replay(log, EngagementRules())]
+    assert [c for _, c in alerts] == ["books", "books"], alerts
+    assert 120 < alerts[0][0] < 210 and 330 < alerts[1][0] < 420, alerts
+
+
+def test_a_steady_share_with_gaps_does_not_decay() -> None:
+    """Books holds a third of the sessions for a year, in bursts with week-long gaps."""
+    rng = np.random.default_rng(5)
+    log = [(T0 + d * DAY_MS, "books" if rng.random() < 1 / 3 else f"c{d % 4}") for d in range(365)]
+    assert replay(log, EngagementRules()) == []
 
 
 def test_a_category_the_user_keeps_coming_back_to_never_decays() -> None:

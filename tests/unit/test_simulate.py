@@ -164,3 +164,18 @@ def test_rejects_bad_arguments(kwargs: dict[str, float]) -> None:
             START,
             duplicate_fraction=args["duplicate_fraction"],
         )
+
+
+def test_truth_names_the_category_switched_to(log: SimulatedLog) -> None:
+    truth = log.truth
+    switched = truth["switch_ts"].notna()
+    assert (truth["switch_category"].notna() == switched).all()
+    moved = truth[switched]
+    assert (moved["switch_category"] != moved["top_category"]).all()
+    # After the switch the user's views go to the new category, away from the old main one.
+    views = log.events[log.events["type"] == "view"].merge(moved, on="user_id")
+    after = views["ts"] >= views["switch_ts"]
+    to_new = views["category"] == views["switch_category"]
+    to_old = views["category"] == views["top_category"]
+    assert to_new[after].mean() > 0.5 > to_new[~after].mean()
+    assert to_old[after].mean() < 0.5 * to_old[~after].mean()
