@@ -317,7 +317,9 @@ def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_scor
     the window (and whose amounts are prices, quantity 1), the curve after each event starts
     at the peak the worker scored; the page renders with it."""
     from stream_app.lapse_scorer import LapseScorer
-    from stream_app.ui import prefix_windows, user_page
+    from stream_app.queries import user_clock
+    from stream_app.ui import user_page
+    from stream_app.user_view import prefix_windows
 
     scorer = LapseScorer(trained.path)
     events = trained.events
@@ -342,7 +344,7 @@ def test_the_user_page_curve_of_a_whole_history_in_the_window_is_the_stream_scor
         np.testing.assert_allclose(got, peaks[user], rtol=1e-5)
         checked.append((user, st))
     assert len(checked) >= 20
-    assert "<svg" in user_page(*checked[-1], scorer, THRESHOLD, now)
+    assert "<svg" in user_page(*checked[-1], scorer, THRESHOLD, user_clock(0, now, now))
 
 
 def test_with_the_exponential_lifetime_the_stream_scores_are_the_training_paths(
