@@ -202,8 +202,8 @@ def build_naive_app(
         "user-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
     scorer = scorer or ExponentialDecayScorer(half_life_s=settings.half_life_hours * 3600.0)
-    threshold = settings.threshold
-    max_events = settings.window_events
+    threshold = settings.dormancy_threshold
+    max_events = settings.window_events or 64
 
     @app.agent(topic)
     async def naive(stream: Any) -> None:

@@ -10,9 +10,10 @@ step model. Offsets are committed after every batch, as the worker does, so each
 its last ``keep_alerts`` alerts. For each scorer it prints the size of the users' records at
 the end (median, p99, max, the share over 1.5 KB), where the bytes of the largest go (header,
 event window, model state, categories, engagement, alerts), and the scorer's time per event
-(``BatchOutput.score_seconds``). The window keeps the worker's ``max_events`` events (64) for
-every scorer, or ``--max-events``; the lapse model does not read it (its state carries the
-history), only the alerts' reasons and the user page do.
+(``BatchOutput.score_seconds``). The window keeps what each scorer reads, as the worker does
+(64 events for the baseline and the window model; 10 for the lapse model, whose state
+carries the history: the alerts' reasons read the last 10 events), or ``--max-events`` for
+every scorer. Stored alerts are deflated (``decay.state``, version 3).
 
 Without ``--model`` a lapse model of 16 units is trained for 3 epochs on the same log (needs
 the train extra) and exported to a temporary directory.
@@ -50,7 +51,7 @@ def parts(st: UserState, total: int) -> dict[str, int]:
         "model_state": len(st.model_state),
         "categories": sum(1 + len(c.encode()[:255]) for c in st.categories),
         "engagement": 1 + sum(1 + len(c.encode()[:255]) + 21 for c in st.engagement),
-        "alerts": sum(10 + len(a.payload) for a in st.alerts),
+        "alerts": sum(10 + len(a.packed) for a in st.alerts),
     }
     return {"header": total - sum(named.values()), **named}
 
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
-        "--max-events", type=int, default=ProcessorConfig().max_events, help="window size"
+        "--max-events", type=int, default=None, help="window size (default: the scorer's)"
     )
     add_json_option(parser, "state_size")
     args = parser.parse_args()
@@ -137,7 +138,7 @@ def main() -> None:
         "machine": machine_note(),
         "events": len(recs),
         "batch": args.batch,
-        "max_events": config.max_events,
+        "max_events": config.max_events or "the scorer's",
         "rows": rows,
     }
     write_figures(figures_path(args.json, "state_size"), doc)

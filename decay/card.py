@@ -14,7 +14,12 @@ from typing import Any
 from decay.errors import DecayError
 
 PREFIX = "decay."
-OPTIONAL = ("training_data", "holdout_metrics", "state_layout")  # older cards may lack them
+OPTIONAL = (
+    "training_data",
+    "holdout_metrics",
+    "state_layout",
+    "serving",
+)  # older cards may lack them
 
 
 class CardError(DecayError, ValueError):
@@ -39,6 +44,8 @@ class ModelCard:
     holdout_metrics: dict[str, Any] = field(default_factory=dict)
     # the per-user state an incremental step model reads and writes (empty: a window model)
     state_layout: dict[str, Any] = field(default_factory=dict)
+    # the recommended serving point (horizon_h, threshold), chosen on the training period only
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in asdict(self).items()}

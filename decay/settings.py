@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+DEFAULT_THRESHOLD = 0.2
 
 
 class Settings(BaseSettings):
@@ -76,9 +77,29 @@ class Settings(BaseSettings):
         description="a batch is cut once its oldest event has waited this long since its fetch"
         " (or at batch_max)",
     )
-    window_events: int = Field(64, ge=1, le=4096, description="events kept per user")
+    window_events: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="raw events kept per user (default: what the scorer reads: 64 for the "
+        "window model and the baseline, 10 for the lapse model, whose state carries the "
+        "history: the last 10 events are what alerts' reasons read)",
+    )
     grace_s: float = Field(3600.0, ge=0, description="event-time grace before the watermark")
-    threshold: float = Field(0.2, gt=0, lt=1, description="interest below this is dormancy")
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="interest below this is dormancy (default: the lapse model card's serving "
+        f"threshold, else {DEFAULT_THRESHOLD})",
+    )
+    interest_horizon_days: float | None = Field(
+        None,
+        gt=0,
+        le=3650,
+        description="lapse model: interest is P(an event within this many days) (default: the "
+        "card's serving horizon, else the horizon it was trained for)",
+    )
     half_life_hours: float = Field(
         72.0, gt=0, description="half-life of the exponential-decay baseline scorer"
     )
@@ -116,6 +137,11 @@ class Settings(BaseSettings):
         description="how long an erased user's events produced before the erase request are "
         "still dropped when they arrive late (days of record time)",
     )
+
+    @property
+    def dormancy_threshold(self) -> float:
+        """The threshold of a scorer that brings none of its own."""
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
 
     @property
     def repartition(self) -> str:

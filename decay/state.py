@@ -1,9 +1,10 @@
 """Per-user state: the last N events plus the alert state, and its compact binary encoding.
 
 Pure logic. One record per user lives in a RocksDB table (and its changelog), so the record is
-bytes in a fixed little-endian layout, not JSON: a 64-event window takes about 1.5 kB.
+bytes in a fixed little-endian layout, not JSON: a 64-event window takes 1,408 bytes.
 
-Layout (version 2; version 1 is still read: its category entries had only peak and fired)::
+Layout (version 3; versions 1 and 2 are still read: version 1's category entries had only
+peak and fired, versions 1 and 2 stored each alert's JSON as it is)::
 
     header  <BBhqIqqqffBBHIqH version, flags, partition, last_offset, n_total, first_ts_ms,
                               deadline_ms, dormant_since_ms, peak_score, half_life_s,
@@ -16,7 +17,8 @@ Layout (version 2; version 1 is still read: its category entries had only peak a
     engage  count uint8; per category: name length uint8, utf-8 name, activity float32,
             last_ts_ms int64, visits uint32, at_session uint32, fired uint8
             (decay.engagement.Engagement)
-    alerts  per alert: cause_offset int64, length uint16, alert JSON bytes
+    alerts  per alert: cause_offset int64, length uint16, the alert JSON deflated (raw
+            deflate) with the preset dictionary decay.stored_alerts.ALERT_DICTIONARY
 """
 
 from __future__ import annotations
@@ -30,37 +32,25 @@ import numpy as np
 import numpy.typing as npt
 
 from decay.engagement import Engagement
-from decay.errors import DecayError
 from decay.events import Event
+from decay.stored_alerts import StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
 
-VERSION: Final = 2
+VERSION: Final = 3
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
 _HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
-_HEADER = struct.Struct("<BBhqIqqqffBBHIqH")  # v2: + sessions, max_cause_offset, model_len
+_HEADER = struct.Struct("<BBhqIqqqffBBHIqH")  # v2+: + sessions, max_cause_offset, model_len
 _CAT_TAIL_V1 = struct.Struct("<fB")
 _CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
 
 
-class StateError(DecayError, ValueError):
-    """A stored record cannot be decoded (corrupt, or written by an unknown version)."""
-
-
 def event_id_hash(event_id: str) -> int:
     """Stable 64-bit hash of an event id, kept in the window to drop duplicates."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
-
-
-@dataclass(slots=True)
-class StoredAlert:
-    """An alert as sent, and the offset of the event whose processing emitted it."""
-
-    cause_offset: int
-    payload: bytes
 
 
 # The window in memory: one record array (one allocation per event added, not five).
@@ -263,7 +253,8 @@ def encode_state(state: UserState) -> bytes:
             _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
         ]
     for alert in state.alerts:
-        parts += [_ALERT_HEAD.pack(alert.cause_offset, len(alert.payload)), alert.payload]
+        packed = alert.packed
+        parts += [_ALERT_HEAD.pack(alert.cause_offset, len(packed)), packed]
     return b"".join(parts)
 
 
@@ -280,7 +271,7 @@ class Peek:
 def peek_state(raw: bytes) -> Peek:
     """The header fields a partition's activation reads, without decoding the record (a
     version 1 record, which lacks ``max_cause_offset``, is decoded whole)."""
-    if raw[:1] != bytes([VERSION]):
+    if raw[:1] not in (bytes([2]), bytes([VERSION])):
         st = decode_state(raw)
         cause = max((a.cause_offset for a in st.alerts), default=-1)
         return Peek(st.last_offset, st.deadline_ms, st.dormant_since_ms, cause)
@@ -300,9 +291,9 @@ def decode_state(raw: bytes) -> UserState:
 
 def _decode(buf: memoryview) -> UserState:
     version = buf[0]
-    if version not in (1, VERSION):
+    if version not in (1, 2, VERSION):
         raise StateError(f"unknown state version {version}")
-    header = _HEADER if version == VERSION else _HEADER_V1
+    header = _HEADER_V1 if version == 1 else _HEADER
     (_, _flags, partition, last_offset, n_total, first_ts, deadline, dormant, peak,
      half_life, n_cats, n_alerts, n, *more) = header.unpack_from(buf, 0)  # fmt: skip
     pos = header.size
@@ -359,7 +350,13 @@ def _decode(buf: memoryview) -> UserState:
     for _ in range(n_alerts):
         cause, length = _ALERT_HEAD.unpack_from(buf, pos)
         pos += _ALERT_HEAD.size
-        st.alerts.append(StoredAlert(cause, bytes(buf[pos : pos + length])))
+        body = bytes(buf[pos : pos + length])
+        if len(body) != length:
+            raise StateError("stored alert cut short")
+        if version == VERSION:
+            st.alerts.append(StoredAlert(cause, packed=body))
+        else:  # versions 1 and 2 kept the JSON as it is
+            st.alerts.append(StoredAlert(cause, payload=body))
         pos += length
     if pos != len(buf):
         raise StateError(f"{len(buf) - pos} trailing bytes")

@@ -319,13 +319,16 @@ def demo(
     horizon_days: Annotated[
         float | None, typer.Option(help="'stayed away' horizon; default 90 (cdnow), 14 (sim)")
     ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="model worker's model (default: cdnow-lapse on cdnow)")
+    ] = None,
 ) -> None:
     """Broker, model and baseline workers, a log replayed at full speed, alerts, a summary."""
     from decay_cli.demo import run_demo
 
     if data not in ("cdnow", "sim"):
         raise typer.BadParameter("--data must be cdnow or sim")
-    code = run_demo(data, users=users, days=days, seed=seed, horizon_days=horizon_days)  # type: ignore[arg-type]
+    code = run_demo(data, users, days, seed, horizon_days, broker=_broker(), model=model)  # type: ignore[arg-type]
     raise typer.Exit(code)
 
 

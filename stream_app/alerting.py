@@ -84,6 +84,15 @@ def category_drops(st: UserState, step: Step, rules: EngagementRules) -> list[Al
     ]
 
 
+def typical_gap(window: Window, sessions: int) -> float | None:
+    """The window's median gap between visits; a short window within one visit (a lapse
+    model keeps 10 events): the mean over the user's whole history of visits."""
+    gap = window.typical_gap_ms()
+    if gap is None and sessions > 1:
+        return (window.last_ts_ms - window.first_ts_ms) / (sessions - 1)
+    return gap
+
+
 def dormant(st: UserState, window: Window, deadline_ms: int, threshold: float) -> AlertSpec:
     """The user's deadline passed with no event since: the episode opens at the deadline."""
     silent = deadline_ms - window.last_ts_ms
@@ -98,7 +107,7 @@ def dormant(st: UserState, window: Window, deadline_ms: int, threshold: float) -
         event_time_ms=deadline_ms,
         score=threshold,
         reasons=al.dormant_reasons(
-            silent, window.typical_gap_ms(), st.peak_score, threshold, window.n_total
+            silent, typical_gap(window, st.sessions), st.peak_score, threshold, window.n_total
         ),
     )
 

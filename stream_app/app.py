@@ -56,7 +56,7 @@ def processor_config(settings: Settings) -> ProcessorConfig:
     return ProcessorConfig(
         max_events=settings.window_events,
         grace_ms=int(settings.grace_s * 1000),
-        threshold=settings.threshold,
+        threshold=settings.dormancy_threshold,
         engagement=EngagementRules(
             half_life_ms=int(settings.category_half_life_days * DAY_MS),
             min_peak=settings.category_min_peak,

@@ -105,7 +105,7 @@ class StateStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
-    max_events: int = 64
+    max_events: int | None = None  # None: the scorer's window_events (else 64)
     grace_ms: int = 60 * 60 * 1000
     threshold: float = 0.2
     keep_alerts: int = 4

@@ -52,3 +52,14 @@ def step_rounds(
             states[i] = state
         st.model_state = new[-1]
     return scorer.scores(states, threshold)
+
+
+def served_threshold(scorer: AnyScorer, configured: float) -> float:
+    """The scorer's own dormancy threshold (a lapse model's serving point), else ours."""
+    own = getattr(scorer, "threshold", None)
+    return configured if own is None else float(own)
+
+
+def kept_events(scorer: AnyScorer, configured: int | None) -> int:
+    """Events kept per user: the configured number, else what the scorer reads."""
+    return configured if configured is not None else int(getattr(scorer, "window_events", 64))

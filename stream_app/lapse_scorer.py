@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +48,9 @@ INPUTS: Final = ("event", "h", "c", "static")
 OUTPUTS: Final = ("h_next", "c_next", "params")
 PARAMS: Final = ["k0", "b0", "p", "kappa"]
 DROPOUTS: Final = ("fixed", "beta", "exp")
+# Raw events a user's record keeps: the model reads none (its state carries the history);
+# the alerts' reasons read the last 10 (the category rule, the recent mix, the typical gap).
+WINDOW_EVENTS: Final = 10
 # the state layout this worker knows: these keys, with these values where fixed
 LAYOUT_KEYS: Final = frozenset(
     {"h", "c", "counters", "static", "unit_h", "dropout", "params", "heads"}
@@ -92,17 +96,52 @@ def check_step_card(card: ModelCard, spec: FeatureSpec) -> None:
         )
 
 
-class LapseScorer:
-    """Scores events incrementally with an exported lapse step model."""
+@dataclass(frozen=True)
+class ServingPoint:
+    """The interest horizon and dormancy threshold a lapse model is served with: interest is
+    P(an event within ``horizon_h``), dormant below ``threshold`` (None: the worker's
+    threshold). Taken from the settings, else from the card's ``serving`` entry (chosen on
+    the training period, ``decay_cli.serving_point``), else the card's training horizon."""
 
-    def __init__(self, path: str | Path, spec: FeatureSpec | None = None) -> None:
+    horizon_h: float
+    threshold: float | None
+    source: str
+
+    @classmethod
+    def of(
+        cls, card: ModelCard, horizon_h: float | None = None, threshold: float | None = None
+    ) -> ServingPoint:
+        rec = card.serving
+        h = horizon_h or rec.get("horizon_h") or card.horizon_h
+        th = threshold if threshold is not None else rec.get("threshold")
+        if not (isinstance(h, int | float) and math.isfinite(h) and h > 0):
+            raise ModelMismatchError(f"model {card.model_version!r}: serving horizon {h!r}")
+        if th is not None and not (isinstance(th, int | float) and 0.0 < th < 1.0):
+            raise ModelMismatchError(f"model {card.model_version!r}: serving threshold {th!r}")
+        given = bool(horizon_h) or threshold is not None
+        source = "settings" if given else "the card's serving point" if rec else "the card"
+        return cls(float(h), None if th is None else float(th), source)
+
+
+class LapseScorer:
+    """Scores events incrementally with an exported lapse step model, at a serving point
+    (``horizon_h``, ``threshold``: see :class:`ServingPoint`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        spec: FeatureSpec | None = None,
+        horizon_h: float | None = None,
+        threshold: float | None = None,
+    ) -> None:
         raw = Path(path).read_bytes()
         self._session, card = open_model(raw, path)
         ours = spec or FeatureSpec()
         check_step_card(card, ours)
         self.card = card
+        self.serving = ServingPoint.of(card, horizon_h, threshold)
         self.spec = FeatureSpec(
-            version=ours.version, cat_buckets=ours.cat_buckets, horizon_h=float(card.horizon_h)
+            version=ours.version, cat_buckets=ours.cat_buckets, horizon_h=self.serving.horizon_h
         )
         layout = card.state_layout
         self.units = int(layout["h"])
@@ -115,13 +154,22 @@ class LapseScorer:
             )
         self.unit_h = float(layout["unit_h"])
         self.dropout = str(layout["dropout"])
-        self.horizon = float(card.horizon_h) / self.unit_h  # in the model's unit
+        self.horizon = self.serving.horizon_h / self.unit_h  # in the model's unit
         self.tag = zlib.crc32(raw)  # a state written by another model file is not ours
         self._size = state_dtype(self.units).itemsize
 
     @property
     def version(self) -> str:
         return self.card.model_version
+
+    @property
+    def window_events(self) -> int:
+        return WINDOW_EVENTS
+
+    @property
+    def threshold(self) -> float | None:
+        """The dormancy threshold this model is served with (None: the worker's)."""
+        return self.serving.threshold
 
     def start(self) -> bytes:
         """A new user's state: no event counted, ``h = c = 0``."""
@@ -190,21 +238,7 @@ class LapseScorer:
             st[users] = sub
             after[idx] = sub
             rounds.append((idx, users))
-        rows = np.nonzero(in_order)[0]
-        feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
-        stepped = [flat[i] for i in rows.tolist()]
-        feats[rows] = event_features(
-            ts[rows],
-            prev[rows],
-            np.array([int(e.type) for e in stepped], dtype=np.int64),
-            np.array(
-                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
-            ),
-            prices[rows].astype(np.float32),
-            count[rows],
-            first[rows],
-            self.spec,
-        )
+        feats = self._features(flat, in_order, ts, prev, count, first, prices)
         static = static_features(
             after["n_events"],
             after["first_ts_ms"],
@@ -226,6 +260,32 @@ class LapseScorer:
             )
         blobs = pack_states(after)
         return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
+
+    def _features(
+        self,
+        flat: list[Event],
+        in_order: npt.NDArray[np.bool_],
+        *columns: npt.NDArray[Any],
+    ) -> npt.NDArray[np.float32]:
+        """The feature rows of the events that step the LSTM (the in-order ones); zeros for
+        the others. ``columns``: time, previous time, count, first time and price per event."""
+        ts, prev, count, first, prices = columns
+        rows = np.nonzero(in_order)[0]
+        feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
+        stepped = [flat[i] for i in rows.tolist()]
+        feats[rows] = event_features(
+            ts[rows],
+            prev[rows],
+            np.array([int(e.type) for e in stepped], dtype=np.int64),
+            np.array(
+                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
+            ),
+            prices[rows].astype(np.float32),
+            count[rows],
+            first[rows],
+            self.spec,
+        )
+        return feats
 
     def scores(self, states: Sequence[bytes], threshold: float) -> Scores:
         if not 0.0 < threshold < 1.0:

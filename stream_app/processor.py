@@ -42,7 +42,7 @@ from decay.state import (
 from decay.window import Window
 from stream_app import alerting
 from stream_app.activation import activate
-from stream_app.admission import admit
+from stream_app.admission import Owners, admit
 from stream_app.alerting import AlertSpec
 from stream_app.batch import (
     BatchOutput,
@@ -55,7 +55,7 @@ from stream_app.batch import (
     StateStore,
     Step,
 )
-from stream_app.batch_scores import score_steps
+from stream_app.batch_scores import kept_events, score_steps, served_threshold
 from stream_app.erasure import erase_user, expire_users
 from stream_app.partitions import (
     ERASED_PREFIX,
@@ -64,7 +64,6 @@ from stream_app.partitions import (
     PartitionState,
     erased_key,
 )
-from stream_app.queries import partition_for
 from stream_app.trends import apply_steps
 
 # The types of a batch live in stream_app.batch and the partition records in
@@ -118,7 +117,15 @@ class Processor(PartitionBook):
         self.scorer = scorer
         self.clock_ms = clock_ms
         self.pseudonymize = pseudonymize
-        self._owners: dict[str, int] = {}  # user id -> own partition, see own_partition
+        self._owners = Owners(config.partitions)
+
+    @property
+    def threshold(self) -> float:
+        return served_threshold(self.scorer, self.config.threshold)
+
+    @property
+    def max_events(self) -> int:
+        return kept_events(self.scorer, self.config.max_events)
 
     def _activate(self, partition: int, first_offset: int, out: BatchOutput) -> PartitionState:
         """Rebuild a partition's schedule (stream_app.activation.activate). From the
@@ -149,15 +156,7 @@ class Processor(PartitionBook):
 
     def own_partition(self, user_id: str) -> int:
         """The partition of ``user_id`` (as producers know it) that holds its state."""
-        n = self.config.partitions
-        if n is None:
-            raise ValueError("no partition count configured: events are not routed")
-        got = self._owners.get(user_id)
-        if got is None:
-            if len(self._owners) >= 1 << 16:  # a cache: murmur2 in Python is ~2 us a call
-                self._owners.clear()
-            got = self._owners[user_id] = partition_for(user_id.encode(), n)
-        return got
+        return self._owners.of(user_id)
 
     def _process(self, records: Sequence[Record], resend: bool | None) -> BatchOutput:
         """``resend`` None: the events topic's records; else forwarded ones (see above)."""
@@ -202,7 +201,7 @@ class Processor(PartitionBook):
             return
         newest = batch.max_ts.get(rec.partition, part.max_ts)
         late = event.ts_ms < newest - self.config.grace_ms
-        if not st.add(event, offset, self.config.max_events, id_hash):
+        if not st.add(event, offset, self.max_events, id_hash):
             out.counts["late"] += 1  # older than a full window: nothing to update
             return
         out.counts["late" if late else "ok"] += 1
@@ -219,7 +218,7 @@ class Processor(PartitionBook):
         the alert rules and the deadline schedule."""
         started = time.perf_counter()
         steps = batch.steps
-        scores = score_steps(self.scorer, steps, batch.cache, batch.windows, self.config.threshold)
+        scores = score_steps(self.scorer, steps, batch.cache, batch.windows, self.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
@@ -384,7 +383,7 @@ class Processor(PartitionBook):
             if st.deadline_ms != deadline or st.dormant_since_ms:
                 log.warning("schedule and state disagree for a user of partition %d", partition)
                 continue
-            spec = alerting.dormant(st, batch.windows[ukey], deadline, self.config.threshold)
+            spec = alerting.dormant(st, batch.windows[ukey], deadline, self.threshold)
             batch.touched.add(ukey)
             self._emit(out, st, ukey, cause_offset, spec)
 

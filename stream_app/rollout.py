@@ -41,7 +41,12 @@ def load_scorer(settings: Settings, path: Path | None = None) -> AnyScorer:
         card = read_card(model)
     except CardError as exc:
         raise ModelMismatchError(f"{model}: {exc}") from exc
-    return LapseScorer(model) if is_step_model(card) else OnnxScorer(model)
+    if not is_step_model(card):
+        return OnnxScorer(model)
+    days = settings.interest_horizon_days
+    return LapseScorer(
+        model, horizon_h=None if days is None else days * 24.0, threshold=settings.threshold
+    )
 
 
 class ModelUnavailableError(DecayError, RuntimeError):

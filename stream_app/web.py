@@ -64,7 +64,7 @@ def register_pages(
             return web.html("<!doctype html><p>Unknown user.</p>", status=404)
         key, st, now = found
         page = await asyncio.to_thread(
-            ui.user_page, key, st, processor.scorer, settings.threshold, now
+            ui.user_page, key, st, processor.scorer, processor.threshold, now
         )
         return web.html(page)
 

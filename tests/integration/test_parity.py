@@ -40,7 +40,7 @@ def test_stream_scores_equal_offline_scores(bootstrap: str, tmp_path: Path) -> N
         assert worker.stop() == 0
     streamed = pd.DataFrame([json.loads(m.value) for m in read_topic(bootstrap, "parity-scores")])
     assert len(streamed) == len(messages)  # one score per event
-    offline = score_log(pd.DataFrame(records), shipped_model(), threshold=s.threshold)
+    offline = score_log(pd.DataFrame(records), shipped_model(), threshold=s.dormancy_threshold)
     both = streamed.merge(offline, on="event_id", suffixes=("_stream", "_offline"))
     assert len(both) == len(messages)
     assert (both["user_id_stream"] == both["user_id_offline"]).all()

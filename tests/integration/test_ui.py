@@ -26,7 +26,7 @@ import pytest
 
 from decay.alerts import rfc3339
 from stream_app.queries import partition_for
-from stream_app.rollout import shipped_model
+from stream_app.rollout import load_scorer, shipped_model
 from stream_app.ui import STYLE
 from stream_app.ui_chart import BOTTOM, TOP, H
 from tests.integration.harness import Setup, WorkerProcess, produce_messages
@@ -119,8 +119,11 @@ def y_of(value: float) -> float:
     return H - BOTTOM - value * (H - TOP - BOTTOM)
 
 
-def check_page(page: str, body: dict[str, Any], clock_ms: int, types: Sequence[str]) -> None:
-    """What every page must show (``body``: the user's /users JSON)."""
+def check_page(
+    page: str, body: dict[str, Any], clock_ms: int, types: Sequence[str], threshold: float
+) -> None:
+    """What every page must show (``body``: the user's /users JSON; ``threshold``: the
+    served one, a lapse model's serving point or the worker's)."""
     assert f"User {body['user_id']}" in page
     # (a) interest on the partition's event time, which the page names
     clock = re.search(r'class="clock">Clock: now = ([0-9-]+ [0-9:]+) UTC, the event time', page)
@@ -140,14 +143,14 @@ def check_page(page: str, body: dict[str, Any], clock_ms: int, types: Sequence[s
     assert legend is not None
     for kind in types:
         assert f"{kind} event" in legend.group(1)
-    assert "threshold θ = 0.2" in legend.group(1)
-    assert re.search(r'class="threshold-meaning">Interest is .* Below θ = 0.2 the user counts as '
-                     r"dormant", page)  # fmt: skip
+    assert f"threshold θ = {threshold:g}" in legend.group(1)
+    below = re.escape(f"Below θ = {threshold:g} the user counts as dormant")
+    assert re.search(r'class="threshold-meaning">Interest is .* ' + below, page)
     # nothing of related categories or explanations until alerts carry them
     assert 'class="related"' not in page and 'class="explanation"' not in page
 
 
-def check_dormant(page: str, body: dict[str, Any]) -> None:
+def check_dormant(page: str, body: dict[str, Any], threshold: float) -> None:
     """(b) The curve runs through the threshold at the dormant alert, and the alert is there."""
     since = body["dormant_since"]
     assert since is not None
@@ -158,7 +161,7 @@ def check_dormant(page: str, body: dict[str, Any]) -> None:
     found = re.match(r"M([0-9.]+),([0-9.]+)", at[0].attrib["d"])
     assert found is not None
     x, y = float(found.group(1)), float(found.group(2)) + 7
-    assert abs(y - y_of(0.2)) < 1.0  # at the threshold
+    assert abs(y - y_of(threshold)) < 1.0  # at the threshold
     points = np.array(curve_points(svg))
     assert np.min(np.hypot(points[:, 0] - x, points[:, 1] - y)) < 0.5  # on the curve
     assert points[:, 0].max() >= x
@@ -198,6 +201,8 @@ def run_pages(
     for _, value in messages:
         event = json.loads(value)
         users.setdefault(event["user_id"], []).append(event)
+    served = getattr(load_scorer(setup.settings()), "threshold", None)
+    threshold = setup.settings().dormancy_threshold if served is None else served
     worker = WorkerProcess(setup, tmp_path / "worker.log")
     pages = {}
     try:
@@ -215,9 +220,9 @@ def run_pages(
             body = bodies[user]
             clock = clocks[partition_for(user.encode(), setup.partitions)]
             types = sorted({e["type"] for e in users[user][-body["events_in_window"] :]})
-            check_page(dom.stdout, body, clock, types)
+            check_page(dom.stdout, body, clock, types, threshold)
             if role == "dormant":
-                check_dormant(dom.stdout, body)
+                check_dormant(dom.stdout, body, threshold)
             screenshot(url, tmp_path / f"profile-shot-{role}", ARTIFACTS / f"{name}-{role}.png")
             pages[role] = dom.stdout
         assert worker.user("nobody")[0] == 404

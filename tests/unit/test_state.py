@@ -104,3 +104,37 @@ def test_the_model_state_round_trips_and_a_version_1_record_still_reads() -> Non
     v1 += struct.pack("<q", 1000) + bytes([0, 255]) + struct.pack("<fQ", 0.0, 42) + bytes([0])
     old = decode_state(v1)
     assert (old.n_total, old.last_offset, old.ts.tolist(), old.model_state) == (1, 7, [1000], b"")
+
+
+def test_alerts_are_stored_deflated_and_a_version_2_record_still_reads() -> None:
+    import struct
+
+    from decay import alerts as al
+
+    payload = al.Alert(
+        alert_id="dormant:c1:1998-01-01T12:00:00.000Z",
+        kind="dormant",
+        user_id="c1",
+        category=None,
+        score=0.125,
+        peak_score=0.31,
+        half_life_hours=612.3,
+        event_time="1998-01-01T12:00:00.000Z",
+        emitted_at="2026-12-01T11:23:00.123Z",
+        model_version="lstm-btyd-fs1-6f87449be60a",
+        reasons=al.dormant_reasons(41 * 86_400_000, 30 * 86_400_000, 0.31, 0.125, 4),
+    ).to_json()
+    st = filled(3)
+    st.remember_alert(StoredAlert(17, payload), keep=4, unconfirmed_from=0)
+    raw = encode_state(st)
+    assert raw[0] == 3 and len(raw) < len(encode_state(filled(3))) + len(payload) // 2
+    assert decode_state(raw).alerts == [StoredAlert(17, payload)]
+    # version 2: the same header, the alert's JSON as it is
+    v2 = bytearray(encode_state(filled(3)))
+    v2[0] = 2
+    struct.pack_into("<B", v2, struct.calcsize("<BBhqIqqqffB"), 1)  # n_alerts
+    struct.pack_into("<q", v2, struct.calcsize("<BBhqIqqqffBBHI"), 17)  # max_cause_offset
+    v2 += struct.pack("<qH", 17, len(payload)) + payload
+    old = decode_state(bytes(v2))
+    assert old.alerts == [StoredAlert(17, payload)] and old.n_total == 3
+    assert encode_state(old) == raw  # rewritten as version 3

@@ -65,25 +65,27 @@ def test_a_dormant_users_curve_crosses_the_threshold_where_the_alert_fired(
     raw = store.get(0, "a")
     assert raw is not None
     st = decode_state(raw)
-    assert st.dormant_since_ms and st.n_total == 80 and st.n_events == 64
+    # the scorer's own window and threshold (the lapse model's: 10 events, its card's 0.125)
+    kept, threshold = proc.max_events, proc.threshold
+    assert st.dormant_since_ms and st.n_total == 80 and st.n_events == kept
     clock = user_clock(0, proc.newest_event_ms(0), WALL)
     assert clock.event_time and clock.now_ms == T0 + 440 * DAY
-    view = user_view("a", st, scorer, THRESHOLD, clock)
+    view = user_view("a", st, scorer, threshold, clock)
     crossing = view.curve.at(st.dormant_since_ms)
-    assert crossing == pytest.approx(THRESHOLD, abs=2e-3)
+    assert crossing == pytest.approx(threshold, abs=2e-3)
     assert view.curve.ts[-1] >= clock.now_ms > st.dormant_since_ms  # drawn through it, to now
     assert view.interest_now == view.curve.at(clock.now_ms)
-    page = user_page("a", st, scorer, THRESHOLD, clock)
+    page = user_page("a", st, scorer, threshold, clock)
     # the sim-trained hazard model's open last bin brings the curve back after 60 days
     if isinstance(scorer, OnnxScorer):
         assert view.rebound_ms is not None and view.rebound_ms > st.dormant_since_ms
-        assert 'class="note rebound"' in page and view.interest_now > THRESHOLD
+        assert 'class="note rebound"' in page and view.interest_now > threshold
     else:
-        assert view.rebound_ms is None and view.interest_now < THRESHOLD
+        assert view.rebound_ms is None and view.interest_now < threshold
     assert view.start_ms == st.first_ts_ms == T0  # the whole period, from first seen
     dormant = [m for m in view.marks if m.kind == "dormant"]
     assert dormant[0].ts_ms == st.dormant_since_ms and dormant[0].value == crossing
-    assert "the event time of partition 0" in page and "16 earlier events" in page
+    assert "the event time of partition 0" in page and f"{80 - kept} earlier events" in page
     assert "🎵 music" in page and "The window's events in detail" in page
 
 
