@@ -104,14 +104,14 @@ class Decayed:
     instead_base: float  # the share it rose from (see risen)
 
 
+def log_beta(x: float, y: float) -> float:
+    return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+
 def none_in(visits: int, sessions: int, since: int) -> float:
     """P(no visit in ``since`` more sessions | ``visits`` of ``sessions``), the share having
     a uniform prior: B(v + 1, n - v + 1 + m) / B(v + 1, n - v + 1)."""
     a, b = visits + 1.0, sessions - visits + 1.0
-
-    def log_beta(x: float, y: float) -> float:
-        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
-
     return math.exp(log_beta(a, b + since) - log_beta(a, b))
 
 
@@ -161,10 +161,6 @@ def session_of(sessions: int, last_ts_ms: int, ts_ms: int, rules: EngagementRule
 def at_most(k: int, m: int, a: float, b: float) -> float:
     """P(X <= k) for X ~ BetaBinomial(m, a, b): at most ``k`` visits in ``m`` sessions when
     the share is Beta(a, b)."""
-
-    def log_beta(x: float, y: float) -> float:
-        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
-
     base = log_beta(a, b)
     total = 0.0
     for j in range(max(0, min(k, m)) + 1):
@@ -176,10 +172,6 @@ def at_most(k: int, m: int, a: float, b: float) -> float:
 def at_least(k: int, m: int, a: float, b: float) -> float:
     """P(X >= k) for X ~ BetaBinomial(m, a, b), summed over the upper tail (1 - the CDF
     would lose the small values the test compares)."""
-
-    def log_beta(x: float, y: float) -> float:
-        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
-
     base = log_beta(a, b)
     total = 0.0
     for j in range(max(0, k), m + 1):

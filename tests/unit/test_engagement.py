@@ -16,6 +16,7 @@ from decay.engagement import (
     Engagement,
     EngagementRules,
     add_event,
+    at_least,
     at_most,
     none_in,
     review,
@@ -43,7 +44,7 @@ def test_none_in_is_the_beta_binomial_chance_of_a_run_elsewhere() -> None:
     assert none_in(20, 40, 12) < none_in(20, 40, 10)
 
 
-def test_at_most_is_the_beta_binomial_cdf() -> None:
+def test_at_most_and_at_least_are_the_beta_binomial_tails() -> None:
     from scipy.stats import betabinom
 
     for k, m, a, b in [
@@ -53,6 +54,10 @@ def test_at_most_is_the_beta_binomial_cdf() -> None:
         (4, 40, 1.0, 9.0),
     ]:
         assert abs(at_most(k, m, a, b) - float(betabinom.cdf(k, m, a, b))) < 1e-9
+        assert abs(at_least(k, m, a, b) - float(betabinom.sf(k - 1, m, a, b))) < 1e-9
+    # The upper tail is summed, not 1 - the CDF: a tiny value keeps its digits.
+    tiny = at_least(40, 40, 1.0, 30.0)
+    assert 0 < tiny < 1e-12 and abs(tiny / float(betabinom.pmf(40, 40, 1.0, 30.0)) - 1) < 1e-6
 
 
 def replay(log: list[tuple[int, str]], rules: EngagementRules) -> list[tuple[int, str]]:
