@@ -27,6 +27,11 @@ back to ``recover`` of ``base``) when, on an event of the user's,
 - the user's sessions since its last visit would be unlikely at its share of the sessions
   up to then (the beta-binomial chance of none, below ``run_alpha``): a run of sessions
   elsewhere, not a gap;
+- the sessions went elsewhere: another category's decayed share is above what its share of
+  all the user's sessions, or the most it can have had of the sessions up to the category's
+  last visit, would make likely (beta-binomial upper tail, below ``rise_alpha``; see
+  :func:`risen`). A fall that is only noise leaves no category risen; a user who really
+  moved has one;
 - nothing of it for ``min_silence_ms``; and it holds fewer than half of the user's last
   ``recent`` events.
 
@@ -69,14 +74,18 @@ class EngagementRules:
     session_gap_ms: int = 30 * 60_000
     min_peak: float = 0.3
     min_visits: int = 5
-    alpha: float = 0.001  # the decayed share's test
-    run_alpha: float = 0.001  # the run of sessions elsewhere's test
-    fall: float = 0.5  # the decayed share must be below this part of the share before
+    # The tests' levels, tuned together on simulated seeds 101-105 (bench/categories.py):
+    # each alone is weak evidence at these levels; a fall, a run elsewhere and another
+    # category's rise together are not.
+    alpha: float = 0.05  # the decayed share's test
+    run_alpha: float = 0.05  # the run of sessions elsewhere's test
+    rise_alpha: float = 0.01  # the test that another category rose
+    fall: float = 0.6  # the decayed share must be below this part of the share before
     recover: float = 0.8  # an episode ends when the decayed share is back to this part
     # Effective sessions per unit of decayed weight (Kish's (sum w)^2 / sum w^2 is 2 for
     # sessions at a steady rate under exponential weights).
     evidence: float = 2.0
-    min_silence_ms: int = 3 * DAY_MS
+    min_silence_ms: int = 7 * DAY_MS
     recent: int = 10
     max_categories: int = 32  # the least visited beyond this are forgotten
 
@@ -90,16 +99,19 @@ class Decayed:
     base: float  # of the user's sessions, up to its last visit
     silent_ms: int
     sessions_since: int
+    instead: str  # the category that rose
+    instead_share: float  # its share of the user's decayed activity now
+    instead_base: float  # the share it rose from (see risen)
+
+
+def log_beta(x: float, y: float) -> float:
+    return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
 
 
 def none_in(visits: int, sessions: int, since: int) -> float:
     """P(no visit in ``since`` more sessions | ``visits`` of ``sessions``), the share having
     a uniform prior: B(v + 1, n - v + 1 + m) / B(v + 1, n - v + 1)."""
     a, b = visits + 1.0, sessions - visits + 1.0
-
-    def log_beta(x: float, y: float) -> float:
-        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
-
     return math.exp(log_beta(a, b + since) - log_beta(a, b))
 
 
@@ -149,16 +161,59 @@ def session_of(sessions: int, last_ts_ms: int, ts_ms: int, rules: EngagementRule
 def at_most(k: int, m: int, a: float, b: float) -> float:
     """P(X <= k) for X ~ BetaBinomial(m, a, b): at most ``k`` visits in ``m`` sessions when
     the share is Beta(a, b)."""
-
-    def log_beta(x: float, y: float) -> float:
-        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
-
     base = log_beta(a, b)
     total = 0.0
     for j in range(max(0, min(k, m)) + 1):
         log_choose = math.lgamma(m + 1) - math.lgamma(j + 1) - math.lgamma(m - j + 1)
         total += math.exp(log_choose + log_beta(j + a, m - j + b) - base)
     return min(total, 1.0)
+
+
+def at_least(k: int, m: int, a: float, b: float) -> float:
+    """P(X >= k) for X ~ BetaBinomial(m, a, b), summed over the upper tail (1 - the CDF
+    would lose the small values the test compares)."""
+    base = log_beta(a, b)
+    total = 0.0
+    for j in range(max(0, k), m + 1):
+        log_choose = math.lgamma(m + 1) - math.lgamma(j + 1) - math.lgamma(m - j + 1)
+        total += math.exp(log_choose + log_beta(j + a, m - j + b) - base)
+    return min(total, 1.0)
+
+
+def risen(
+    book: dict[str, Engagement],
+    now: dict[str, float],
+    fallen: str,
+    sessions: int,
+    rules: EngagementRules,
+) -> tuple[str, float, float] | None:
+    """The category other than ``fallen`` that rose most surely, if one did: its decayed
+    visits (taken as ``evidence`` sessions each) are unlikely at its share of all the user's
+    sessions, or at the most it can have had of the sessions up to ``fallen``'s last visit
+    (posteriors, uniform prior). Its name, the share it is tested against and the test's
+    value.
+
+    The most: ``fallen`` opened ``visits`` of those ``at_session`` sessions, so another
+    category opened at most the rest, and at most all its own visits. Its share of all
+    sessions lags a move a long history dilutes; the most before misses none of a short
+    history."""
+    f = book[fallen]
+    total = sum(now.values())
+    m = round(rules.evidence * total)
+    best: tuple[str, float, float] | None = None
+    for name, e in book.items():
+        if name == fallen:
+            continue
+        k = round(rules.evidence * now[name])
+        most = min(e.visits, f.at_session - f.visits)
+        for count, n in ((e.visits, sessions), (most, f.at_session)):
+            share = (count + 1.0) / (n + 2.0)
+            if now[name] <= share * total:
+                continue  # not above it
+            p = at_least(k, m, count + 1.0, n - count + 1.0)
+            if p < rules.rise_alpha and (best is None or p < best[2]):
+                best = (name, share, p)
+    return best
 
 
 def review(
@@ -198,9 +253,23 @@ def review(
         mean, mass = base, e.at_session + 2.0
         since = sessions - e.at_session
         if (
-            none_in(e.visits, e.at_session, since) < rules.run_alpha
-            and at_most(k, m, mean * mass, (1.0 - mean) * mass) < rules.alpha
+            none_in(e.visits, e.at_session, since) >= rules.run_alpha
+            or at_most(k, m, mean * mass, (1.0 - mean) * mass) >= rules.alpha
         ):
+            continue
+        rose = risen(book, now, name, sessions, rules)
+        if rose is not None:
             e.fired = True
-            out.append(Decayed(name, _f32(share), _f32(base), silent, since))
+            out.append(
+                Decayed(
+                    name,
+                    _f32(share),
+                    _f32(base),
+                    silent,
+                    since,
+                    rose[0],
+                    _f32(now[rose[0]] / total),
+                    _f32(rose[1]),
+                )
+            )
     return out

@@ -165,7 +165,7 @@ class Settings(BaseSettings):
         description="share of the user's sessions that makes a category strong for them",
     )
     category_min_silence_days: float = Field(
-        3.0, ge=0, description="no category_decay before the user is this long silent in it"
+        7.0, ge=0, description="no category_decay before the user is this long silent in it"
     )
     category_half_life_days: float = Field(
         14.0,

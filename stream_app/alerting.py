@@ -78,6 +78,8 @@ def category_drops(st: UserState, step: Step, rules: EngagementRules) -> list[Al
                 "sessions had visited it",
                 f"{d.category} is {d.share:.0%} of the user's recent activity",
                 recent_mix(window),
+                f"{d.instead} rose to {d.instead_share:.0%} of it, from "
+                f"{d.instead_base:.0%} of the user's sessions",
             ],
         )
         for d in review(st.engagement, step.event.ts_ms, st.sessions, recent, rules)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -15,6 +16,7 @@ from decay.engagement import (
     Engagement,
     EngagementRules,
     add_event,
+    at_least,
     at_most,
     none_in,
     review,
@@ -42,7 +44,7 @@ def test_none_in_is_the_beta_binomial_chance_of_a_run_elsewhere() -> None:
     assert none_in(20, 40, 12) < none_in(20, 40, 10)
 
 
-def test_at_most_is_the_beta_binomial_cdf() -> None:
+def test_at_most_and_at_least_are_the_beta_binomial_tails() -> None:
     from scipy.stats import betabinom
 
     for k, m, a, b in [
@@ -52,6 +54,10 @@ def test_at_most_is_the_beta_binomial_cdf() -> None:
         (4, 40, 1.0, 9.0),
     ]:
         assert abs(at_most(k, m, a, b) - float(betabinom.cdf(k, m, a, b))) < 1e-9
+        assert abs(at_least(k, m, a, b) - float(betabinom.sf(k - 1, m, a, b))) < 1e-9
+    # The upper tail is summed, not 1 - the CDF: a tiny value keeps its digits.
+    tiny = at_least(40, 40, 1.0, 30.0)
+    assert 0 < tiny < 1e-12 and abs(tiny / float(betabinom.pmf(40, 40, 1.0, 30.0)) - 1) < 1e-6
 
 
 def replay(log: list[tuple[int, str]], rules: EngagementRules) -> list[tuple[int, str]]:
@@ -68,12 +74,28 @@ def replay(log: list[tuple[int, str]], rules: EngagementRules) -> list[tuple[int
 
 def test_a_fall_alerts_once_per_episode_and_a_recovery_opens_the_next() -> None:
     """Books is every other daily session for 120 days, then one in 30 for 90 (a fall with
-    stray visits, not a silence), back to every other for 120, and falls again."""
+    stray visits, not a silence) while toys takes half of the sessions, back to every other
+    for 120, and falls again."""
     pattern = [2] * 120 + [30] * 90 + [2] * 120 + [30] * 90
-    log = [(T0 + d * DAY_MS, "books" if d % n == 0 else f"c{d % 3}") for d, n in enumerate(pattern)]
+
+    def category(day: int, n: int) -> str:
+        if day % n == 0:
+            return "books"
+        return "toys" if n == 30 and day % 2 else f"c{day % 3}"
+
+    log = [(T0 + d * DAY_MS, category(d, n)) for d, n in enumerate(pattern)]
     alerts = [(int((ts - T0) // DAY_MS), c) for ts, c in replay(log, EngagementRules())]
     assert [c for _, c in alerts] == ["books", "books"], alerts
     assert 120 < alerts[0][0] < 210 and 330 < alerts[1][0] < 420, alerts
+
+
+def test_a_fall_spread_over_the_other_categories_is_not_a_move() -> None:
+    """The same fall with the sessions spread evenly over three categories: no category
+    rose, so no alert (the user did not move to something else)."""
+    pattern = [2] * 120 + [30] * 90
+    log = [(T0 + d * DAY_MS, "books" if d % n == 0 else f"c{d % 3}") for d, n in enumerate(pattern)]
+    assert replay(log, EngagementRules()) == []
+    assert replay(log, replace(EngagementRules(), rise_alpha=1.0)) != []
 
 
 def test_a_steady_share_with_gaps_does_not_decay() -> None:
@@ -179,3 +201,35 @@ def test_engagement_round_trips_through_the_state_record() -> None:
     got = decode_state(encode_state(s))
     assert got.sessions == 12
     assert got.engagement == s.engagement
+
+
+def test_the_bench_rules_driver_raises_what_the_processor_raises() -> None:
+    """bench/categories.py tunes on bench.category_rules: on a simulated log it must raise
+    exactly the processor's category_decay alerts (user, category, event time)."""
+    from bench.category_rules import rule_alerts
+    from decay.eventlog import frame_to_records
+    from decay_cli.replay import encode
+    from training.simulate import SimConfig, simulate
+
+    config = SimConfig(rate_shape=2.0, rate_scale=0.5, dropout_a=1.0, dropout_b=80.0)
+    log = simulate(n_users=60, days=90, seed=4, config=config)
+    rules = EngagementRules(
+        alpha=0.5, run_alpha=0.5, rise_alpha=0.5, fall=0.7, min_peak=0.2, min_silence_ms=HOUR * 6
+    )
+    records = [
+        Record(0, i, key, value)
+        for i, (key, value) in enumerate(encode(r) for r in frame_to_records(log.events))
+    ]
+    store = MemoryStore()
+    config_ = ProcessorConfig(grace_ms=HOUR, threshold=0.25, engagement=rules)
+    proc = Processor(config_, SCORER, store, lambda: int(log.end_ms))
+    got = []
+    for i in range(0, len(records), 997):
+        out = proc.process(records[i : i + 997])
+        for (p, k), v in out.writes.items():
+            store.put(p, k, v)
+        got += [json.loads(a.payload) for a in out.alerts if a.kind == "category_decay"]
+    mine = {(a["user_id"], a["category"], ms(a["event_time"])) for a in got}
+    driver = {(a["user_id"], a["category"], a["ts"]) for a in rule_alerts(log.events, rules)}
+    assert len(mine) >= 5, mine
+    assert driver == mine

@@ -125,7 +125,9 @@ def batches_of(records: list[Record], size: int) -> list[list[Record]]:
 
 
 # Category alerts for any drift of taste: many of them, to exercise their state machinery.
-EAGER_CATEGORIES = EngagementRules(min_visits=2, alpha=0.5, min_silence_ms=HOUR, min_peak=0.2)
+EAGER_CATEGORIES = EngagementRules(
+    min_visits=2, alpha=0.5, rise_alpha=0.5, min_silence_ms=HOUR, min_peak=0.2, half_life_ms=DAY
+)
 
 
 def test_alerts_and_state_do_not_depend_on_batch_size() -> None:
