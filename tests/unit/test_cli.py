@@ -204,9 +204,9 @@ def test_worker_help_points_to_decay_settings() -> None:
     assert "`decay settings` lists them" in " ".join(result.output.split())
 
 
-def test_the_readme_settings_table_is_the_output_of_decay_settings() -> None:
+def test_the_settings_page_is_the_output_of_decay_settings() -> None:
     result = CliRunner().invoke(cli.app, ["settings"])
     assert result.exit_code == 0, result.output
     table = result.output.strip()
     assert table.count("\n") > 10
-    assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
