@@ -1,9 +1,9 @@
 """The worker: one method per thing it reacts to, over the ports create_app gives it
 (stream_app.ports: Faust's in production, stream_app.testing's in memory). ``consume`` takes the
-events topic a micro-batch at a time (``handle`` is one); ``erase_request`` and
-``apply_forwarded`` one record of the erase and repartition topics; the rest are timers and
-rebalance signals. Whatever touches the
-processor holds the worker's lock: batches, erasures, sweeps and rollouts never interleave.
+events topic a micro-batch at a time (``handle`` is one); ``erase`` and ``apply_forwarded`` one
+record of the erase and repartition topics; the rest are timers and rebalance signals.
+Whatever touches the processor holds the worker's lock: batches, erasures, sweeps and rollouts
+never interleave.
 A batch's order (look up the committed offsets, process, write, refill offset gaps, deliver)
 is ``run_batch``'s; delivery and commits are stream_app.delivery's.
 """
