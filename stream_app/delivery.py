@@ -202,6 +202,7 @@ class Delivery:
         for peak in out.peaks:
             m.interest.observe(peak)
         m.pending_deadlines.set(processor.pending_deadlines())
+        m.schedules_loading.set(len(processor.schedules_loading()))
         m.users_tracked.set(processor.users_tracked())
         now = time.time()
         for p, wm in processor.watermarks().items():

@@ -35,6 +35,7 @@ class Metrics:
     batch_seconds: Histogram
     scoring_seconds: Histogram
     pending_deadlines: Gauge
+    schedules_loading: Gauge
     watermark: Gauge
     watermark_lag: Gauge
     consumer_lag: Gauge
@@ -95,6 +96,12 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Any]:
     return dict(
         pending_deadlines=Gauge(
             "decay_pending_deadlines", "Dormancy deadlines waiting", registry=registry
+        ),
+        schedules_loading=Gauge(
+            "decay_schedules_loading",
+            "Partitions whose deadline schedule is still being read after a restart (their due "
+            "deadlines fire once it is in)",
+            registry=registry,
         ),
         watermark=Gauge(
             "decay_watermark_seconds",

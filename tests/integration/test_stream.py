@@ -52,6 +52,11 @@ def run_to_end(worker: WorkerProcess, setup: Setup, total: int, timeout: float =
     worker.wait_for(
         lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
     )
+    # After a restart or a takeover the stored deadlines are read in a thread; the ones due
+    # fire once the schedule is in (stream_app.schedules), after the last batch maybe.
+    worker.wait_for(
+        lambda: worker.metrics().get("decay_schedules_loading", 0.0) == 0.0, 60, "schedules read"
+    )
 
 
 def expected_alerts(setup: Setup, now_ms: int) -> tuple[list[dict], dict]:
