@@ -164,6 +164,21 @@ def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
     return all(c >= end for c, end in commit_progress(bootstrap, group, topic).values())
 
 
+def run_to_end(worker: WorkerProcess, setup: Setup, total: int, timeout: float = 180) -> None:
+    """Wait until the worker saw ``total`` records, committed the whole log and read every
+    stored schedule: after a restart or a takeover the stored deadlines are read in a thread,
+    and the ones due fire once the schedule is in (stream_app.schedules), maybe after the last
+    batch."""
+    s = setup.settings()
+    worker.wait_for(lambda: worker.events_seen() >= total, timeout, f"{total} records")
+    worker.wait_for(
+        lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
+    )
+    worker.wait_for(
+        lambda: worker.metrics().get("decay_schedules_loading", 0.0) == 0.0, 60, "schedules read"
+    )
+
+
 def oracle(
     records: Sequence[Record], settings: Settings, now_ms: int, batch: int = 500
 ) -> tuple[list[BatchOutput], MemoryStore]:

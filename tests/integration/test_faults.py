@@ -27,9 +27,10 @@ from tests.integration.harness import (
     produce_messages,
     read_alerts,
     read_topic,
+    run_to_end,
     topic_records,
 )
-from tests.integration.test_stream import expected_alerts, run_to_end, simulated_messages
+from tests.integration.test_stream import expected_alerts, simulated_messages
 
 pytestmark = pytest.mark.kafka
 

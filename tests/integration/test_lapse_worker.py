@@ -18,10 +18,10 @@ from decay_cli.replay import encode
 from tests.integration.harness import (
     Setup,
     WorkerProcess,
-    committed_everything,
     oracle,
     produce_messages,
     read_alerts,
+    run_to_end,
     topic_records,
     worker_log_errors,
 )
@@ -50,10 +50,7 @@ def test_the_worker_serves_a_lapse_step_model_as_the_processor_alone_does(
     produce_messages(bootstrap, s.events_topic, messages)
     worker = WorkerProcess(setup, tmp_path / "worker.log")
     try:
-        worker.wait_for(lambda: worker.events_seen() >= len(messages), 180, "all records")
-        worker.wait_for(
-            lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
-        )
+        run_to_end(worker, setup, len(messages), 180)
         got = read_alerts(bootstrap, s.alerts_topic)
         outs, store = oracle(topic_records(bootstrap, s.events_topic), s, int(time.time() * 1000))
         want = [json.loads(a.payload) for out in outs for a in out.alerts]

@@ -16,8 +16,8 @@ from stream_app import dead_letters
 from tests.integration.harness import (
     Setup,
     WorkerProcess,
-    committed_everything,
     read_topic,
+    run_to_end,
 )
 
 pytestmark = pytest.mark.kafka
@@ -76,10 +76,7 @@ def test_a_record_of_the_broker_maximum_size_is_dead_lettered_and_the_worker_goe
 
     worker = WorkerProcess(setup, tmp_path / "worker.log")
     try:
-        worker.wait_for(lambda: worker.events_seen() >= len(messages), 120, "every record")
-        worker.wait_for(
-            lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
-        )
+        run_to_end(worker, setup, len(messages), 120)
         m = worker.metrics()
         assert m['decay_events_total{result="ok"}'] == len(good)
         assert m['decay_dead_letters_total{reason="too_large"}'] == 1

@@ -15,11 +15,11 @@ from stream_app.rollout import shipped_model
 from tests.integration.harness import (
     Setup,
     WorkerProcess,
-    committed_everything,
     oracle,
     produce_messages,
     read_alerts,
     read_topic,
+    run_to_end,
     topic_records,
 )
 from tests.integration.test_stream import simulated_messages
@@ -69,10 +69,7 @@ def test_model_rollout_under_load(bootstrap: str, tmp_path: Path) -> None:
             60,
             "rollout",
         )
-        worker.wait_for(lambda: worker.events_seen() >= len(messages), 180, "all events")
-        worker.wait_for(
-            lambda: committed_everything(bootstrap, s.app_id, s.events_topic), 60, "commits"
-        )
+        run_to_end(worker, setup, len(messages), 180)
         assert worker.metrics()[v1] == 0
         alerts = read_topic(bootstrap, s.alerts_topic)
         versions = {json.loads(m.value)["model_version"] for m in alerts}

@@ -21,6 +21,7 @@ from tests.integration.harness import (
     produce_messages,
     read_alerts,
     read_topic,
+    run_to_end,
     topic_records,
     worker_log_errors,
 )
@@ -44,19 +45,6 @@ def setup_for(name: str, bootstrap: str, tmp_path: Path) -> Setup:
     setup = Setup(name, bootstrap, tmp_path / f"{name}-state")
     setup.create_topics()
     return setup
-
-
-def run_to_end(worker: WorkerProcess, setup: Setup, total: int, timeout: float = 180) -> None:
-    s = setup.settings()
-    worker.wait_for(lambda: worker.events_seen() >= total, timeout, f"{total} records")
-    worker.wait_for(
-        lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
-    )
-    # After a restart or a takeover the stored deadlines are read in a thread; the ones due
-    # fire once the schedule is in (stream_app.schedules), after the last batch maybe.
-    worker.wait_for(
-        lambda: worker.metrics().get("decay_schedules_loading", 0.0) == 0.0, 60, "schedules read"
-    )
 
 
 def expected_alerts(setup: Setup, now_ms: int) -> tuple[list[dict], dict]:

@@ -16,9 +16,9 @@ from stream_app.trends import describe
 from tests.integration.harness import (
     Setup,
     WorkerProcess,
-    committed_everything,
     oracle,
     produce_messages,
+    run_to_end,
     topic_records,
     worker_log_errors,
 )
@@ -43,10 +43,7 @@ def test_categories_answer_after_a_replay(bootstrap: str, tmp_path: Path) -> Non
     produce_messages(bootstrap, s.events_topic, messages)
     worker = WorkerProcess(setup, tmp_path / "worker.log")
     try:
-        worker.wait_for(lambda: worker.events_seen() >= len(messages), 180, "every record")
-        worker.wait_for(
-            lambda: committed_everything(s.bootstrap, s.app_id, s.events_topic), 60, "commits"
-        )
+        run_to_end(worker, setup, len(messages), 180)
         status, got = get(worker.port, "/categories?n=5&by=week")
         assert status == 200, got
         # What the processor alone makes of the same records, read the same way.
