@@ -166,7 +166,7 @@ def build_drain_count_app(settings: Settings, probe: Any, stop: Callable[[], Non
     from stream_app.runtime.intake import Intake
 
     app = faust_app(settings)
-    intake = Intake(app, settings.events_topic, lambda partition: None, 4 * BATCH)
+    intake = Intake(app, settings.events_topic, lambda partition: None, 4 * BATCH, lambda n: None)
 
     @app.task
     async def count() -> None:

@@ -147,7 +147,11 @@ def create_app(
         group=FaustGroup(app),
         # A partition whose records wait in the intake's queue is not stalled.
         batches=Intake(
-            app, settings.events_topic, lambda p: tail.delivered((p,)), 4 * settings.batch_max
+            app,
+            settings.events_topic,
+            lambda p: tail.delivered((p,)),
+            4 * settings.batch_max,
+            metrics.changelog_bulk.inc,
         ),
         committed=offsets.GroupOffsets(settings),
         reader=offsets.GapReader(settings),

@@ -48,6 +48,7 @@ class Metrics:
     models_refused: Counter
     stale_records: Counter
     refetched: Counter
+    changelog_bulk: Counter
     category_interest: Gauge
 
     @classmethod
@@ -80,6 +81,12 @@ def _counters(registry: CollectorRegistry) -> dict[str, Any]:
         refetched=Counter(
             "decay_refetched_records",
             "Records Faust's consumer skipped, read again by the worker's gap reader",
+            registry=registry,
+        ),
+        changelog_bulk=Counter(
+            "decay_changelog_bulk_records",
+            "State changelog records written to RocksDB a fetch at a time during recovery "
+            "(the rest go through Faust's recovery)",
             registry=registry,
         ),
         alerts_resent=Counter(

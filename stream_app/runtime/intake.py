@@ -7,8 +7,9 @@ stream: about 250 µs of CPU per record here, more than the worker's own process
 from each fetch: ``Consumer._drain_messages`` (the loop Faust's Fetcher runs) is replaced by one
 that puts the events topic's records of a fetch, per partition, on a queue bounded by records
 (a full queue holds the loop, and with it the fetching), and hands every other topic's records
-(changelogs in recovery, erase requests) to Faust's conductor one by one, as Faust's own loop
-does.
+(erase requests, a changelog's last records in recovery) to Faust's conductor one by one, as
+Faust's own loop does; a changelog in recovery is written to RocksDB a fetch at a time
+(stream_app/runtime/changelog_bulk.py).
 
 Faust still owns the group, the assignment, the fetching of its active partitions (pauses
 during recovery included) and the seek to the committed offsets while its flow is stopped.
@@ -33,6 +34,7 @@ from typing import Any
 import faust
 
 from stream_app.ports import Fetched
+from stream_app.runtime.changelog_bulk import ChangelogBulk
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +136,20 @@ class Intake:
         topic: str,
         on_fetch: Callable[[int], None],
         max_records: int,
+        on_changelog: Callable[[int], None],
         fetch_wait_ms: int = FETCH_WAIT_MS,
     ) -> None:
         """``on_fetch(partition)``: called as each fetch of the topic comes, before it waits
         for room in the queue (the worker's tail check counts that as delivered).
-        ``max_records``: the records the queue holds before it holds the fetching."""
+        ``max_records``: the records the queue holds before it holds the fetching.
+        ``on_changelog(n)``: called with the changelog records of a fetch written to RocksDB
+        at once in recovery."""
         self.app = app
         self.topic = topic
         self.on_fetch = on_fetch
         self.fetch_wait_ms = fetch_wait_ms
         self.fetches = Fetches(max_records)
+        self.changelog = ChangelogBulk(app, on_changelog)
         app.topics.add(_Subscription(app, topics=[topic], acks=False))
         app.consumer._drain_messages = self._drain  # type: ignore[attr-defined]
 
@@ -188,7 +194,10 @@ class Intake:
                         fetched = Fetched(generation, tp.partition, batch, time.time())
                         await self.fetches.put(fetched)
                         continue
-                    await self._to_conductor(consumer, tp, batch)
+                    # A changelog in recovery goes to RocksDB whole (changelog_bulk.py).
+                    rest = self.changelog.apply(consumer, tp, batch)
+                    if rest:
+                        await self._to_conductor(consumer, tp, rest)
         except consumer.consumer_stopped_errors:
             if app.should_stop:
                 return

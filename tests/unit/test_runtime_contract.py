@@ -114,3 +114,27 @@ def test_the_scan_finds_what_runtime_uses() -> None:
     ]
     assert any("._committed_offset" in use for use in inside)
     assert any("_current_event" in use for use in inside)
+
+
+def test_what_the_changelog_bulk_path_books_is_where_it_looks() -> None:
+    """stream_app.runtime.changelog_bulk: Faust's Recovery attributes it reads and sets, the
+    rocksdict Store's offset bookkeeping it calls, and Faust's own batch apply doing the same
+    writes (a WriteBatch of key/value, a delete for a tombstone, then the persisted offset)."""
+    from faust.tables.recovery import Recovery
+
+    app = faust.App("contract", broker="kafka://127.0.0.1:9")
+    recovery = app.tables.recovery
+    assert isinstance(recovery, Recovery)
+    for name in ("active_tps", "active_offsets", "active_highwaters", "tp_to_table"):
+        assert hasattr(recovery, name), name
+    assert recovery.in_recovery is False
+    assert str(inspect.signature(rocksdb.Store.set_persisted_offset)) == (
+        "(self, tp: faust.types.tuples.TP, offset: int) -> None"
+    )
+    apply = inspect.getsource(rocksdb.Store.apply_changelog_batch)
+    assert "rocksdict.WriteBatch(raw_mode=True)" in apply
+    assert "batches[msg.partition].delete(msg.key)" in apply
+    assert "batches[msg.partition].put(msg.key, msg.value)" in apply
+    assert "self.set_persisted_offset(tp, offset)" in apply
+    slurp = inspect.getsource(Recovery._slurp_changelogs.fun)  # a mode ServiceTask
+    assert "if seen_offset is None or offset > seen_offset:" in slurp
