@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from decay.durations import DAY_MS
 
@@ -49,10 +49,15 @@ class Alert:
     emitted_at: str
     model_version: str
     reasons: list[str] = field(default_factory=list)
+    # category_decay: close categories where the user's interest is still high or rising
+    # (decay.related.Suggestion.entry); left out of the JSON when there are none.
+    related: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         # The fields in order, as asdict() gives them, without its deep copies.
         values = {name: getattr(self, name) for name in _ALERT_FIELDS}
+        if not values["related"]:
+            del values["related"]
         return json.dumps(values, separators=(",", ":")).encode()
 
     @staticmethod

@@ -2,7 +2,8 @@
 close to it in embedding space where this user's interest is still high or rising.
 
 Pure: the caller gives the category vectors (``decay.embeddings`` or a model's category space)
-and the user's interest per category now and a while ago (decayed activity, any unit).
+and the user's interest per category now and a while ago (decayed activity, any unit);
+:func:`engagement_interest` reads both from a user's per-category engagement (the worker's).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from decay.engagement import Engagement, EngagementRules, activity_at
 
 F32 = npt.NDArray[np.float32]
 MAX_SUGGESTIONS = 3
@@ -39,6 +42,31 @@ class Suggestion:
             "interest": round(self.interest, 4),
             "rising": self.rising,
         }
+
+    def entry(self, level: float) -> dict[str, object]:
+        """As an alert or a page lists it: ``score`` is ``level`` (the user's interest now)
+        times the category's share, as a ``category_decay`` alert's own score is."""
+        return {
+            "category": self.category,
+            "score": round(level * self.interest, 4),
+            "share": round(self.interest, 4),
+            "similarity": round(self.similarity, 3),
+            "rising": self.rising,
+        }
+
+
+def engagement_interest(
+    book: Mapping[str, Engagement], t_ms: int, sessions: int, rules: EngagementRules
+) -> dict[str, Interest]:
+    """A user's interest per category from its engagement (``decay.engagement``): now, the
+    category's share of the user's decayed visits at ``t_ms``; before, its share of all the
+    user's ``sessions`` so far. A category above its share of all sessions is rising (the
+    test ``decay.engagement.risen`` makes of where the sessions went)."""
+    now = {name: activity_at(e, t_ms, rules) for name, e in book.items()}
+    total = sum(now.values())
+    if total <= 0.0 or sessions <= 0:
+        return {}
+    return {name: Interest(now[name] / total, e.visits / sessions) for name, e in book.items()}
 
 
 def related(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from decay import alerts as al
 from decay.categories import recent_mix
@@ -29,6 +30,7 @@ class AlertSpec:
     reasons: list[str] = field(default_factory=list)
     category: str | None = None
     peak: float | None = None  # the peak score to report, when not the user's own
+    related: list[dict[str, Any]] = field(default_factory=list)  # stream_app.category_vectors
 
 
 def reengaged(st: UserState, step: Step) -> AlertSpec | None:
@@ -143,4 +145,5 @@ def to_payload(spec: AlertSpec, user_id: str, st: UserState, version: str, now_m
         emitted_at=al.rfc3339(now_ms),
         model_version=version,
         reasons=spec.reasons,
+        related=spec.related,
     ).to_json()

@@ -21,6 +21,7 @@ from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
 from decay_kafka.topics import message_limits as topic_limits
 from stream_app import dead_letters, schedules
+from stream_app.category_vectors import CategoryVectors
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.ports import Ports
@@ -141,7 +142,9 @@ def create_app(
     table = state_table(app, settings)
     store = FaustTableStore(table, settings.events_topic)
     pseudonym = pseudonymizer(settings)
-    processor = Processor(processor_config(settings), scorer, store, _now_ms, pseudonym)
+    config = processor_config(settings)
+    vectors = CategoryVectors.load(config.engagement, metrics)  # off without the embed extra
+    processor = Processor(config, scorer, store, _now_ms, pseudonym, vectors)
     tail = TailWatch(settings.batch_max)
     ports = Ports(
         group=FaustGroup(app),

@@ -26,6 +26,9 @@ def f32(value: float) -> float:
     return float(np.float32(value))
 
 
+UserKey = tuple[int, str]  # (partition, user's state key)
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     partition: int

@@ -50,6 +50,8 @@ class Metrics:
     refetched: Counter
     changelog_bulk: Counter
     category_interest: Gauge
+    category_names: Counter
+    embed_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -94,6 +96,14 @@ def _counters(registry: CollectorRegistry) -> dict[str, Any]:
         ),
         models_refused=Counter(
             "decay_models_refused", "Models refused at rollout", registry=registry
+        ),
+        # stream_app.category_vectors: each name embedded once, else read back from the state.
+        category_names=Counter(
+            "decay_category_names",
+            "Category names new to this worker: embedded, read back from the state table, or "
+            "over the limit of names kept (not embedded)",
+            ["result"],
+            registry=registry,
         ),
     )
 
@@ -174,6 +184,12 @@ def _histograms(registry: CollectorRegistry) -> dict[str, Any]:
             "(stream_app/metrics.py)",
             LATENCY_BUCKETS,
             label="stage",
+            registry=registry,
+        ),
+        embed_seconds=Histogram(
+            "decay_category_embed_seconds",
+            "Sentence-encoder time per call embedding a batch's new category names",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry,
         ),
         interest=Histogram(

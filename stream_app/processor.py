@@ -54,8 +54,10 @@ from stream_app.batch import (
     Record,
     StateStore,
     Step,
+    UserKey,
 )
 from stream_app.batch_scores import kept_events, score_steps, served_threshold
+from stream_app.category_vectors import CategoryVectors
 from stream_app.erasure import erase_user, expire_users
 from stream_app.partitions import (
     ERASED_PREFIX,
@@ -66,8 +68,7 @@ from stream_app.partitions import (
 )
 from stream_app.trends import apply_steps
 
-# The types of a batch live in stream_app.batch and the partition records in
-# stream_app.partitions; callers know them from here.
+# Re-exported: callers know the batch's types and the partition records from here.
 __all__ = [
     "ERASED_PREFIX",
     "WATERMARK_KEY",
@@ -84,8 +85,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-UserKey = tuple[int, str]
 
 
 @dataclass(slots=True)
@@ -111,6 +110,7 @@ class Processor(PartitionBook):
         store: StateStore,
         clock_ms: Callable[[], int],
         pseudonymize: Callable[[str], str] | None = None,
+        vectors: CategoryVectors | None = None,
     ) -> None:
         super().__init__(config.grace_ms, store)
         self.config = config
@@ -118,6 +118,7 @@ class Processor(PartitionBook):
         self.clock_ms = clock_ms
         self.pseudonymize = pseudonymize
         self._owners = Owners(config.partitions)
+        self.vectors = vectors or CategoryVectors(None, config.engagement)
 
     @property
     def threshold(self) -> float:
@@ -176,6 +177,7 @@ class Processor(PartitionBook):
             admitted = admit(rec, part, resend, limits, out, start, owner, self.pseudonymize)
             if admitted is not None:
                 self._add(rec, part, *admitted, batch, out)
+        self.vectors.learn(batch.steps, self.store, out.writes)  # before the alert rules
         self._apply_scores(batch, out)
         apply_steps(self._partitions, batch.steps, out.writes)  # category trends
         self._finish(out, batch, {rec.partition for rec in records})
@@ -256,7 +258,7 @@ class Processor(PartitionBook):
         st.peak_score = peak
         st.half_life_s = half_life
         for drop in alerting.category_drops(st, step, self.config.engagement):
-            self._emit(out, st, ukey, step.offset, drop)
+            self._emit(out, st, ukey, step.offset, self.vectors.relate(drop, st))
         part = self._partitions[step.partition]
         if math.isfinite(deadline_s) and not st.dormant_since_ms:
             st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 
 from decay.alerts import rfc3339
+from decay.related import Suggestion
 from decay.scoring import AnyScorer
 from decay.state import UserState
 
@@ -58,9 +60,18 @@ def user_clock(partition: int, newest_event_ms: int | None, wall_ms: int) -> Clo
     return Clock(newest_event_ms, partition, event_time=True)
 
 
-def describe_user(user_id: str, st: UserState, scorer: AnyScorer, clock: Clock) -> dict[str, Any]:
+def describe_user(
+    user_id: str,
+    st: UserState,
+    scorer: AnyScorer,
+    clock: Clock,
+    related: Mapping[str, Sequence[Suggestion]] | None = None,
+) -> dict[str, Any]:
+    """``related``: per fading category, its related ones (CategoryVectors.fading), each
+    scored with the interest now."""
     last = st.last_ts_ms
     silent_s = max(clock.now_ms - last, 0) / 1000.0
+    interest = scorer.interest(st.peak_score, st.half_life_s, silent_s)
     return {
         "user_id": user_id,
         "events_seen": st.n_total,
@@ -69,10 +80,11 @@ def describe_user(user_id: str, st: UserState, scorer: AnyScorer, clock: Clock) 
         "last_event": rfc3339(last) if st.n_events else None,
         "now": rfc3339(clock.now_ms),
         "clock": clock.source,
-        "interest_now": scorer.interest(st.peak_score, st.half_life_s, silent_s),
+        "interest_now": interest,
         "peak_score": st.peak_score,
         "half_life_hours": st.half_life_s / 3600.0,
         "deadline": rfc3339(st.deadline_ms) if st.deadline_ms else None,
         "dormant_since": rfc3339(st.dormant_since_ms) if st.dormant_since_ms else None,
         "last_alerts": [json.loads(a.payload) for a in st.alerts],
+        "related": {c: [s.entry(interest) for s in found] for c, found in (related or {}).items()},
     }

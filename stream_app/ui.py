@@ -10,9 +10,11 @@ a sentence or a list of them).
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from decay.alerts import rfc3339
+from decay.related import Suggestion
 from decay.scoring import AnyScorer
 from decay.state import UserState
 from stream_app.queries import Clock
@@ -103,6 +105,35 @@ def _categories(view: UserView) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _fading(view: UserView) -> str:
+    """The user's fading categories now, each with its related ones."""
+    if not view.related:
+        return ""
+    items = []
+    for fading, found in view.related.items():
+        names = ", ".join(
+            f'<span class="suggestion">{html.escape(str(r["category"]))}</span> '
+            f"({float(r['score']):.2f}{', rising' if r.get('rising') else ''})"
+            for r in found
+        )
+        items.append(
+            f'<li class="related-now"><b>{html.escape(fading)}</b> faded; '
+            + (
+                f"related categories still strong: {names}"
+                if names
+                else "no related category where the user's interest is high or rising"
+            )
+            + "</li>"
+        )
+    return (
+        "<h3>Related categories</h3><p>For each category whose decay alert is open: the "
+        "categories close to it in meaning (sentence embeddings of the names) where this "
+        "user's interest is still high or rising, each with interest now × its share of the "
+        "user's sessions (decayed visits, as the category alerts count them).</p>"
+        f"<ul>{''.join(items)}</ul>"
+    )
+
+
 def _related(a: dict[str, Any]) -> str:
     related = a.get("related")
     if not related:
@@ -141,12 +172,17 @@ def render(view: UserView) -> str:
         f"<title>decay · {html.escape(view.user_id)}</title><style>{STYLE}</style>"
         f"</head><body><h1>User {html.escape(view.user_id)}</h1>{_facts(view)}"
         f"<h2>Interest over time</h2>{_charts(view)}"
-        f"<h2>Category interest now</h2>{_categories(view)}"
+        f"<h2>Category interest now</h2>{_categories(view)}{_fading(view)}"
         f"<h2>Alerts</h2>{_alerts(view)}</body></html>"
     )
 
 
 def user_page(
-    user_id: str, st: UserState, scorer: AnyScorer, threshold: float, clock: Clock
+    user_id: str,
+    st: UserState,
+    scorer: AnyScorer,
+    threshold: float,
+    clock: Clock,
+    related: Mapping[str, Sequence[Suggestion]] | None = None,
 ) -> str:
-    return render(user_view(user_id, st, scorer, threshold, clock))
+    return render(user_view(user_id, st, scorer, threshold, clock, related))

@@ -13,7 +13,8 @@ user's period (first seen onwards) is drawn without a curve.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from decay import btyd, lifetime
 from decay.categories import category_probabilities
 from decay.events import EventType
 from decay.lapse_state import unpack_states
+from decay.related import Suggestion
 from decay.scoring import HOUR_S, AnyScorer, ExponentialDecayScorer
 from decay.state import UserState
 from decay.window import Window
@@ -82,6 +84,8 @@ class UserView:
     alerts: list[dict[str, Any]]  # newest first
     step_model: bool  # the curve before the last event is recomputed from the window
     rebound_ms: int | None  # silent, the curve climbs back over the threshold here
+    # Per fading category (its decay episode open), the related ones: Suggestion.entry.
+    related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def now_ms(self) -> int:
@@ -213,8 +217,15 @@ def _categories(st: UserState, interest_now: float) -> list[CategoryRow]:
 
 
 def user_view(
-    user_id: str, st: UserState, scorer: AnyScorer, threshold: float, clock: Clock
+    user_id: str,
+    st: UserState,
+    scorer: AnyScorer,
+    threshold: float,
+    clock: Clock,
+    related: Mapping[str, Sequence[Suggestion]] | None = None,
 ) -> UserView:
+    """``related``: per fading category, its related ones (CategoryVectors.fading), scored
+    here with the interest now."""
     alerts = [json.loads(a.payload) for a in reversed(st.alerts)]
     alert_ms = [parse_ms(a["event_time"]) for a in alerts]
     now = max(clock.now_ms, st.last_ts_ms)
@@ -222,6 +233,7 @@ def user_view(
     exact = [now, *([st.deadline_ms] if st.deadline_ms else []), *alert_ms]
     curve = interest_curve(st, scorer, end, exact) if st.n_events else Curve([], [])
     interest_now = curve.at(now) if st.n_events else None
+    level = 0.0 if interest_now is None else interest_now
     return UserView(
         user_id=user_id,
         clock=clock,
@@ -229,13 +241,14 @@ def user_view(
         curve=curve,
         start_ms=min([st.first_ts_ms, *alert_ms]) if st.n_events else now,
         end_ms=end,
-        interest_now=0.0 if interest_now is None else interest_now,
+        interest_now=level,
         threshold=threshold,
         meaning=meaning(scorer),
         model_version=scorer.version,
         marks=_marks(alerts, curve),
-        categories=_categories(st, 0.0 if interest_now is None else interest_now),
+        categories=_categories(st, level),
         alerts=alerts,
         step_model=isinstance(scorer, LapseScorer),
         rebound_ms=rebound(curve, st.last_ts_ms, threshold),
+        related={c: [s.entry(level) for s in found] for c, found in (related or {}).items()},
     )

@@ -54,7 +54,8 @@ def register_pages(
         if found is None:
             return web.json({"error": "unknown user"}, status=404)
         key, st, now = found
-        return web.json(describe_user(key, st, processor.scorer, now))
+        related = processor.vectors.fading(st, now.now_ms, now.partition, store)
+        return web.json(describe_user(key, st, processor.scorer, now, related))
 
     @app.page("/ui/users/{user_id}")
     @app.table_route(table=table, match_info="user_id")
@@ -63,8 +64,9 @@ def register_pages(
         if found is None:
             return web.html("<!doctype html><p>Unknown user.</p>", status=404)
         key, st, now = found
+        related = processor.vectors.fading(st, now.now_ms, now.partition, store)
         page = await asyncio.to_thread(
-            ui.user_page, key, st, processor.scorer, processor.threshold, now
+            ui.user_page, key, st, processor.scorer, processor.threshold, now, related
         )
         return web.html(page)
 

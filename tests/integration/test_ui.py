@@ -5,12 +5,14 @@ the default hazard model and with the lapse step model: the page reads interest 
 partition's event-time clock and says so; a dormant user's curve runs through the crossing
 of the threshold where the dormant alert fired, and the alert is drawn there; the chart
 covers the user's whole tracked period, with a date axis, a legend and the threshold in
-words; a category name with an emoji renders in colour. A screenshot of each page is
-written to var/test-artifacts/.
+words; a category name with an emoji renders in colour; a user whose category faded (the
+semantic simulator's names, embedded by the worker) sees its related categories, on the page and
+in the alert. A screenshot of each page is written to var/test-artifacts/.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +94,19 @@ def sim_messages() -> Messages:
     return out
 
 
+def semantic_messages() -> Messages:
+    """The semantic simulator's users (real category names, drifts to related ones) over
+    the 60 days before and the 30 of ``sim_messages``: several get a category_decay alert
+    with related categories."""
+    from decay.eventlog import frame_to_records
+    from decay_cli.replay import encode
+    from training.semantic_sim import simulate_semantic
+    from training.simulate import DEFAULT_START
+
+    log = simulate_semantic(40, days=90, seed=11, start=DEFAULT_START - timedelta(days=60))
+    return [encode(r) for r in frame_to_records(log.events)]
+
+
 def partition_clocks(messages: Messages, partitions: int) -> dict[int, int]:
     """The newest event time of each partition: the worker's clock for its users."""
     clocks: dict[int, int] = {}
@@ -146,8 +162,33 @@ def check_page(
     assert f"threshold θ = {threshold:g}" in legend.group(1)
     below = re.escape(f"Below θ = {threshold:g} the user counts as dormant")
     assert re.search(r'class="threshold-meaning">Interest is .* ' + below, page)
-    # nothing of related categories or explanations until alerts carry them
-    assert 'class="related"' not in page and 'class="explanation"' not in page
+    # related categories when the user has fading ones and alerts carry them; no
+    # explanations until alerts carry them
+    fading = any(body["related"].values())
+    assert ('class="related-now"' in page) == bool(body["related"])
+    assert ('class="suggestion"' in page) == fading
+    carried = any(a.get("related") for a in body["last_alerts"])
+    assert ('class="related"' in page) == carried
+    assert 'class="explanation"' not in page
+
+
+def text(name: str) -> str:
+    return html.escape(name, quote=False)
+
+
+def check_related(page: str, body: dict[str, Any]) -> None:
+    """The fading categories' related ones, as /users/{id} lists them, on the page; the
+    category_decay alert's own suggestions under it. (The DOM as Chromium dumps it escapes
+    &, < and > in text, not quotes.)"""
+    for fading, found in body["related"].items():
+        assert f'<li class="related-now"><b>{text(fading)}</b> faded' in page
+        for r in found:
+            assert f'<span class="suggestion">{text(r["category"])}</span>' in page
+            assert r["similarity"] >= 0.25 and r["score"] > 0.0
+    decays = [a for a in body["last_alerts"] if a["kind"] == "category_decay" and a["related"]]
+    assert decays
+    names = ", ".join(f"{text(r['category'])} ({r['score']:.2f})" for r in decays[0]["related"])
+    assert f'class="related">related categories still strong: {names}</p>' in page
 
 
 def check_dormant(page: str, body: dict[str, Any], threshold: float) -> None:
@@ -188,13 +229,24 @@ def check_emoji_renders(tmp_path: Path) -> None:
 
 
 def run_pages(
-    bootstrap: str, tmp_path: Path, name: str, messages: Messages, model: Path | None
+    bootstrap: str,
+    tmp_path: Path,
+    name: str,
+    messages: Messages,
+    model: Path | None,
+    related_from: Messages | None = None,
 ) -> dict[str, str]:
-    """A worker on ``messages``; the page of its most recently active user and of a dormant
-    one, checked, with their screenshots. Returns the pages' HTML by role."""
+    """A worker on ``messages`` (and ``related_from``, in event-time order); the page of the
+    most recently active user of ``messages`` and of a dormant one, and of a user of
+    ``related_from`` with related categories if any, checked, with their screenshots.
+    Returns the pages' HTML by role."""
     overrides = {"model_path": model} if model is not None else {}
     setup = Setup(name, bootstrap, tmp_path / "state", overrides=overrides)
     setup.create_topics()
+    related_from = related_from or []
+    related_users = {json.loads(v)["user_id"] for _, v in related_from}
+    if related_from:
+        messages = sorted([*messages, *related_from], key=lambda m: int(json.loads(m[1])["ts"]))
     produce_messages(bootstrap, setup.settings().events_topic, messages)
     clocks = partition_clocks(messages, setup.partitions)
     users: dict[str, list[dict[str, Any]]] = {}
@@ -208,12 +260,23 @@ def run_pages(
     try:
         worker.wait_for(lambda: worker.events_seen() >= len(messages), 180, "events")
         bodies = {u: worker.user(u)[1] for u in users}
-        active = max(bodies, key=lambda u: (bodies[u]["last_event"], len(users[u])))
+        plain = [u for u in bodies if u not in related_users]
+        active = max(plain, key=lambda u: (bodies[u]["last_event"], len(users[u])))
         dormant = max(
-            (u for u in bodies if bodies[u]["dormant_since"]),
+            (u for u in plain if bodies[u]["dormant_since"]),
             key=lambda u: (bodies[u]["events_seen"], u),
         )
-        for role, user in (("active", active), ("dormant", dormant)):
+        roles = [("active", active), ("dormant", dormant)]
+        faded = sorted(
+            u
+            for u in related_users
+            if any(bodies[u]["related"].values())
+            and any(
+                a["kind"] == "category_decay" and a.get("related") for a in bodies[u]["last_alerts"]
+            )
+        )
+        roles += [("related", faded[0])] if faded else []
+        for role, user in roles:
             url = f"http://127.0.0.1:{worker.port}/ui/users/{user}"
             dom = browse(url, tmp_path / f"profile-{role}", "--dump-dom")
             assert dom.returncode == 0, dom.stderr[-2000:]
@@ -223,7 +286,11 @@ def run_pages(
             check_page(dom.stdout, body, clock, types, threshold)
             if role == "dormant":
                 check_dormant(dom.stdout, body, threshold)
-            screenshot(url, tmp_path / f"profile-shot-{role}", ARTIFACTS / f"{name}-{role}.png")
+            if role == "related":
+                check_related(dom.stdout, body)
+            size = "960,1900" if role == "related" else "960,1250"  # down to the alerts
+            shot = ARTIFACTS / f"{name}-{role}.png"
+            screenshot(url, tmp_path / f"profile-shot-{role}", shot, size)
             pages[role] = dom.stdout
         assert worker.user("nobody")[0] == 404
     finally:
@@ -250,7 +317,8 @@ def test_the_page_of_replayed_cdnow_users(bootstrap: str, tmp_path: Path, model:
 
 
 def test_the_page_of_a_dormant_simulated_user(bootstrap: str, tmp_path: Path) -> None:
-    pages = run_pages(bootstrap, tmp_path, "ui-sim", sim_messages(), None)
+    pages = run_pages(bootstrap, tmp_path, "ui-sim", sim_messages(), None, semantic_messages())
+    assert "related" in pages, "no semantic user with related categories"
     assert any(EMOJI_CATEGORY in p for p in pages.values())
     names = re.findall(r'<td class="name">([^<]*)</td>', "".join(pages.values()))
     assert EMOJI_CATEGORY in names
