@@ -49,6 +49,8 @@ class Alert:
     emitted_at: str
     model_version: str
     reasons: list[str] = field(default_factory=list)
+    # which recent events moved the score most (decay.explanations); absent in old records
+    explanation: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         # The fields in order, as asdict() gives them, without its deep copies.
