@@ -11,6 +11,7 @@ from aiokafka.partitioner import murmur2
 from decay.alerts import rfc3339
 from decay.scoring import AnyScorer
 from decay.state import UserState
+from stream_app.explaining import explain_now
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -75,4 +76,6 @@ def describe_user(user_id: str, st: UserState, scorer: AnyScorer, clock: Clock) 
         "deadline": rfc3339(st.deadline_ms) if st.deadline_ms else None,
         "dormant_since": rfc3339(st.dormant_since_ms) if st.dormant_since_ms else None,
         "last_alerts": [json.loads(a.payload) for a in st.alerts],
+        # which recent events move interest now most (one scorer call: occlusion)
+        "explanation": explain_now(scorer, st, clock.now_ms),
     }

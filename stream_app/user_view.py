@@ -13,7 +13,7 @@ user's period (first seen onwards) is drawn without a curve.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from decay.lapse_state import unpack_states
 from decay.scoring import HOUR_S, AnyScorer, ExponentialDecayScorer
 from decay.state import UserState
 from decay.window import Window
+from stream_app.explaining import explain_now
 from stream_app.lapse_scorer import LapseScorer
 from stream_app.onnx_scorer import OnnxScorer
 from stream_app.queries import Clock
@@ -82,6 +83,7 @@ class UserView:
     alerts: list[dict[str, Any]]  # newest first
     step_model: bool  # the curve before the last event is recomputed from the window
     rebound_ms: int | None  # silent, the curve climbs back over the threshold here
+    explanation: list[str] = field(default_factory=list)  # what moves interest now most
 
     @property
     def now_ms(self) -> int:
@@ -238,4 +240,5 @@ def user_view(
         alerts=alerts,
         step_model=isinstance(scorer, LapseScorer),
         rebound_ms=rebound(curve, st.last_ts_ms, threshold),
+        explanation=explain_now(scorer, st, now),
     )

@@ -54,7 +54,8 @@ def register_pages(
         if found is None:
             return web.json({"error": "unknown user"}, status=404)
         key, st, now = found
-        return web.json(describe_user(key, st, processor.scorer, now))
+        body = await asyncio.to_thread(describe_user, key, st, processor.scorer, now)
+        return web.json(body)  # in a thread: its explanation runs the model
 
     @app.page("/ui/users/{user_id}")
     @app.table_route(table=table, match_info="user_id")
