@@ -52,6 +52,8 @@ class Alert:
     # category_decay: close categories where the user's interest is still high or rising
     # (decay.related.Suggestion.entry); left out of the JSON when there are none.
     related: list[dict[str, Any]] = field(default_factory=list)
+    # which recent events moved the score most (decay.explanations); absent in old records
+    explanation: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         # The fields in order, as asdict() gives them, without its deep copies.

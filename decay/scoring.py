@@ -9,6 +9,9 @@ step model's recurrent state, counters and curve parameters, ``stream_app.lapse_
 steps each event from the state the user's previous event left, O(1) per event: the processor
 hands it each user's events of a batch in order, then asks once for the scores of all the
 states.
+
+``occlusion`` explains a score, for any scorer, through ``curves``: interest at a time with
+the whole window and without each of its last k events, all of them in one scorer call.
 """
 
 from __future__ import annotations
@@ -145,3 +148,71 @@ class ExponentialDecayScorer:
 
 
 AnyScorer = Scorer | StepScorer  # what the processor, pages and rollout take
+
+
+@dataclass(frozen=True, slots=True)
+class Occlusion:
+    """Interest at ``at_ms`` from a window, and from the window without each of its last
+    events: ``without[i]`` lacks event ``first + i`` (events before ``first`` are kept)."""
+
+    at_ms: int
+    interest: float
+    first: int
+    without: npt.NDArray[np.float64]
+
+    @property
+    def deltas(self) -> npt.NDArray[np.float64]:
+        """How much each occluded event raised (> 0) or lowered (< 0) interest at ``at_ms``."""
+        return self.interest - self.without
+
+
+def without_event(window: Window, j: int) -> Window:
+    """The window as if its ``j``-th event had never come (the first event ever moves on
+    when the window holds the user's whole history)."""
+    keep = np.arange(window.ts.shape[0]) != j
+    whole = window.n_total == window.ts.shape[0]
+    first = int(window.ts[1]) if whole and j == 0 else window.first_ts_ms
+    return Window(
+        window.ts[keep],
+        window.types[keep],
+        window.cats[keep],
+        window.prices[keep],
+        window.categories,
+        window.n_total - 1,
+        first,
+    )
+
+
+def occlusion(
+    scorer: AnyScorer, asks: Sequence[tuple[Window, int]], k: int
+) -> list[Occlusion | None]:
+    """Per (window, time): interest at that time with the window, and without each of its
+    last ``k`` events, in ONE ``curves`` call for all of them (None: a window of one event,
+    which has nothing to occlude, or ``k`` 0). Removing the last event lengthens the silence
+    up to the time, so the curve's decay counts for it too."""
+    variants: list[Window] = []
+    at_ms: list[int] = []
+    rows: list[tuple[int, int] | None] = []  # per ask: its first variant, its first occluded
+    for window, t in asks:
+        n = window.ts.shape[0]
+        if n < 2 or k < 1:
+            rows.append(None)
+            continue
+        first = max(n - k, 0)
+        rows.append((len(variants), first))
+        variants += [window, *(without_event(window, j) for j in range(first, n))]
+        at_ms += [t] * (n - first + 1)
+    if not variants:
+        return [None] * len(asks)
+    last = np.array([v.last_ts_ms for v in variants], dtype=np.int64)
+    silent_s = np.maximum(np.array(at_ms, dtype=np.int64) - last, 0) / 1000.0
+    values = np.asarray(scorer.curves(variants, silent_s[:, None]), dtype=np.float64)[:, 0]
+    out: list[Occlusion | None] = []
+    for (window, t), row in zip(asks, rows, strict=True):
+        if row is None:
+            out.append(None)
+            continue
+        at, first = row
+        stop = at + 1 + window.ts.shape[0] - first
+        out.append(Occlusion(t, float(values[at]), first, values[at + 1 : stop].copy()))
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 from decay.engagement import EngagementRules
 from decay.errors import DecayError
 from decay.events import Event
+from decay.explanations import EVENTS
 from decay.trends import TrendRules
 from decay.window import Window
 
@@ -127,6 +128,9 @@ class ProcessorConfig:
     erase_hold_ms: int = 7 * 86_400_000
     # The per-category decayed interest of the partition's users (decay.trends).
     trends: TrendRules = field(default_factory=TrendRules)
+    # Each alert names which of the user's last explain_events events moved its score most
+    # (stream_app.explaining; 0: alerts carry no explanation).
+    explain_events: int = EVENTS
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to create, once per event

@@ -324,7 +324,13 @@ class LapseScorer:
         self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
         """Interest of each window after the silences ``silent_s``, from the window's events
-        stepped through the model from a new user's state (``_warm``). For pages."""
+        stepped through the model from a new user's state (``_warm``). For pages, and for
+        explanations (``decay.scoring.occlusion``): the window without each of its last
+        events is re-run through the cell the same way, in one ``step`` (one onnxruntime run
+        per event of the longest window). What that approximates: the effect of an event on
+        this re-run from the 10 kept events (those before them counted, not stepped; amounts
+        at quantity 1), not on the stored state, whose recurrent state holds the whole
+        history; exact for a user whose whole history is in the window, at quantity 1."""
         silent = np.atleast_2d(np.asarray(silent_s, dtype=np.float64))
         silent = np.broadcast_to(silent, (len(windows), silent.shape[1]))
         if not windows:

@@ -31,14 +31,7 @@ import numpy as np
 
 from decay.events import Event, Limits
 from decay.scoring import AnyScorer
-from decay.state import (
-    StateError,
-    StoredAlert,
-    UserState,
-    decode_state,
-    encode_state,
-    event_id_hash,
-)
+from decay.state import StateError, UserState, decode_state, encode_state, event_id_hash
 from decay.window import Window
 from stream_app import alerting
 from stream_app.activation import activate
@@ -59,6 +52,7 @@ from stream_app.batch import (
 from stream_app.batch_scores import kept_events, score_steps, served_threshold
 from stream_app.category_vectors import CategoryVectors
 from stream_app.erasure import erase_user, expire_users
+from stream_app.explaining import Pending, emit
 from stream_app.partitions import (
     ERASED_PREFIX,
     WATERMARK_KEY,
@@ -98,6 +92,7 @@ class _Batch:
     # A deadline that fires mid-batch must not see the user's later events of the batch.
     windows: dict[UserKey, Window] = field(default_factory=dict)
     max_ts: dict[int, int] = field(default_factory=dict)  # newest event time per partition
+    alerts: list[Pending] = field(default_factory=list)  # sent explained at the end (emit)
 
 
 class Processor(PartitionBook):
@@ -233,13 +228,14 @@ class Processor(PartitionBook):
             st = batch.cache[ukey]
             part = self._partitions[step.partition]
             if part.adopt(step.event.user_id, st.deadline_ms, st.dormant_since_ms):
-                self._fire_due(step.partition, part, step.offset, batch, out)  # not read yet
+                self._fire_due(step.partition, part, step.offset, batch)  # not read yet
             batch.windows[ukey] = step.window
             alerting.count_session(st, step, self.config.engagement)
             if step.event.ts_ms >= step.window.last_ts_ms:
-                self._on_newest(ukey, st, step, (peaks[i], half_lives[i], deadlines[i]), out)
+                score = (peaks[i], half_lives[i], deadlines[i])
+                self._on_newest(ukey, st, step, score, batch, out)
             part.max_ts = max(part.max_ts, step.max_ts)
-            self._fire_due(step.partition, part, step.offset, batch, out)
+            self._fire_due(step.partition, part, step.offset, batch)
 
     def _on_newest(
         self,
@@ -247,18 +243,19 @@ class Processor(PartitionBook):
         st: UserState,
         step: Step,
         score: tuple[float, float, float],
+        batch: _Batch,
         out: BatchOutput,
     ) -> None:
         """The user's newest event: re-engagement, its score, category drops, the deadline."""
         peak, half_life, deadline_s = score
         back = alerting.reengaged(st, step)
         if back is not None:
-            self._emit(out, st, ukey, step.offset, back)
+            self._emit(batch, st, ukey, step.offset, back)
         before = st.peak_score
         st.peak_score = peak
         st.half_life_s = half_life
         for drop in alerting.category_drops(st, step, self.config.engagement):
-            self._emit(out, st, ukey, step.offset, self.vectors.relate(drop, st))
+            self._emit(batch, st, ukey, step.offset, self.vectors.relate(drop, st))
         part = self._partitions[step.partition]
         if math.isfinite(deadline_s) and not st.dormant_since_ms:
             st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)
@@ -332,13 +329,15 @@ class Processor(PartitionBook):
                 part.max_ts = now_ms - idle_ms
                 read.add(n)
             if n in read:
-                self._fire_due(n, part, part.last_offset, batch, out)
+                self._fire_due(n, part, part.last_offset, batch)
         self._finish(out, batch, read)
         return out
 
     # -- state and alerts ----------------------------------------------------------------
 
     def _finish(self, out: BatchOutput, batch: _Batch, partitions: set[int]) -> None:
+        c = self.config
+        emit(batch.alerts, out, self.scorer, c.explain_events, c.keep_alerts, self.committed)
         out.writes = {**self.written_records(batch.touched, batch.cache), **out.writes}
         for ukey in batch.touched:
             out.writes[ukey] = encode_state(batch.cache[ukey])
@@ -374,7 +373,6 @@ class Processor(PartitionBook):
         part: PartitionState,
         cause_offset: int,
         batch: _Batch,
-        out: BatchOutput,
     ) -> None:
         watermark = part.watermark(self.config.grace_ms)
         if not part.heap or part.heap[0][0] > watermark:
@@ -387,14 +385,12 @@ class Processor(PartitionBook):
                 continue
             spec = alerting.dormant(st, batch.windows[ukey], deadline, self.threshold)
             batch.touched.add(ukey)
-            self._emit(out, st, ukey, cause_offset, spec)
+            self._emit(batch, st, ukey, cause_offset, spec)
 
     def _emit(
-        self, out: BatchOutput, st: UserState, ukey: UserKey, cause_offset: int, spec: AlertSpec
+        self, batch: _Batch, st: UserState, ukey: UserKey, cause_offset: int, spec: AlertSpec
     ) -> None:
+        """Queued with the window it fired on; sent, explained, when the batch ends (emit)."""
         payload = alerting.to_payload(spec, ukey[1], st, self.scorer.version, self.clock_ms())
-        unconfirmed_from = self.committed.get(ukey[0], 0)
-        st.remember_alert(
-            StoredAlert(cause_offset, payload), self.config.keep_alerts, unconfirmed_from
-        )
-        out.alerts.append(OutAlert(ukey[0], ukey[1], spec.kind, payload))
+        window, at = batch.windows[ukey], spec.event_time_ms
+        batch.alerts.append(Pending(*ukey, spec.kind, st, cause_offset, payload, window, at))

@@ -13,6 +13,7 @@ from decay.alerts import rfc3339
 from decay.related import Suggestion
 from decay.scoring import AnyScorer
 from decay.state import UserState
+from stream_app.explaining import explain_now
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -87,4 +88,6 @@ def describe_user(
         "dormant_since": rfc3339(st.dormant_since_ms) if st.dormant_since_ms else None,
         "last_alerts": [json.loads(a.payload) for a in st.alerts],
         "related": {c: [s.entry(interest) for s in found] for c, found in (related or {}).items()},
+        # which recent events move interest now most (one scorer call: occlusion)
+        "explanation": explain_now(scorer, st, clock.now_ms),
     }

@@ -4,7 +4,7 @@ What it shows is computed in ``user_view`` (interest on the partition's event-ti
 the curve over the user's tracked period through the deadline and the alerts); the chart is
 ``ui_chart``. Alerts are listed with their reasons, and with the related categories and the
 explanation when an alert carries them (``related``: [{"category", "score"}], ``explanation``:
-a sentence or a list of them).
+a sentence or a list of them), and which recent events move the user's interest now most.
 """
 
 from __future__ import annotations
@@ -55,8 +55,16 @@ def _facts(view: UserView) -> str:
         f'<p class="clock">Clock: {html.escape(view.clock.words())}.</p>'
         f'<p>Interest now <b class="interest-now">{view.interest_now:.2f}</b> (right after '
         f"the last event {st.peak_score:.2f}, half-life {st.half_life_s / 3600:.1f} h); "
-        f"{html.escape(status)}; model {html.escape(view.model_version)}.</p>"
+        f"{html.escape(status)}; model {html.escape(view.model_version)}.</p>" + _why_now(view)
     )
+
+
+def _why_now(view: UserView) -> str:
+    """Which recent events move interest now most (occlusion, stream_app.explaining)."""
+    if not view.explanation:
+        return ""
+    text = html.escape("; ".join(view.explanation))
+    return f'<p class="explanation-now">What moves interest now most: {text}.</p>'
 
 
 def _threshold_words(view: UserView) -> str:

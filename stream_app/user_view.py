@@ -29,6 +29,7 @@ from decay.related import Suggestion
 from decay.scoring import HOUR_S, AnyScorer, ExponentialDecayScorer
 from decay.state import UserState
 from decay.window import Window
+from stream_app.explaining import explain_now
 from stream_app.lapse_scorer import LapseScorer
 from stream_app.onnx_scorer import OnnxScorer
 from stream_app.queries import Clock
@@ -86,6 +87,7 @@ class UserView:
     rebound_ms: int | None  # silent, the curve climbs back over the threshold here
     # Per fading category (its decay episode open), the related ones: Suggestion.entry.
     related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    explanation: list[str] = field(default_factory=list)  # what moves interest now most
 
     @property
     def now_ms(self) -> int:
@@ -251,4 +253,5 @@ def user_view(
         step_model=isinstance(scorer, LapseScorer),
         rebound_ms=rebound(curve, st.last_ts_ms, threshold),
         related={c: [s.entry(level) for s in found] for c, found in (related or {}).items()},
+        explanation=explain_now(scorer, st, now),
     )

@@ -55,7 +55,9 @@ def register_pages(
             return web.json({"error": "unknown user"}, status=404)
         key, st, now = found
         related = processor.vectors.fading(st, now.now_ms, now.partition, store)
-        return web.json(describe_user(key, st, processor.scorer, now, related))
+        # In a thread: its explanation runs the model.
+        body = await asyncio.to_thread(describe_user, key, st, processor.scorer, now, related)
+        return web.json(body)
 
     @app.page("/ui/users/{user_id}")
     @app.table_route(table=table, match_info="user_id")

@@ -9,6 +9,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from faust import Worker
 
 from decay.scoring import Scorer, Scores
@@ -40,6 +42,11 @@ class FailingScorer:
 
     def interest(self, peak: float, half_life_s: float, silent_s: float) -> float:
         return self.inner.interest(peak, half_life_s, silent_s)
+
+    def curves(
+        self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:  # the alerts' explanations and the pages
+        return self.inner.curves(windows, silent_s)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ of the threshold where the dormant alert fired, and the alert is drawn there; th
 covers the user's whole tracked period, with a date axis, a legend and the threshold in
 words; a category name with an emoji renders in colour; a user whose category faded (the
 semantic simulator's names, embedded by the worker) sees its related categories, on the page and
-in the alert. A screenshot of each page is written to var/test-artifacts/.
+in the alert; the page and /users/{id} say which recent events move interest now most, and the
+dormant alert which moved its score. A screenshot of each page is written to var/test-artifacts/.
 """
 
 from __future__ import annotations
@@ -136,10 +137,16 @@ def y_of(value: float) -> float:
 
 
 def check_page(
-    page: str, body: dict[str, Any], clock_ms: int, types: Sequence[str], threshold: float
+    page: str,
+    body: dict[str, Any],
+    clock_ms: int,
+    events: Sequence[dict[str, Any]],
+    threshold: float,
 ) -> None:
-    """What every page must show (``body``: the user's /users JSON; ``threshold``: the
-    served one, a lapse model's serving point or the worker's)."""
+    """What every page must show (``body``: the user's /users JSON; ``events``: the user's,
+    as produced; ``threshold``: the served one, a lapse model's serving point or the
+    worker's)."""
+    types = sorted({e["type"] for e in events[-body["events_in_window"] :]})
     assert f"User {body['user_id']}" in page
     # (a) interest on the partition's event time, which the page names
     clock = re.search(r'class="clock">Clock: now = ([0-9-]+ [0-9:]+) UTC, the event time', page)
@@ -162,14 +169,37 @@ def check_page(
     assert f"threshold θ = {threshold:g}" in legend.group(1)
     below = re.escape(f"Below θ = {threshold:g} the user counts as dormant")
     assert re.search(r'class="threshold-meaning">Interest is .* ' + below, page)
-    # related categories when the user has fading ones and alerts carry them; no
-    # explanations until alerts carry them
+    # related categories when the user has fading ones and alerts carry them
     fading = any(body["related"].values())
     assert ('class="related-now"' in page) == bool(body["related"])
     assert ('class="suggestion"' in page) == fading
     carried = any(a.get("related") for a in body["last_alerts"])
     assert ('class="related"' in page) == carried
-    assert 'class="explanation"' not in page
+
+    # (f) which recent events move interest now most, on the page and in /users/{id}
+    why = re.search(r'<p class="explanation-now">What moves interest now most: (.*?)\.</p>', page)
+    assert why is not None and body["explanation"]
+    assert html.unescape(why.group(1)) == "; ".join(body["explanation"])
+    check_explanation(body["explanation"], events)
+
+
+EXPLAINED = re.compile(
+    r"the (?:[0-9]+ )?(\w+) events? (?:in (.+) )?on [A-Z][a-z]{2} [0-9]{1,2}(?:, [0-9]{4})? "
+    r"(?:(?:raised interest most|also raised it|lowered (?:interest|it) most) \([+-][0-9.]+\)"
+    r"|is the only event the score rests on)"
+)
+
+
+def check_explanation(sentences: Sequence[str], events: Sequence[dict[str, Any]]) -> None:
+    """Each sentence names a kind of event and a category the user's events have."""
+    for sentence in sentences:
+        found = EXPLAINED.fullmatch(sentence)
+        if found is None:
+            assert re.fullmatch(r"none of the last [0-9]+ events moved interest by .*", sentence)
+            continue
+        assert found.group(1) in {e["type"] for e in events}, sentence
+        if found.group(2) is not None:
+            assert found.group(2) in {e.get("category") for e in events}, sentence
 
 
 def text(name: str) -> str:
@@ -206,6 +236,12 @@ def check_dormant(page: str, body: dict[str, Any], threshold: float) -> None:
     points = np.array(curve_points(svg))
     assert np.min(np.hypot(points[:, 0] - x, points[:, 1] - y)) < 0.5  # on the curve
     assert points[:, 0].max() >= x
+    # the alert says which events moved its score, on the page as in the alerts topic
+    alert = next(
+        a for a in body["last_alerts"] if a["kind"] == "dormant" and a["event_time"] == since
+    )
+    shown = re.findall(r'<p class="explanation">why: (.*?)</p>', page)
+    assert alert["explanation"] and "; ".join(alert["explanation"]) in map(html.unescape, shown)
 
 
 def colour_pixels(png: Path) -> int:
@@ -282,8 +318,7 @@ def run_pages(
             assert dom.returncode == 0, dom.stderr[-2000:]
             body = bodies[user]
             clock = clocks[partition_for(user.encode(), setup.partitions)]
-            types = sorted({e["type"] for e in users[user][-body["events_in_window"] :]})
-            check_page(dom.stdout, body, clock, types, threshold)
+            check_page(dom.stdout, body, clock, users[user], threshold)
             if role == "dormant":
                 check_dormant(dom.stdout, body, threshold)
             if role == "related":
