@@ -24,7 +24,7 @@ pytestmark = pytest.mark.train
 
 T0 = 1_700_000_000_000
 DAY = 24 * HOUR_MS
-CHOSEN = "u16-e15-ww4"  # training/validation.py's choice (round 5)
+CHOSEN = "u24-e20-ww4"  # training/validation.py's choice (round 6)
 
 
 def _tiny_log() -> pd.DataFrame:
