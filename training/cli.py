@@ -140,7 +140,7 @@ def evaluate_cdnow(
         str,
         typer.Option(
             help="comma-separated: exp-decay,arima,bgnbd,pareto,lapse (LSTM-BTYD), lapse-exp, "
-            "lapse-beta, lapse-gru, lapse+pareto (mean of LSTM-BTYD and Pareto/NBD), lstm, gru"
+            "lapse-beta, lapse-gru, lapse+pareto (LSTM-BTYD mixed with Pareto/NBD), lstm, gru"
         ),
     ] = ",".join(CDNOW_MODELS),
     population: Annotated[
@@ -156,6 +156,13 @@ def evaluate_cdnow(
             "(1-20/21-39 and 1-26/27-39, 3 seeds); never looks at the holdout"
         ),
     ] = False,
+    validation_blend: Annotated[
+        bool,
+        typer.Option(
+            help="choose the weight of LSTM-BTYD in its mixture with Pareto/NBD on the same "
+            "splits inside weeks 1-39; never looks at the holdout"
+        ),
+    ] = False,
 ) -> None:
     """The CDNOW protocol of docs/design.md (default: the published cut): one markdown table, and
     JSON."""
@@ -169,6 +176,11 @@ def evaluate_cdnow(
 
         report = validate()
         typer.echo(validation_table(report))
+    elif validation_blend:
+        from training.validation import blend_table, validate_blend
+
+        report = validate_blend()
+        typer.echo(blend_table(report))
     else:
         cut = CdnowCut(population, calibration_weeks, holdout_weeks)
         report = run_cdnow(models=_models(models), plots_dir=plots, model_dir=model_dir, cut=cut)

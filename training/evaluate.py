@@ -34,6 +34,7 @@ from training.baselines import (
     pareto_nbd,
 )
 from training.data import DAY_MS, collapse_same_day
+from training.ensemble import blend
 from training.lapse import LapseConfig
 from training.metrics import alert_metrics, metrics
 from training.reports import iso_time, verdict
@@ -223,11 +224,17 @@ def _gaps_days(split: Split) -> F64:
 
 
 # the lapse model's settings, chosen on VALIDATION_CUTS by `decay evaluate cdnow --validation`
-# (training/validation.py: GRID["u16-e15-ww4"], by its rule `choose`, round 5)
-CDNOW_LAPSE = LapseConfig(units=16, epochs=15, window_weight=4.0)
+# (training/validation.py: GRID["u24-e20-ww4"], by its rule `choose`, round 6)
+CDNOW_LAPSE = LapseConfig(units=24, epochs=20, window_weight=4.0)
 
 
 LAPSE_SEEDS = (0, 1, 2)
+
+
+# the lapse model's weight in its mixture with Pareto/NBD (the LSTM-BTYD+Pareto/NBD row),
+# chosen on VALIDATION_CUTS by `decay evaluate cdnow --validation-blend`
+# (training/validation.py: validate_blend)
+BLEND_WEIGHT = 0.9
 
 
 CDNOW_MODELS = (
@@ -281,16 +288,6 @@ def lapse_prediction(
 ) -> Prediction:
     """One fit per seed; the prediction is the mean over the seeds."""
     return seed_mean(lapse_runs(split, config, seeds), config)
-
-
-def average(a: Prediction, b: Prediction) -> Prediction:
-    """The mean of two models' predictions (its own row in the table)."""
-    return Prediction(
-        f"{a.name}+{b.name}",
-        (a.expected + b.expected) / 2.0,
-        (a.p_any + b.p_any) / 2.0,
-        {"of": [a.name, b.name]},
-    )
 
 
 def run_cdnow(
@@ -382,7 +379,7 @@ def _run_models(
             pareto = next((p for p in preds if p.name == "Pareto/NBD"), None)
             if lapse is None or pareto is None:
                 raise ValueError("lapse+pareto needs lapse and pareto listed before it")
-            preds.append(average(lapse, pareto))
+            preds.append(blend(lapse, pareto, BLEND_WEIGHT))
         elif name in ("lstm", "gru"):
             out = Path(model_dir) / name if model_dir is not None else None
             pred, result = lstm_prediction(

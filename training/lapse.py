@@ -53,6 +53,9 @@ class LapseConfig:
     # rows weighted by (window / mean window) ** window_weight: > 0 leans the loss toward the
     # long windows, whose horizons are nearest the question's (0: every row counts the same)
     window_weight: float = 0.0
+    # and by ((1 + x) / mean) ** repeat_weight, x the history's repeat events: > 0 leans the
+    # loss toward repeat buyers, whose predicted counts carry the correlation
+    repeat_weight: float = 0.0
     # BG/NBD's posterior on the lapse chance: the head's (p, kappa) are the mean and
     # concentration of a Beta(a, b) prior per history, and the chance at the last event is
     # its posterior after the x lapse chances the user survived, Beta(a, b + x); ``params``
@@ -163,11 +166,18 @@ class Batch:
     weight: np.ndarray
 
 
-def row_weights(rows: Rows, power: float) -> np.ndarray:
-    """Per row ``(w / mean w) ** power``, scaled to sum to the number of rows."""
-    if power == 0.0 or len(rows) == 0:
-        return np.ones(len(rows))
-    raw = np.power(rows.window / rows.window.mean(), power)
+def row_weights(
+    rows: Rows, power: float, repeats: np.ndarray | None = None, repeat_power: float = 0.0
+) -> np.ndarray:
+    """Per row ``(w / mean w) ** power`` times ``((1 + x) / mean) ** repeat_power`` (``x``
+    the row's history's repeat events, ``repeats`` per history), scaled to sum to the number
+    of rows."""
+    if len(rows) == 0:
+        return np.ones(0)
+    raw = np.power(rows.window / rows.window.mean(), power) if power else np.ones(len(rows))
+    if repeat_power and repeats is not None:
+        x1 = 1.0 + repeats[rows.hist]
+        raw = raw * np.power(x1 / x1.mean(), repeat_power)
     return raw * (len(rows) / raw.sum())
 
 
@@ -227,7 +237,11 @@ def fit(
     if len(rows) == 0:
         raise ValueError("no landmark rows: too little data before the end of training")
     batches = make_batches(
-        table, hists, rows, cfg.batch_histories, row_weights(rows, cfg.window_weight)
+        table,
+        hists,
+        rows,
+        cfg.batch_histories,
+        row_weights(rows, cfg.window_weight, hists.repeats, cfg.repeat_weight),
     )
     model = build(spec, cfg)
     opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from training.baselines import Prediction, bg_nbd, pareto_nbd
-from training.evaluate import lapse_runs, seed_mean
+from training.ensemble import BLEND_WEIGHTS, blend
+from training.evaluate import CDNOW_LAPSE, LAPSE_SEEDS, lapse_runs, seed_mean
 from training.lapse import LapseConfig
 from training.metrics import metrics
 from training.splits import VALIDATION_CUTS, CdnowCut, cdnow_split
@@ -35,7 +36,8 @@ RANKED = {"corr": True, "abs_bias": False, "auc": True, "brier": False, "ece": F
 # landmark spacing, learning rate; round 2: Beta heterogeneity on the lapse chance, around
 # the round-1 winner; round 3: Pareto/NBD's exponential lifetime, longer minimum windows;
 # round 4: the 26-week cut, two more Beta candidates; round 5: rows weighted toward long
-# windows, BG/NBD's posterior on the lapse chance)
+# windows, BG/NBD's posterior on the lapse chance; round 6, around the round-5 choice:
+# landmarks every half week, 24 units, rows weighted toward repeat buyers too)
 _W = 168.0
 WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0)
 GRID: dict[str, LapseConfig] = {
@@ -67,6 +69,19 @@ GRID: dict[str, LapseConfig] = {
     "u16-e15-post": LapseConfig(units=16, epochs=15, lapse_posterior=True),
     "u16-e15-beta-post": LapseConfig(units=16, epochs=15, dropout="beta", lapse_posterior=True),
     "u16-e15-post-ww3": LapseConfig(units=16, epochs=15, lapse_posterior=True, window_weight=3.0),
+    "u16-e15-ww4-lm05w": LapseConfig(
+        units=16, epochs=15, window_weight=4.0, landmark_every_h=_W / 2
+    ),
+    "u24-e15-ww4": LapseConfig(units=24, epochs=15, window_weight=4.0),
+    "u24-e20-ww4": LapseConfig(units=24, epochs=20, window_weight=4.0),
+    **{
+        f"u16-e15-ww4-rw{r:g}": LapseConfig(units=16, epochs=15, window_weight=4.0, repeat_weight=r)
+        for r in (0.5, 1.0)
+    },
+    **{
+        f"u24-e20-ww4-rw{r:g}": LapseConfig(units=24, epochs=20, window_weight=4.0, repeat_weight=r)
+        for r in (0.5, 1.0)
+    },
 }
 # the choice: within seed noise of the best candidate on these (mean over cuts), ECE < 0.03,
 # then the lowest mean |bias|
@@ -157,6 +172,52 @@ def validate(
         "chosen": best,
         "chosen_config": dataclasses.asdict(grid[best]),
     }
+
+
+def validate_blend(
+    config: LapseConfig = CDNOW_LAPSE,
+    seeds: Sequence[int] = LAPSE_SEEDS,
+    cuts: Sequence[CdnowCut] = VALIDATION_CUTS,
+    weights: Sequence[float] = BLEND_WEIGHTS,
+) -> dict[str, Any]:
+    """The weight of the lapse model (its seed mean) against Pareto/NBD's, on the cuts.
+
+    Every weight is scored per cut, the metrics averaged over the cuts, and the weight chosen
+    by :func:`choose` among the proper mixtures (0 < w < 1; the ends are the two models
+    alone, reported for reference)."""
+    per_cut: dict[str, dict[str, dict[str, float]]] = {}
+    rows: dict[str, list[dict[str, float]]] = {f"{w:.1f}": [] for w in weights}
+    for cut in cuts:
+        split = cdnow_split(cut=cut)
+        lapse = seed_mean(lapse_runs(split, config, seeds), config)
+        pareto = pareto_nbd(split.rfm)
+        key = f"1-{cut.calibration_weeks}/{cut.calibration_weeks + 1}-" + str(
+            cut.calibration_weeks + cut.holdout_weeks
+        )
+        per_cut[key] = {}
+        for w in weights:
+            m = _row(metrics(blend(lapse, pareto, w), split))
+            per_cut[key][f"{w:.1f}"] = m
+            rows[f"{w:.1f}"].append(m)
+    overall = {name: _mean(r) for name, r in rows.items()}
+    mixtures = {n: m for n, m in overall.items() if 0.0 < float(n) < 1.0}
+    chosen = choose(mixtures, rank_sum(mixtures))
+    return {"cuts": per_cut, "seeds": list(seeds), "mean_over_cuts": overall, "chosen": chosen}
+
+
+def blend_table(report: dict[str, Any]) -> str:
+    """The mean over the cuts per weight, then the chosen weight."""
+    lines = [
+        "| weight of LSTM-BTYD | corr | bias | mean abs bias | AUC | Brier | ECE |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w, m in report["mean_over_cuts"].items():
+        lines.append(
+            f"| {w} | {m['corr']:.4f} | {m['bias_pct']:+.2f}% | {m['abs_bias']:.2f}% | "
+            f"{m['auc']:.4f} | {m['brier']:.4f} | {m['ece']:.4f} |"
+        )
+    lines.append(f"\nchosen weight: {report['chosen']}")
+    return "\n".join(lines)
 
 
 def _classic(split: Any) -> list[Prediction]:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.train
 
 T0 = 1_700_000_000_000
 DAY = 24 * HOUR_MS
-CHOSEN = "u16-e15-ww4"  # training/validation.py's choice (round 5)
+CHOSEN = "u24-e20-ww4"  # training/validation.py's choice (round 6)
 
 
 def _tiny_log() -> pd.DataFrame:
@@ -634,3 +634,17 @@ def test_row_weights_lean_toward_long_windows_and_keep_the_row_count() -> None:
     w = row_weights(rows, 2.0)
     assert w.sum() == pytest.approx(4.0) and np.all(np.diff(w) > 0)
     np.testing.assert_allclose(w[1:] / w[:-1], 4.0)
+
+
+def test_row_weights_can_lean_toward_repeat_buyers_too() -> None:
+    from training.landmarks import Rows
+    from training.lapse import row_weights
+
+    window = np.ones(4)
+    zeros = np.zeros(4)
+    rows = Rows(np.array([0, 1, 1, 2]), zeros, zeros, zeros, window)
+    repeats = np.array([0.0, 1.0, 3.0])  # per history: 1 + x = 1, 2, 4
+    w = row_weights(rows, 0.0, repeats, 1.0)
+    assert w.sum() == pytest.approx(4.0)
+    np.testing.assert_allclose(w / w[0], [1.0, 2.0, 2.0, 4.0])
+    np.testing.assert_allclose(row_weights(rows, 0.0, repeats, 0.0), 1.0)
