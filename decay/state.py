@@ -3,8 +3,9 @@
 Pure logic. One record per user lives in a RocksDB table (and its changelog), so the record is
 bytes in a fixed little-endian layout, not JSON: a 64-event window takes 1,408 bytes.
 
-Layout (version 3; versions 1 and 2 are still read: version 1's category entries had only
-peak and fired, versions 1 and 2 stored each alert's JSON as it is)::
+Layout (version 4; versions 1 to 3 are still read: version 1's category entries had only
+peak and fired, versions 1 and 2 stored each alert's JSON as it is, version 3 deflated it with
+a shorter dictionary)::
 
     header  <BBhqIqqqffBBHIqH version, flags, partition, last_offset, n_total, first_ts_ms,
                               deadline_ms, dormant_since_ms, peak_score, half_life_s,
@@ -18,7 +19,7 @@ peak and fired, versions 1 and 2 stored each alert's JSON as it is)::
             last_ts_ms int64, visits uint32, at_session uint32, fired uint8
             (decay.engagement.Engagement)
     alerts  per alert: cause_offset int64, length uint16, the alert JSON deflated (raw
-            deflate) with the preset dictionary decay.stored_alerts.ALERT_DICTIONARY
+            deflate) with the version's preset dictionary, decay.stored_alerts.DICTIONARIES
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import numpy.typing as npt
 
 from decay.engagement import Engagement
 from decay.events import Event
-from decay.stored_alerts import StateError, StoredAlert
+from decay.stored_alerts import CURRENT, StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
 
-VERSION: Final = 3
+VERSION: Final = CURRENT  # the record's version is its alerts' dictionary's
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
@@ -271,7 +272,7 @@ class Peek:
 def peek_state(raw: bytes) -> Peek:
     """The header fields a partition's activation reads, without decoding the record (a
     version 1 record, which lacks ``max_cause_offset``, is decoded whole)."""
-    if raw[:1] not in (bytes([2]), bytes([VERSION])):
+    if raw[:1] not in (bytes([2]), bytes([3]), bytes([VERSION])):
         st = decode_state(raw)
         cause = max((a.cause_offset for a in st.alerts), default=-1)
         return Peek(st.last_offset, st.deadline_ms, st.dormant_since_ms, cause)
@@ -291,7 +292,7 @@ def decode_state(raw: bytes) -> UserState:
 
 def _decode(buf: memoryview) -> UserState:
     version = buf[0]
-    if version not in (1, 2, VERSION):
+    if version not in (1, 2, 3, VERSION):
         raise StateError(f"unknown state version {version}")
     header = _HEADER_V1 if version == 1 else _HEADER
     (_, _flags, partition, last_offset, n_total, first_ts, deadline, dormant, peak,
@@ -353,8 +354,8 @@ def _decode(buf: memoryview) -> UserState:
         body = bytes(buf[pos : pos + length])
         if len(body) != length:
             raise StateError("stored alert cut short")
-        if version == VERSION:
-            st.alerts.append(StoredAlert(cause, packed=body))
+        if version >= 3:  # deflated, with that version's dictionary
+            st.alerts.append(StoredAlert(cause, packed=body, version=version))
         else:  # versions 1 and 2 kept the JSON as it is
             st.alerts.append(StoredAlert(cause, payload=body))
         pos += length

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from decay import stored_alerts
 from decay.events import Event, EventType
 from decay.state import (
     StateError,
@@ -8,6 +9,7 @@ from decay.state import (
     UserState,
     decode_state,
     encode_state,
+    peek_state,
 )
 
 
@@ -106,7 +108,7 @@ def test_the_model_state_round_trips_and_a_version_1_record_still_reads() -> Non
     assert (old.n_total, old.last_offset, old.ts.tolist(), old.model_state) == (1, 7, [1000], b"")
 
 
-def test_alerts_are_stored_deflated_and_a_version_2_record_still_reads() -> None:
+def test_alerts_are_stored_deflated_and_older_records_still_read() -> None:
     import struct
 
     from decay import alerts as al
@@ -123,11 +125,12 @@ def test_alerts_are_stored_deflated_and_a_version_2_record_still_reads() -> None
         emitted_at="2026-12-01T11:23:00.123Z",
         model_version="lstm-btyd-fs1-6f87449be60a",
         reasons=al.dormant_reasons(41 * 86_400_000, 30 * 86_400_000, 0.31, 0.125, 4),
+        explanation=["the 3 cart events in running shoes on May 2 raised interest most (+0.21)"],
     ).to_json()
     st = filled(3)
     st.remember_alert(StoredAlert(17, payload), keep=4, unconfirmed_from=0)
     raw = encode_state(st)
-    assert raw[0] == 3 and len(raw) < len(encode_state(filled(3))) + len(payload) // 2
+    assert raw[0] == 4 and len(raw) < len(encode_state(filled(3))) + len(payload) // 3
     assert decode_state(raw).alerts == [StoredAlert(17, payload)]
     # version 2: the same header, the alert's JSON as it is
     v2 = bytearray(encode_state(filled(3)))
@@ -137,4 +140,15 @@ def test_alerts_are_stored_deflated_and_a_version_2_record_still_reads() -> None
     v2 += struct.pack("<qH", 17, len(payload)) + payload
     old = decode_state(bytes(v2))
     assert old.alerts == [StoredAlert(17, payload)] and old.n_total == 3
-    assert encode_state(old) == raw  # rewritten as version 3
+    assert encode_state(old) == raw  # rewritten as version 4
+    # version 3: the alert deflated with version 3's dictionary, read with it, written anew
+    v3 = bytearray(raw[: len(raw) - len(st.alerts[0].packed) - 10])
+    v3[0] = 3
+    packed3 = stored_alerts._deflate(payload, 3)
+    assert len(packed3) > len(st.alerts[0].packed)  # the explanation's words cost more there
+    v3 += struct.pack("<qH", 17, len(packed3)) + packed3
+    three = decode_state(bytes(v3))
+    assert (
+        three.alerts == [StoredAlert(17, payload)] and peek_state(bytes(v3)).max_cause_offset == 17
+    )
+    assert encode_state(three) == raw
