@@ -42,11 +42,16 @@ class CategoryRows(Protocol):
 
 
 def category_table(names: Sequence[str], rows: CategoryRows) -> F32:
-    """``fs2``'s category columns: row 0 the missing category, row 1 + i ``names[i]``."""
-    table = np.zeros((len(names) + 1, rows.dims + 1), np.float32)
-    table[0, 0] = 1.0
+    """``fs2``'s category columns: row 0 the missing category, row 1 + i ``names[i]``.
+
+    A missing category is the origin of the space: every name is a unit vector, so none is
+    there, and the category part of the input then adds nothing. (An indicator column was
+    tried first: in the simulator only ``other`` events lack a category, so it learned "an
+    other event", and on CDNOW, where no purchase has one, the model raised 338 dormant
+    alerts instead of 28,502.)"""
+    table = np.zeros((len(names) + 1, rows.dims), np.float32)
     if names:
-        table[1:, 1:] = rows.rows(names)
+        table[1:] = rows.rows(names)
     return table
 
 

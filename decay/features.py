@@ -17,10 +17,10 @@ Model input for a batch of B windows: ``x`` float32 [B, N, F] with each window's
 - spec ``fs1``: ``cat_<k>``, one-hot of the category bucket, ``crc32(name) % K`` (stable
   across processes; a missing category counts as ``"unknown"``, the name the training
   cleaner gives it)
-- spec ``fs2``: ``cat_missing`` then ``cat_dim_<i>`` (k of them), the category's row in the
-  model's category space (``decay.category_space``: PCA of the name's sentence embedding,
-  fitted at training); a missing category is its own fixed vector (1, 0, ..., 0). The rows
-  come from an injected :class:`CategoryRows`, so a name never seen in training gets one too.
+- spec ``fs2``: ``cat_dim_<i>`` (k of them), the category's row in the model's category
+  space (``decay.category_space``: PCA of the name's sentence embedding, fitted at training,
+  unit rows); a missing category is its own fixed vector, the origin. The rows come from an
+  injected :class:`CategoryRows`, so a name never seen in training gets one too.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class FeatureSpec:
             raise ValueError("bin edges must start at 0 and increase")
         names = BASE_FEATURES + TYPE_FEATURES
         if self.uses_space:
-            names += ("cat_missing", *(f"cat_dim_{i}" for i in range(self.category_dims)))
+            names += tuple(f"cat_dim_{i}" for i in range(self.category_dims))
         else:
             names += tuple(f"cat_{k}" for k in range(self.cat_buckets))
         object.__setattr__(self, "feature_names", names)
