@@ -19,6 +19,7 @@ OPTIONAL = (
     "holdout_metrics",
     "state_layout",
     "serving",
+    "category_space",
 )  # older cards may lack them
 
 
@@ -46,6 +47,8 @@ class ModelCard:
     state_layout: dict[str, Any] = field(default_factory=dict)
     # the recommended serving point (horizon_h, threshold), chosen on the training period only
     serving: dict[str, Any] = field(default_factory=dict)
+    # feature spec fs2: the PCA of the name embeddings (``decay.category_space``), else empty
+    category_space: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in asdict(self).items()}

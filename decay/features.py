@@ -14,14 +14,17 @@ Model input for a batch of B windows: ``x`` float32 [B, N, F] with each window's
 - ``log_count``: log1p(number of the user's events up to and including this one)
 - ``log_tenure_d``: log1p(days since the user's first event)
 - ``type_<kind>``: one-hot of :class:`decay.events.EventType` (8)
-- ``cat_<k>``: one-hot of the category bucket, ``crc32(name) % K`` (stable across processes;
-  a missing category counts as ``"unknown"``, the name the training cleaner gives it)
+- spec ``fs1``: ``cat_<k>``, one-hot of the category bucket, ``crc32(name) % K`` (stable
+  across processes; a missing category counts as ``"unknown"``, the name the training
+  cleaner gives it)
+- spec ``fs2``: ``cat_dim_<i>`` (k of them), the category's row in the model's category
+  space (``decay.category_space``: PCA of the name's sentence embedding, fitted at training,
+  unit rows); a missing category is its own fixed vector, the origin. The rows come from an
+  injected :class:`CategoryRows`, so a name never seen in training gets one too.
 """
 
 from __future__ import annotations
 
-import functools
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -31,12 +34,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from decay.category_codes import UNKNOWN_CATEGORY as UNKNOWN_CATEGORY
+from decay.category_codes import CategoryRows as CategoryRows
+from decay.category_codes import category_bucket as category_bucket
+from decay.category_codes import category_table as category_table
+from decay.category_codes import code_tables, log_categories
 from decay.durations import DAY_MS, HOUR_MS
 from decay.events import EVENT_TYPES, EventType
-from decay.window import NO_CATEGORY, Window
+from decay.window import Window
 
-FEATURE_VERSION: Final = "fs1"
-UNKNOWN_CATEGORY: Final = "unknown"
+FEATURE_VERSION: Final = "fs1"  # hashed category buckets
+SPACE_VERSION: Final = "fs2"  # category-space vectors
+VERSIONS: Final = (FEATURE_VERSION, SPACE_VERSION)
 # hazard bins (hours): fine at first (sessions), then days and weeks; the last bin is open
 DEFAULT_BIN_EDGES_H: Final = (
     0.0, 0.5, 1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0, 336.0, 720.0, 1440.0,
@@ -69,17 +78,33 @@ class FeatureSpec:
     cat_buckets: int = 16
     bin_edges_h: tuple[float, ...] = DEFAULT_BIN_EDGES_H
     horizon_h: float = 168.0
+    category_dims: int = 0  # fs2: dimensions of the category space (fs1: 0)
     feature_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.seq_len < 1 or self.cat_buckets < 1:
-            raise ValueError("seq_len and cat_buckets must be positive")
+        if self.version not in VERSIONS:
+            raise ValueError(f"unknown feature spec {self.version!r} (known: {VERSIONS})")
+        if self.seq_len < 1:
+            raise ValueError("seq_len must be positive")
+        if self.uses_space != (self.category_dims > 0):
+            raise ValueError(
+                f"{self.version} takes category_dims {'> 0' if self.uses_space else '0'}"
+            )
+        if not self.uses_space and self.cat_buckets < 1:
+            raise ValueError("cat_buckets must be positive")
         edges = self.bin_edges_h
         if not edges or edges[0] != 0.0 or any(b <= a for a, b in pairwise(edges)):
             raise ValueError("bin edges must start at 0 and increase")
         names = BASE_FEATURES + TYPE_FEATURES
-        names += tuple(f"cat_{k}" for k in range(self.cat_buckets))
+        if self.uses_space:
+            names += tuple(f"cat_dim_{i}" for i in range(self.category_dims))
+        else:
+            names += tuple(f"cat_{k}" for k in range(self.cat_buckets))
         object.__setattr__(self, "feature_names", names)
+
+    @property
+    def uses_space(self) -> bool:
+        return self.version == SPACE_VERSION
 
     @property
     def n_features(self) -> int:
@@ -89,16 +114,24 @@ class FeatureSpec:
     def n_bins(self) -> int:
         return len(self.bin_edges_h)
 
-    def encoding(self) -> tuple[str, int, int, tuple[str, ...]]:
+    def encoding(self) -> tuple[str, int, int, int, tuple[str, ...]]:
         """The part of the spec that fixes the model's input; it must match to serve a model."""
-        return (self.version, self.seq_len, self.cat_buckets, self.feature_names)
+        return (
+            self.version,
+            self.seq_len,
+            self.cat_buckets,
+            self.category_dims,
+            self.feature_names,
+        )
 
 
-@functools.lru_cache(maxsize=4096)  # a few dozen names, asked for on every event
-def category_bucket(name: str | None, buckets: int) -> int:
-    """Stable bucket of a category name (crc32, never Python's salted ``hash``)."""
-    text = UNKNOWN_CATEGORY if name is None else name
-    return zlib.crc32(text.encode("utf-8")) % buckets
+def space_spec(dims: int, **fields: object) -> FeatureSpec:
+    """The ``fs2`` spec: categories as ``dims``-d category-space rows, no buckets."""
+    return FeatureSpec(version=SPACE_VERSION, cat_buckets=0, category_dims=dims, **fields)  # type: ignore[arg-type]
+
+
+def _categories_of(spec: FeatureSpec) -> tuple[int, int]:
+    return (spec.cat_buckets, spec.category_dims)
 
 
 def type_code(kind: str) -> int:
@@ -115,8 +148,11 @@ def event_features(
     count: I64,
     first_ts: I64,
     spec: FeatureSpec,
+    cat_table: F32 | None = None,
 ) -> F32:
-    """Per-event feature rows [n, F] from flat arrays (the only place features are computed)."""
+    """Per-event feature rows [n, F] from flat arrays (the only place features are computed).
+    ``buckets`` are category buckets (fs1), or rows of ``cat_table`` (fs2,
+    :func:`category_table`)."""
     n = ts.shape[0]
     out = np.zeros((n, spec.n_features), dtype=np.float32)
     gap_h = (ts - prev_ts).astype(np.float64) / HOUR_MS
@@ -134,7 +170,10 @@ def event_features(
     rows = np.arange(n)
     base = len(BASE_FEATURES)
     out[rows, base + np.clip(types.astype(np.int64), 0, N_TYPES - 1)] = 1.0
-    out[rows, base + N_TYPES + buckets.astype(np.int64)] = 1.0
+    if cat_table is None:
+        out[rows, base + N_TYPES + buckets.astype(np.int64)] = 1.0
+    else:
+        out[:, base + N_TYPES :] = cat_table[buckets.astype(np.int64)]
     return out
 
 
@@ -149,17 +188,10 @@ def _scatter(rows: F32, lengths: I32, seq_len: int) -> F32:
     return x
 
 
-def _bucket_table(categories: tuple[str, ...], buckets: int) -> I64:
-    """Bucket per category index of a window (256 entries: NO_CATEGORY and any index past the
-    names count as a missing category)."""
-    table = np.full(256, category_bucket(None, buckets), dtype=np.int64)
-    names = categories[:NO_CATEGORY]
-    table[: len(names)] = [category_bucket(name, buckets) for name in names]
-    return table
-
-
-def encode_windows(windows: Sequence[Window], spec: FeatureSpec) -> tuple[F32, I32]:
-    """Stream path: windows -> (x [B, N, F], lengths [B])."""
+def encode_windows(
+    windows: Sequence[Window], spec: FeatureSpec, rows: CategoryRows | None = None
+) -> tuple[F32, I32]:
+    """Stream path: windows -> (x [B, N, F], lengths [B]); ``rows`` for an fs2 spec."""
     n = spec.seq_len
     lengths = np.array([min(w.ts.shape[0], n) for w in windows], dtype=np.int32)
     if not windows or lengths.sum() == 0:
@@ -184,12 +216,12 @@ def encode_windows(windows: Sequence[Window], spec: FeatureSpec) -> tuple[F32, I
     prev = np.empty_like(ts)  # the previous event of the window; a window's first: itself
     prev[1:] = ts[:-1]
     prev[starts] = ts[starts]
-    table = np.stack([_bucket_table(c, spec.cat_buckets) for c in tables])
+    table, cat_table = code_tables(list(tables), _categories_of(spec), rows)
     buckets = table[np.repeat(table_of, lens), np.concatenate(ca_p)]
     step = np.arange(ts.shape[0], dtype=np.int64) - np.repeat(starts, lens)
     # events up to and including each one: n_total counts the window's last event
     count = np.repeat(np.array(totals, dtype=np.int64) - lens + 1, lens) + step
-    rows = event_features(
+    feats = event_features(
         ts,
         prev,
         np.concatenate(ty_p),
@@ -198,8 +230,9 @@ def encode_windows(windows: Sequence[Window], spec: FeatureSpec) -> tuple[F32, I
         count,
         np.repeat(np.array(firsts, dtype=np.int64), lens),
         spec,
+        cat_table,
     )
-    return _scatter(rows, lengths, n), lengths
+    return _scatter(feats, lengths, n), lengths
 
 
 # --- training path: a whole event log at once --------------------------------------------
@@ -217,9 +250,10 @@ class EventTable:
     starts: I64
     ts: I64
     types: npt.NDArray[np.uint8]
-    buckets: npt.NDArray[np.int16]
+    buckets: npt.NDArray[np.int16]  # fs1: bucket; fs2: index into category_names, -1: none
     rows: F32
     spec: FeatureSpec
+    category_names: tuple[str, ...] = ()  # fs2: the log's category names
 
     @property
     def user_of(self) -> I64:
@@ -227,8 +261,11 @@ class EventTable:
         return np.repeat(np.arange(self.users.shape[0]), counts)
 
 
-def prepare_events(events: pd.DataFrame, spec: FeatureSpec) -> EventTable:
-    """Sort a contract event frame by (user, ts) (stable) and compute per-event features."""
+def prepare_events(
+    events: pd.DataFrame, spec: FeatureSpec, rows: CategoryRows | None = None
+) -> EventTable:
+    """Sort a contract event frame by (user, ts) (stable) and compute per-event features
+    (``rows``: the category space, for an fs2 spec)."""
     users_codes, users = pd.factorize(events["user_id"].astype(str), sort=True)
     ts_all = events["ts"].to_numpy(dtype=np.int64)
     order = np.lexsort((ts_all, users_codes))  # stable: file order breaks ties
@@ -238,17 +275,11 @@ def prepare_events(events: pd.DataFrame, spec: FeatureSpec) -> EventTable:
     kind_codes, kind_names = pd.factorize(kinds)
     kind_table = np.array([type_code(k) for k in kind_names], dtype=np.uint8)
     types = kind_table[kind_codes] if len(kind_names) else np.zeros(0, np.uint8)
-    cat_series = events["category"] if "category" in events.columns else None
-    if cat_series is None:
-        buckets = np.full(ts.shape[0], category_bucket(None, spec.cat_buckets), np.int16)
+    if "category" in events.columns:
+        cat_values = events["category"].to_numpy(dtype=object)[order]
     else:
-        cat_codes, cat_names = pd.factorize(cat_series.to_numpy(dtype=object)[order])
-        table = np.array(
-            [category_bucket(str(c), spec.cat_buckets) for c in cat_names]
-            + [category_bucket(None, spec.cat_buckets)],
-            dtype=np.int16,
-        )
-        buckets = table[cat_codes]  # code -1 (missing) picks the last entry: "unknown"
+        cat_values = np.full(ts.shape[0], None, dtype=object)
+    buckets, cat_table, cat_names = log_categories(cat_values, _categories_of(spec), rows)
     if "price" in events.columns:
         prices = events["price"].to_numpy(dtype=np.float64, na_value=np.nan)[order]
     else:
@@ -261,17 +292,20 @@ def prepare_events(events: pd.DataFrame, spec: FeatureSpec) -> EventTable:
     pos = np.arange(ts.shape[0], dtype=np.int64)
     count = pos - starts[codes] + 1
     first_ts = ts[starts[codes]] if ts.shape[0] else ts
-    rows = event_features(
-        ts, prev_ts, types, buckets, prices.astype(np.float32), count, first_ts, spec
-    )
+    codes_for_rows = buckets if cat_table is None else buckets.astype(np.int64) + 1
+    feats = event_features(
+        ts, prev_ts, types, codes_for_rows, prices.astype(np.float32), count, first_ts, spec,
+        cat_table,
+    )  # fmt: skip
     return EventTable(
         users=np.asarray(users, dtype=object),
         starts=starts,
         ts=ts,
         types=types,
         buckets=buckets,
-        rows=rows,
+        rows=feats,
         spec=spec,
+        category_names=cat_names,
     )
 
 

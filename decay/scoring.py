@@ -43,6 +43,8 @@ class Scores:
     # P(next event's category bucket) [B, K], and expected events within the model's horizon
     category_probs: npt.NDArray[np.float64] | None = None
     expected_events: npt.NDArray[np.float64] | None = None
+    # a category-space (fs2) model's query vector [B, k]: a category's score is q · e(name)
+    category_query: npt.NDArray[np.float64] | None = None
 
 
 class Scorer(Protocol):

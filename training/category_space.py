@@ -1,74 +1,30 @@
-"""The category space: sentence embeddings of names reduced to a few dimensions.
-
-PCA is fitted at training on the embeddings of the training catalogue (category names and
-item titles) and travels with the model as its card's ``category_space`` entry (mean and
-components, a few KiB), so the worker projects a name it has never seen with the same map:
-a new category gets a representation next to its relatives, where a hashed bucket gets a
-random slot shared with unrelated names.
-
-Also here: the history features a next-category predictor reads, the same function for both
-representations (embedding rows or one-hot buckets), so the bench compares only the input.
+"""Offline helpers of the category space (``decay.category_space``, re-exported here): the
+hashed rows and the history features the next-category bench reads, the same function for
+both representations (embedding rows or one-hot buckets), so the bench compares only the
+input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
-from decay.embeddings import MODEL_ID
-from decay.features import category_bucket
+from decay.category_space import CategorySpace, EncodedNames, NameVectors, SpaceRows, fit_space
+from decay.features import UNKNOWN_CATEGORY, category_bucket
 
 F32 = npt.NDArray[np.float32]
+__all__ = [
+    "CategorySpace",
+    "bucket_rows",
+    "fit_log_space",
+    "fit_space",
+    "history_features",
+    "log_category_names",
+]
 DECAYS = (0.5, 0.85)  # weights of older sessions in the two running averages
-
-
-@dataclass(frozen=True)
-class CategorySpace:
-    """x -> unit((x - mean) @ components.T): k dimensions, cosine preserved where it matters."""
-
-    encoder: str
-    mean: F32  # [384]
-    components: F32  # [k, 384]
-
-    @property
-    def dims(self) -> int:
-        return int(self.components.shape[0])
-
-    def project(self, vectors: F32) -> F32:
-        reduced = (np.asarray(vectors, np.float32) - self.mean) @ self.components.T
-        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
-        return (reduced / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    def to_card(self) -> dict[str, Any]:
-        return {
-            "encoder": self.encoder,
-            "dims": self.dims,
-            "mean": [round(float(v), 7) for v in self.mean],
-            "components": [[round(float(v), 7) for v in row] for row in self.components],
-        }
-
-    @classmethod
-    def from_card(cls, card: Mapping[str, Any]) -> CategorySpace:
-        if card.get("encoder") != MODEL_ID:
-            raise ValueError(f"category space of encoder {card.get('encoder')!r}, not {MODEL_ID}")
-        components = np.asarray(card["components"], np.float32)
-        if components.shape[0] != card["dims"]:
-            raise ValueError("category space: dims and components disagree")
-        return cls(MODEL_ID, np.asarray(card["mean"], np.float32), components)
-
-
-def fit_space(vectors: F32, dims: int) -> CategorySpace:
-    """PCA of ``vectors`` [n, 384] (n > dims) by SVD of the centred rows."""
-    x = np.asarray(vectors, np.float64)
-    if not 0 < dims < x.shape[0]:
-        raise ValueError(f"dims must be in 1..{x.shape[0] - 1}, got {dims}")
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return CategorySpace(MODEL_ID, mean.astype(np.float32), vt[:dims].astype(np.float32))
 
 
 def bucket_rows(names: Sequence[str], buckets: int) -> F32:
@@ -90,3 +46,26 @@ def history_features(reps: F32) -> F32:
             avg[j] = reps[i - 1] if i == 1 else w * avg[j] + (1 - w) * reps[i - 1]
         out[i - 1] = np.concatenate([reps[i - 1], *avg])
     return out
+
+
+def log_category_names(events: pd.DataFrame) -> list[str]:
+    """The named categories of an event log (sorted; the cleaner's ``"unknown"`` is none)."""
+    if "category" not in events.columns:
+        return []
+    names = set(events["category"].dropna().astype(str)) - {UNKNOWN_CATEGORY}
+    return sorted(names)
+
+
+def fit_log_space(events: pd.DataFrame, dims: int, names: NameVectors | None = None) -> SpaceRows:
+    """The category space of a training log: PCA of its category names' sentence embeddings
+    (from ``names``, the pinned encoder by default), as rows for ``decay.features``."""
+    catalogue = log_category_names(events)
+    if len(catalogue) <= dims:
+        raise ValueError(
+            f"a {dims}-d category space needs more than {dims} category names; "
+            f"the log has {len(catalogue)}"
+        )
+    source = names or EncodedNames()
+    raw = source.vectors(catalogue)
+    space = fit_space(np.stack([raw[n] for n in catalogue]), dims)
+    return SpaceRows(space, source, raw)

@@ -39,6 +39,10 @@ def train(
     units: int = 32,
     seed: int = 0,
     clean: Annotated[bool, typer.Option(help="clean the log first (report printed)")] = True,
+    category_dims: Annotated[
+        int,
+        typer.Option(help="0: hashed category buckets (spec fs1); k: a k-d category space (fs2)"),
+    ] = 0,
 ) -> None:
     """Train the hazard model on an event log (time-based validation split)."""
     _quiet_tensorflow()
@@ -55,7 +59,10 @@ def train(
     cfg = TrainConfig(
         arch=arch, epochs=epochs, max_examples=max_examples, units=units, seed=seed, verbose=2
     )
-    result = run(df, out, config=cfg)
+    from decay.features import FeatureSpec, space_spec
+
+    spec = space_spec(category_dims) if category_dims else FeatureSpec()
+    result = run(df, out, spec=spec, config=cfg)
     typer.echo(json.dumps(result.summary, indent=2))
 
 

@@ -25,7 +25,14 @@ from decay.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 OPSET = 17
-_SOURCES = ("decay/features.py", "decay/survival.py", "training/model.py", "training/train.py")
+_SOURCES = (
+    "decay/features.py",
+    "decay/category_codes.py",
+    "decay/category_space.py",
+    "decay/survival.py",
+    "training/model.py",
+    "training/train.py",
+)
 
 
 class ExportError(DecayError, RuntimeError):
@@ -75,8 +82,10 @@ def to_onnx(model: Any, spec: FeatureSpec) -> Any:
     proto, _ = tf2onnx.convert.from_function(
         serve, input_signature=signature, opset=OPSET, output_path=None
     )
+    from training.model import output_names
+
     _feed_sequence_lens(proto)
-    _rename_outputs(proto, ("log_hazard", "category_logits", "log_count"))
+    _rename_outputs(proto, output_names(spec))
     return proto
 
 
@@ -209,6 +218,8 @@ def export(
     parity = check_parity(trained.model, proto.SerializeToString(), spec, parity_n)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     code = code_version()
+    if spec.uses_space and trained.space is None:
+        raise ExportError(f"a {spec.version} model needs its category space")
     card = ModelCard(
         feature_spec_version=spec.version,
         seq_len=spec.seq_len,
@@ -225,6 +236,7 @@ def export(
         training_data=trained.summary,
         # only from an evaluation on data the model never saw (``export --metrics``)
         holdout_metrics=holdout_metrics or {},
+        category_space={} if trained.space is None else trained.space.to_card(),
     )
     out = save_with_card(proto, card, out_path, Path(out_path).parent / "card.json")
     log.info("exported %s (%d bytes); parity %s", out, out.stat().st_size, parity)

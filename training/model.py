@@ -10,7 +10,12 @@ Heads (all raw, the maths lives in ``decay.survival``):
 - ``log_hazard`` [B, M]: log of the piecewise-constant hazard (per hour) over the bins, trained
   with the censored piecewise-exponential likelihood, left-truncated at ``elapsed_h``. It
   depends on the history only, never on ``elapsed_h``, so conditioning on silence is exact.
-- ``category_logits`` [B, K]: the next event's category bucket (cross-entropy, observed only).
+- ``category_logits`` [B, K] (spec fs1): the next event's category bucket (cross-entropy,
+  observed only); or ``category_query`` [B, k] (spec fs2): a query vector q in the category
+  space, a category's score being q · e(category) (``decay.category_space``), trained with
+  the cross-entropy over the training categories' rows, so any named category can be scored
+  (the two-tower head of ``training.next_category.EmbeddingHead``, whose key map and bias are
+  linear in e and so folded into q).
 - ``log_count`` [B, 1]: log of the expected number of events within the horizon after the
   question time (Poisson likelihood, scaled by the observed share of the horizon).
 """
@@ -26,9 +31,18 @@ from keras import layers, ops
 from decay.features import FeatureSpec
 
 Arch = Literal["lstm", "gru"]
-OUTPUTS = ("log_hazard", "category_logits", "log_count")
+OUTPUTS = ("log_hazard", "category_logits", "log_count")  # fs1; fs2: category_query
 INPUTS = ("x", "lengths", "elapsed_h")
 LOG_HAZARD_MIN, LOG_HAZARD_MAX = -16.0, 4.0
+
+
+def category_head(spec: FeatureSpec) -> str:
+    """The name of the category head's output under ``spec``."""
+    return "category_query" if spec.uses_space else "category_logits"
+
+
+def output_names(spec: FeatureSpec) -> tuple[str, str, str]:
+    return ("log_hazard", category_head(spec), "log_count")
 
 
 def build_model(
@@ -56,7 +70,9 @@ def build_model(
     log_hazard = layers.Activation(
         lambda t: ops.clip(t, LOG_HAZARD_MIN, LOG_HAZARD_MAX), name="log_hazard"
     )(raw)
-    category_logits = layers.Dense(spec.cat_buckets, name="category_logits")(trunk)
+    head = category_head(spec)
+    width = spec.category_dims if spec.uses_space else spec.cat_buckets
+    category = layers.Dense(width, name=head)(trunk)
     # log(1 + x), not log1p: ONNX has no Log1p op
     ctx = layers.Concatenate()([trunk, ops.log(1.0 + ops.maximum(elapsed, 0.0))])
     hidden = layers.Dense(max(units // 2, 4), activation="relu", name="count_hidden")(ctx)
@@ -65,7 +81,7 @@ def build_model(
         inputs={"x": x, "lengths": lengths, "elapsed_h": elapsed},
         outputs={
             "log_hazard": log_hazard,
-            "category_logits": category_logits,
+            head: category,
             "log_count": log_count,
         },
         name=f"decay_{arch}",
@@ -89,6 +105,17 @@ def category_loss(y_true: Any, y_pred: Any) -> Any:
     picked = ops.take_along_axis(y_pred, ops.expand_dims(idx, -1), axis=-1)[:, 0]
     nll = ops.logsumexp(y_pred, axis=-1) - picked
     return nll * seen
+
+
+def query_loss(candidates: np.ndarray) -> Any:
+    """Cross-entropy of the next event's category among ``candidates`` [C, k] (the training
+    categories' rows; label = row index, -1 censored or missing: nothing), logits q · e."""
+    table = ops.convert_to_tensor(np.asarray(candidates, np.float32))
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        return category_loss(y_true, ops.matmul(y_pred, ops.transpose(table)))
+
+    return loss
 
 
 def count_loss(y_true: Any, y_pred: Any) -> Any:
@@ -122,15 +149,19 @@ def hazard_targets(
     return np.concatenate([at_risk, event], axis=1).astype(np.float32)
 
 
-def compile_model(model: keras.Model, learning_rate: float = 3e-3) -> None:
+def compile_model(
+    model: keras.Model, learning_rate: float = 3e-3, candidates: np.ndarray | None = None
+) -> None:
+    """``candidates``: the training categories' rows, for a category-space (fs2) model."""
+    head = "category_logits" if candidates is None else "category_query"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
         loss={
             "log_hazard": hazard_loss,
-            "category_logits": category_loss,
+            head: category_loss if candidates is None else query_loss(candidates),
             "log_count": count_loss,
         },
-        loss_weights={"log_hazard": 1.0, "category_logits": 0.3, "log_count": 0.3},
+        loss_weights={"log_hazard": 1.0, head: 0.3, "log_count": 0.3},
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from decay.category_space import CategorySpace, EncodedNames, NameVectors, SpaceRows
 from decay.features import HOUR_MS, EventTable, FeatureSpec, gather_windows, prepare_events
 from training.labels import Examples, calendar_cuts, event_cuts
 
@@ -56,6 +57,7 @@ class TrainResult:
     spec: FeatureSpec
     config: TrainConfig
     summary: dict[str, Any] = field(default_factory=dict)
+    space: CategorySpace | None = None  # spec fs2: the category space fitted on the log
 
 
 def make_examples(
@@ -105,7 +107,7 @@ def _batches(
 def batch_arrays(
     table: EventTable, ex: Examples, idx: np.ndarray, spec: FeatureSpec
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    from training.model import hazard_targets
+    from training.model import category_head, hazard_targets
 
     sub = ex.take(idx)
     x, lengths = gather_windows(table, sub.user, sub.last)
@@ -117,7 +119,7 @@ def batch_arrays(
     }
     targets = {
         "log_hazard": hazard_targets(spec.bin_edges_h, sub.elapsed_h, sub.duration_h, sub.observed),
-        "category_logits": sub.next_bucket.astype(np.float32),
+        category_head(spec): sub.next_bucket.astype(np.float32),
         "log_count": np.stack([sub.count, sub.exposure, _log_factorial(sub.count)], axis=1).astype(
             np.float32
         ),
@@ -163,10 +165,14 @@ def train(
     spec: FeatureSpec | None = None,
     config: TrainConfig | None = None,
     end_ms: int | None = None,
+    names: NameVectors | None = None,
 ) -> TrainResult:
-    """Fit the model on ``events`` (contract frame); save it to ``out_dir`` when given."""
+    """Fit the model on ``events`` (contract frame); save it to ``out_dir`` when given. An fs2
+    ``spec`` fits the category space on the log's names first (their vectors from ``names``,
+    the pinned encoder by default)."""
     import keras
 
+    from training.category_space import fit_log_space
     from training.model import build_model, compile_model
 
     spec = spec or FeatureSpec()
@@ -174,9 +180,11 @@ def train(
     t0 = time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    table = prepare_events(events, spec)
+    rows = fit_log_space(events, spec.category_dims, names) if spec.uses_space else None
+    table = prepare_events(events, spec, rows)
     if table.ts.shape[0] == 0:
         raise ValueError("no events to train on")
+    candidates = None if rows is None else rows.rows(table.category_names)
     start = int(table.ts.min())
     end = int(end_ms if end_ms is not None else table.ts.max())
     split = start + int((end - start) * (1.0 - cfg.val_fraction))
@@ -192,7 +200,7 @@ def train(
     log.info("examples: %d train, %d validation", len(train_ex), len(val_ex))
 
     model = build_model(spec, cfg.arch, cfg.units, base_log_rate(train_ex, spec))  # type: ignore[arg-type]
-    compile_model(model, cfg.learning_rate)
+    compile_model(model, cfg.learning_rate, candidates)
     train_seq = _dataset(table, train_ex, spec, cfg.batch_size, cfg.seed)
     val_seq = _dataset(table, val_ex, spec, cfg.batch_size, None)
     # the hazard head is what serving uses (interest, deadline) and what CDNOW's P(any) and
@@ -222,7 +230,7 @@ def train(
         )
         keras.utils.set_random_seed(cfg.seed)
         model = build_model(spec, cfg.arch, cfg.units, base_log_rate(all_ex, spec))  # type: ignore[arg-type]
-        compile_model(model, cfg.learning_rate)
+        compile_model(model, cfg.learning_rate, candidates)
         model.fit(
             _dataset(table, all_ex, spec, cfg.batch_size, cfg.seed),
             epochs=best_epochs,
@@ -242,7 +250,8 @@ def train(
         }
     )
     print(f"trained {cfg.arch} in {wall:.1f} s ({summary['epochs_run']} epochs)", flush=True)
-    result = TrainResult(model=model, spec=spec, config=cfg, summary=summary)
+    space = None if rows is None else rows.space
+    result = TrainResult(model=model, spec=spec, config=cfg, summary=summary, space=space)
     if out_dir is not None:
         save(result, out_dir)
     return result
@@ -302,6 +311,8 @@ def _dataset(
         for idx in order:
             yield batch_arrays(table, ex, idx, spec)
 
+    from training.model import category_head
+
     m, f = spec.n_bins, spec.n_features
     signature = (
         {
@@ -311,7 +322,7 @@ def _dataset(
         },
         {
             "log_hazard": tf.TensorSpec((None, 2 * m), tf.float32),
-            "category_logits": tf.TensorSpec((None,), tf.float32),
+            category_head(spec): tf.TensorSpec((None,), tf.float32),
             "log_count": tf.TensorSpec((None, 3), tf.float32),
         },
     )
@@ -330,9 +341,11 @@ def save(result: TrainResult, out_dir: str | Path) -> Path:
             "cat_buckets": result.spec.cat_buckets,
             "bin_edges_h": list(result.spec.bin_edges_h),
             "horizon_h": result.spec.horizon_h,
+            "category_dims": result.spec.category_dims,
         },
         "config": asdict(result.config),
         "summary": result.summary,
+        "category_space": None if result.space is None else result.space.to_card(),
     }
     (out / "model.json").write_text(json.dumps(meta, indent=2))
     return out
@@ -349,8 +362,18 @@ def load(model_dir: str | Path) -> TrainResult:
         cat_buckets=int(s["cat_buckets"]),
         bin_edges_h=tuple(float(e) for e in s["bin_edges_h"]),
         horizon_h=float(s["horizon_h"]),
+        category_dims=int(s.get("category_dims", 0)),
     )
     cfg = TrainConfig(**meta["config"])
     model = build_model(spec, cfg.arch, cfg.units)  # type: ignore[arg-type]
     model.load_weights(Path(model_dir) / "weights.weights.h5")
-    return TrainResult(model=model, spec=spec, config=cfg, summary=meta["summary"])
+    card = meta.get("category_space")
+    space = None if card is None else CategorySpace.from_card(card)
+    return TrainResult(model=model, spec=spec, config=cfg, summary=meta["summary"], space=space)
+
+
+def space_rows(result: TrainResult, names: NameVectors | None = None) -> SpaceRows | None:
+    """The trained model's category rows (fs2), names' vectors from ``names`` or the encoder."""
+    if result.space is None:
+        return None
+    return SpaceRows(result.space, names or EncodedNames())

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from decay.events import Event, EventType
-from decay.features import HOUR_MS, FeatureSpec, encode_log, prepare_events
+from decay.features import HOUR_MS, FeatureSpec, encode_log, prepare_events, space_spec
 from decay.state import UserState
 from training.labels import calendar_cuts, event_cuts
 from training.simulate import simulate
@@ -157,7 +157,7 @@ def test_worker_refuses_a_model_of_another_feature_spec(
     write_card(other, dataclasses.replace(card, feature_spec_version="fs0"))  # type: ignore[type-var]
     bad = tmp_path / "old.onnx"
     onnx.save_model(other, str(bad))
-    with pytest.raises(ModelMismatchError, match="feature spec 'fs0' != 'fs1'"):
+    with pytest.raises(ModelMismatchError, match="feature spec 'fs0'; this worker serves fs1, fs2"):
         OnnxScorer(bad, FeatureSpec(seq_len=16))
     bare = onnx.load(str(path))
     del bare.metadata_props[:]
@@ -205,6 +205,93 @@ def test_stream_scorer_agrees_with_tensorflow_on_the_training_path(
     if math.isfinite(hl):
         assert scorer.interest(1.0, hl, hl) == pytest.approx(0.5)
     assert scorer.version.startswith("lstm-fs1-")
+
+
+@pytest.fixture(scope="module")
+def exported_space(
+    sim: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, object, object]:
+    """A category-space (fs2) model: 8-d PCA of the simulator's 20 category names."""
+    from training.export import export
+    from training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("space_model")
+    cfg = TrainConfig(units=8, epochs=2, max_examples=3000, batch_size=128, verbose=0)
+    train(sim, out, spec=space_spec(8, seq_len=16, horizon_h=72.0), config=cfg)
+    card, parity = export(out, out / "model.onnx")
+    return out / "model.onnx", card, parity
+
+
+def test_category_space_model_exports_with_parity_and_its_space_in_the_card(
+    exported_space: tuple[Path, object, object],
+) -> None:
+    from decay.card import read_card
+    from decay.category_space import CategorySpace
+
+    path, card, parity = exported_space
+    assert parity.n == 1000 and parity.max_abs < 1e-4  # type: ignore[attr-defined]
+    back = read_card(path)
+    assert back == card and back.feature_spec_version == "fs2"
+    assert set(back.output_names) == {"log_hazard", "category_query", "log_count"}
+    assert CategorySpace.from_card(back.category_space).dims == 8
+    assert back.feature_names[16:] == tuple(f"cat_dim_{i}" for i in range(8))
+    assert path.stat().st_size < 5 * 1024 * 1024
+
+
+def test_category_space_stream_scorer_agrees_with_tensorflow(
+    sim: pd.DataFrame, exported_space: tuple[Path, object, object]
+) -> None:
+    """fs2 stream side (UserState -> window -> encoder rows -> ONNX) vs training side."""
+    from stream_app.onnx_scorer import OnnxScorer
+    from training.train import load, space_rows
+
+    path = exported_space[0]
+    scorer = OnnxScorer(path, FeatureSpec(seq_len=16))  # the card says fs2: served as such
+    assert scorer.spec.version == "fs2" and scorer.version.startswith("lstm-fs2-")
+    head = sim.head(400)
+    states: dict[str, UserState] = {}
+    for offset, row in enumerate(head.itertuples(index=False)):
+        st = states.setdefault(row.user_id, UserState())
+        cat = None if pd.isna(row.category) else str(row.category)
+        price = None if pd.isna(row.price) else float(row.price)
+        ev = Event(row.event_id, row.user_id, int(row.ts), EventType[row.type.upper()],
+                   None, cat, price)  # fmt: skip
+        st.add(ev, offset, 16)
+    users = sorted(states)
+    windows = [states[u].window() for u in users]
+    stream = scorer.predict(windows)
+    result = load(path.parent)
+    rows = space_rows(result)
+    cut = np.full(len(users), int(head["ts"].max()))
+    table = prepare_events(head, result.spec, rows)
+    lookup = pd.Index(table.users).get_indexer(pd.Index(users, dtype=object)).astype(np.int64)
+    from decay.features import gather_windows, last_event_index
+
+    x, lengths = gather_windows(table, lookup, last_event_index(table, lookup, cut))
+    zeros = np.zeros((len(users), 1), np.float32)
+    tf_out = result.model.predict({"x": x, "lengths": lengths, "elapsed_h": zeros}, verbose=0)
+    for name in ("log_hazard", "category_query", "log_count"):
+        np.testing.assert_allclose(stream[name], tf_out[name], rtol=1e-5, atol=1e-5)
+    scores = scorer.score(windows, threshold=0.3)
+    assert scores.category_probs is None and scores.category_query is not None
+    got = scorer.category_scores(scores.category_query, ["books", "running shoes"])
+    assert got.shape == (len(users), 2) and np.isfinite(got).all()
+
+
+def test_worker_refuses_a_category_space_model_without_its_space(
+    exported_space: tuple[Path, object, object], tmp_path: Path
+) -> None:
+    import onnx
+
+    from decay.card import write_card
+    from stream_app.onnx_scorer import ModelMismatchError, OnnxScorer
+
+    path, card, _ = exported_space
+    other = onnx.load(str(path))
+    write_card(other, dataclasses.replace(card, category_space={}))  # type: ignore[type-var]
+    onnx.save_model(other, str(tmp_path / "spaceless.onnx"))
+    with pytest.raises(ModelMismatchError, match="feature spec 'fs2' != 'fs1'"):
+        OnnxScorer(tmp_path / "spaceless.onnx", FeatureSpec(seq_len=16))
 
 
 def test_gru_variant_trains_but_export_refuses_a_loop_graph(sim: pd.DataFrame) -> None:
