@@ -304,6 +304,13 @@ def main() -> int:
     parser.add_argument(
         "--fraction", type=float, default=0.5, help="offered load as a share of the max"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="offered events/s (instead of --fraction x the max phase's): to compare two "
+        "versions of the code at the same load",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--scorer",
@@ -323,6 +330,8 @@ def main() -> int:
         raise SystemExit(f"no {MODEL}")
     if not 0 < args.fraction <= 1 or args.duration <= 0 or args.events <= 0:
         parser.error("need 0 < --fraction <= 1, --duration > 0, --events > 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("need --rate > 0")
 
     from decay_cli.replay import produce
 
@@ -361,7 +370,7 @@ def main() -> int:
         if r_max["count"] < args.events:
             raise SystemExit(f"max phase: only {r_max['count']} of {args.events} events")
         max_rate = args.events / r_max["seconds"]
-        rate = max_rate * args.fraction
+        rate = args.rate or max_rate * args.fraction
         n_load = math.ceil(rate * args.duration)
         print(
             f"max: {args.events:,} events in {r_max['seconds']:.1f} s = {max_rate:,.0f}/s "
