@@ -18,7 +18,7 @@ with the ONNX LSTM scorer or ``--scorer``'s, in a child process, its scores topi
 
 After the run both topics are read back with aiokafka. Latency of an event = Kafka timestamp
 of its score message (CreateTime, set by the worker's producer) minus Kafka timestamp of the
-event message (CreateTime, set by the replayer). Reported: p50, p90, p99, max, count, and
+event message (CreateTime, set by the replayer). Reported: p50, p90, p95, p99, max, count, and
 the events without a score (should be 0). Then where the time went, from the load worker's
 own histograms (``decay_record_stage_seconds``, see stream_app/metrics.py): per stage (fetch,
 queue, process, send) the records counted, p50 and p99. The caller's ``DECAY_*`` worker
@@ -251,6 +251,7 @@ def latencies(
         "scores_for_unknown_events": sum(1 for e in scored if e not in sent),
         "p50_ms": q(50),
         "p90_ms": q(90),
+        "p95_ms": q(95),
         "p99_ms": q(99),
         "max_ms": float(lat.max()) if len(lat) else float("nan"),
         "min_ms": float(lat.min()) if len(lat) else float("nan"),
@@ -272,11 +273,12 @@ def table(max_rate: float, rate: float, lat: dict[str, Any], duration: float) ->
     return "\n".join(
         [
             "| max events/s | offered events/s | achieved events/s | duration (s) | events "
-            "| scored | no score | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| scored | no score | p50 (ms) | p90 (ms) | p95 (ms) | p99 (ms) | max (ms) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {max_rate:,.0f} | {rate:,.0f} | {lat['achieved_rate']:,.0f} | {duration:.0f} "
             f"| {lat['events']:,} | {lat['count']:,} | {lat['no_score']:,} "
-            f"| {lat['p50_ms']:,.0f} | {lat['p90_ms']:,.0f} | {lat['p99_ms']:,.0f} "
+            f"| {lat['p50_ms']:,.0f} | {lat['p90_ms']:,.0f} | {lat['p95_ms']:,.0f} "
+            f"| {lat['p99_ms']:,.0f} "
             f"| {lat['max_ms']:,.0f} |",
         ]
     )
@@ -302,6 +304,13 @@ def main() -> int:
     parser.add_argument(
         "--fraction", type=float, default=0.5, help="offered load as a share of the max"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="offered events/s (instead of --fraction x the max phase's): to compare two "
+        "versions of the code at the same load",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--scorer",
@@ -321,6 +330,8 @@ def main() -> int:
         raise SystemExit(f"no {MODEL}")
     if not 0 < args.fraction <= 1 or args.duration <= 0 or args.events <= 0:
         parser.error("need 0 < --fraction <= 1, --duration > 0, --events > 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("need --rate > 0")
 
     from decay_cli.replay import produce
 
@@ -359,7 +370,7 @@ def main() -> int:
         if r_max["count"] < args.events:
             raise SystemExit(f"max phase: only {r_max['count']} of {args.events} events")
         max_rate = args.events / r_max["seconds"]
-        rate = max_rate * args.fraction
+        rate = args.rate or max_rate * args.fraction
         n_load = math.ceil(rate * args.duration)
         print(
             f"max: {args.events:,} events in {r_max['seconds']:.1f} s = {max_rate:,.0f}/s "

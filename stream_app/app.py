@@ -20,7 +20,7 @@ from decay.trends import TrendRules
 from decay_kafka.kafka_client import ssl_context
 from decay_kafka.topics import STATE_TABLE
 from decay_kafka.topics import message_limits as topic_limits
-from stream_app import dead_letters, schedules
+from stream_app import dead_letters, schedules, tail_check
 from stream_app.category_vectors import CategoryVectors
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
@@ -273,7 +273,7 @@ def register_timers(app: faust.App, settings: Settings, worker: Worker) -> None:
 
     @app.timer(interval=5.0)
     async def read_stalled_partitions() -> None:
-        await worker.read_stalled_partitions()
+        await tail_check.read_stalled_partitions(worker)
 
     if not settings.exactly_once:  # else every batch commits its offsets in its transactions
 

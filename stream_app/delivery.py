@@ -70,6 +70,17 @@ class Delivery:
         await self.producer.flush()  # what the applied records sent is delivered first
         await self.group.commit(self.settings.events_topic, applied)
 
+    async def commit_snapshot(self, applied: dict[int, int], valid: Callable[[], bool]) -> None:
+        """Commit ``applied`` (taken under the worker's lock, after the batches that applied
+        it were handed to the producer) without holding that lock: the producer's flush
+        waits for the broker, and batches go on meanwhile. ``valid()`` says the snapshot
+        still holds (no revocation since, the processor not halted); it is asked after the
+        flush and again in the commit slot, which a revocation's own commit waits for."""
+        await self.producer.flush()
+        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        if valid():
+            await self.group.commit(self.settings.events_topic, applied, valid)
+
     # -- messages --------------------------------------------------------------------------
 
     def dead_letter_failed(self, m: Outgoing, exc: BaseException) -> None:

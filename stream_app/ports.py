@@ -9,7 +9,7 @@ without a broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,8 +59,12 @@ class Group(Protocol):
 
     def forget_committed(self, topic: str, partitions: Iterable[int]) -> None: ...
 
-    async def commit(self, topic: str, offsets: Mapping[int, int]) -> int:
-        """Commit where ahead of the committed offset and still assigned; how many moved."""
+    async def commit(
+        self, topic: str, offsets: Mapping[int, int], valid: Callable[[], bool] | None = None
+    ) -> int:
+        """Commit where ahead of the committed offset and still assigned; how many moved.
+        ``valid``: asked once this commit holds the commit slot; nothing is committed if
+        it says False."""
         ...
 
     def commit_slot(self) -> AbstractAsyncContextManager[None]:

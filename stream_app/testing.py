@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +120,11 @@ class MemoryGroup:
         for p in partitions:
             self.known.pop((topic, p), None)
 
-    async def commit(self, topic: str, offsets: Mapping[int, int]) -> int:
+    async def commit(
+        self, topic: str, offsets: Mapping[int, int], valid: Callable[[], bool] | None = None
+    ) -> int:
+        if valid is not None and not valid():
+            return 0
         moved = 0
         for p, offset in offsets.items():
             if offset > self.known.get((topic, p), -1) and p in self.assigned(topic):

@@ -18,12 +18,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from aiokafka.errors import KafkaError
-
 from decay.events import Invalid, parse_erase_request
 from decay.scoring import AnyScorer
 from decay.settings import Settings
-from stream_app import stages
+from stream_app import heap, stages
 from stream_app.delivery import Delivery
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
@@ -55,7 +53,7 @@ class Worker:
         clock_ms: Callable[[], int],
         tail: TailWatch,
     ) -> None:
-        """``tail``: told of every fetch as it comes (see read_stalled_partitions)."""
+        """``tail``: told of every fetch as it comes (see stream_app.tail_check)."""
         self.settings = settings
         self.group = ports.group
         self.batches = ports.batches
@@ -67,6 +65,7 @@ class Worker:
         self.metrics = metrics
         self.clock_ms = clock_ms
         self.lock = asyncio.Lock()
+        self.revocations = 0  # on_revoked calls so far
         # One thread for all batches (they run one at a time under the lock): the default
         # pool would spread them over several threads, and glibc gives each its own arena.
         self.batch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decay-batch")
@@ -168,6 +167,7 @@ class Worker:
         """The events topic, a micro-batch at a time, straight from the consumer's fetches
         (see stream_app.runtime.intake), until a batch fails (then the worker stops)."""
         s = self.settings
+        heap.settle()  # started: see stream_app.heap
         while await self.handle(await self.batches.take(s.batch_max, s.batch_within_s)):
             pass
 
@@ -278,71 +278,19 @@ class Worker:
             self.processor.scorer = new
             self.metrics.model_info.labels(new.version).set(1)
 
-    def stalled_candidates(self) -> dict[int, int]:
-        """Per assigned, unpaused partition: the next offset this worker should see (where
-        its unbroken run ends; else where Faust will start)."""
-        group, processor, topic = self.group, self.processor, self.settings.events_topic
-        paused = group.paused(topic)  # recovering, not stalled
-        assigned = group.assigned(topic) - paused
-        committed = self.delivery.committed_offsets()
-        applied = processor.commit_offsets()
-        return {
-            p: applied[p] if p in applied else committed[p]
-            for p in assigned
-            if p in applied or p in committed
-        }
-
-    async def read_stalled_partitions(self) -> None:
-        """Apply the records Faust's consumer will not deliver (see stream_app.tail). A
-        read that fails (the broker away) is tried again at the next check; a failure once
-        records are being applied stops the worker, as in a batch."""
-        processor, topic = self.processor, self.settings.events_topic
-        async with self.lock:
-            if self.group.holding() or processor.halted is not None:
-                return  # Faust holds partitions back during the first two, rightly
-            if self.batches.backlog():
-                return  # busy: fetches wait for their turn (a full queue holds fetching)
-            nexts = self.stalled_candidates()
-            if not nexts:
-                return
-            try:
-                ends = await self.gaps.end_offsets(topic, nexts)
-            except (KafkaError, TimeoutError, OSError) as exc:
-                log.warning("tail check: no end offsets (%s); trying again later", exc)
-                return
-            for p, (start, end) in self.tail.stalled(nexts, ends).items():
-                if not await self.read_stalled(p, start, end):
-                    return
-
-    async def read_stalled(self, p: int, start: int, end: int) -> bool:
-        """Read and apply partition ``p``'s offsets ``start`` to ``end``; False when applying
-        them failed (the worker is stopping)."""
-        try:
-            found = await self.gaps.read(self.settings.events_topic, p, start, end)
-        except (KafkaError, TimeoutError, OSError) as exc:
-            log.warning("tail check: partition %d not read (%s); later", p, exc)
-            return True
-        self.metrics.refetched.inc(len(found))
-        if not found:  # only transaction markers there
-            self.processor.accept_gap(p, end)
-            return True
-        log.warning(
-            "partition %d: no record delivered past offset %d of %d; read %d",
-            *(p, start - 1, end, len(found)),
-        )
-        self.processor.committed = self.delivery.committed_offsets()
-        try:
-            outs, _ = await self.run_batch(as_records(found))
-        except Exception as exc:
-            await self.stop(exc, f"records read from partition {p} failed")
-            return False
-        for out in outs:
-            self.delivery.observe(out)
-        return True
-
     async def commit_processed(self) -> None:
+        """The offsets applied so far, read under the lock and committed off it (see
+        Delivery.commit_snapshot): a batch need not wait for the broker to acknowledge the
+        last second's messages. A revocation since the read, or a halt, cancels it."""
         async with self.lock:
-            await self.delivery.commit_applied()
+            applied, revocations = self.processor.commit_offsets(), self.revocations
+        if not applied:
+            return
+
+        def valid() -> bool:
+            return self.revocations == revocations and self.processor.halted is None
+
+        await self.delivery.commit_snapshot(applied, valid)
 
     async def sample_lag(self) -> None:
         group, m = self.group, self.metrics
@@ -359,6 +307,7 @@ class Worker:
     async def on_revoked(self, gone: set[int]) -> None:
         """The events topic's partitions ``gone`` are no longer this worker's."""
         txns, m = self.delivery.txns, self.metrics
+        self.revocations += 1  # a commit read before this one is not made (commit_processed)
         async with self.lock:
             try:  # the next owner then starts where this worker stopped, not at older commits
                 if txns is None:

@@ -60,8 +60,10 @@ class FaustGroup:
     def forget_committed(self, topic: str, partitions: Iterable[int]) -> None:
         offsets.forget_committed(self.app.consumer, topic, partitions)
 
-    async def commit(self, topic: str, applied: Mapping[int, int]) -> int:
-        return await offsets.commit_applied(self.app.consumer, topic, applied)
+    async def commit(
+        self, topic: str, applied: Mapping[int, int], valid: Callable[[], bool] | None = None
+    ) -> int:
+        return await offsets.commit_applied(self.app.consumer, topic, applied, valid)
 
     def commit_slot(self) -> AbstractAsyncContextManager[None]:
         return offsets.commit_slot(self.app.consumer)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -80,10 +80,15 @@ def set_committed(consumer: Any, topic: str, partition: int, offset: int) -> Non
     consumer._committed_offset[TP(topic, partition)] = offset
 
 
-async def commit_applied(consumer: Any, topic: str, applied: Mapping[int, int]) -> int:
+async def commit_applied(
+    consumer: Any, topic: str, applied: Mapping[int, int], valid: Callable[[], bool] | None = None
+) -> int:
     """Commit ``applied`` (partition -> next offset) where it is ahead of the committed offset
-    and the partition is still assigned; returns how many partitions moved."""
+    and the partition is still assigned; returns how many partitions moved. ``valid``: asked
+    once the commit slot is held (nothing committed when False)."""
     async with commit_slot(consumer):
+        if valid is not None and not valid():
+            return 0
         committed = committed_offsets(consumer, topic)
         assigned = consumer.assignment()
         offsets = {

@@ -21,7 +21,7 @@ from stream_app.processor import Processor, Record
 from stream_app.queries import partition_for
 from stream_app.store import MemoryStore
 from stream_app.tail import TailWatch
-from stream_app.testing import MemoryBatches, MemoryGroup, MemoryLog, memory_ports
+from stream_app.testing import MemoryBatches, MemoryGroup, MemoryLog, MemoryProducer, memory_ports
 from stream_app.worker import Worker, as_records
 
 HOUR = 3_600_000
@@ -253,3 +253,71 @@ def test_the_lag_is_sampled_from_the_high_watermark(partition: int) -> None:
     lag = worker.metrics.consumer_lag.labels(str(partition))._value.get()
     applied = worker.processor.last_offsets()[partition] + 1
     assert lag == ends(log)[partition] - applied
+
+
+class GatedFlush(MemoryProducer):
+    """The in-memory producer, whose flush waits until the test opens the gate (a broker
+    slow to acknowledge)."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.gate = asyncio.Event()
+        self.flushing = asyncio.Event()
+
+    async def flush(self) -> None:
+        self.flushing.set()
+        await self.gate.wait()
+
+
+def gated(log: MemoryLog) -> tuple[Worker, GatedFlush]:
+    worker = build(log, MemoryStore())
+    producer = GatedFlush(log)
+    worker.delivery.producer = producer
+    return worker, producer
+
+
+def test_batches_go_on_while_a_commit_waits_for_the_flush_and_it_commits_its_snapshot() -> None:
+    log = MemoryLog(PARTITIONS)
+    produce(log, users=6, rounds=3)
+    worker, producer = gated(log)
+    assign(worker, [0, 1])
+    batches = drain(worker, 4)
+
+    async def go() -> dict[int, int]:
+        assert await worker.handle(next(batches))
+        snapshot = worker.processor.commit_offsets()
+        commit = asyncio.ensure_future(worker.commit_processed())
+        await asyncio.wait_for(producer.flushing.wait(), 10)
+        for fetched in batches:  # the lock is free: the rest is applied meanwhile
+            assert await asyncio.wait_for(worker.handle(fetched), 10)
+        assert committed(log) == {}
+        producer.gate.set()
+        await asyncio.wait_for(commit, 10)
+        return snapshot
+
+    snapshot = asyncio.run(go())
+    assert committed(log) == snapshot != ends(log)  # what was applied when it was asked
+    assert worker.processor.commit_offsets() == ends(log)
+
+
+def test_a_revocation_during_the_flush_cancels_the_commit_read_before_it() -> None:
+    log = MemoryLog(PARTITIONS)
+    produce(log, users=6, rounds=3)
+    worker, producer = gated(log)
+    assign(worker, [0, 1])
+    batches = drain(worker, 4)
+
+    async def go() -> None:
+        assert await worker.handle(next(batches))
+        commit = asyncio.ensure_future(worker.commit_processed())
+        await asyncio.wait_for(producer.flushing.wait(), 10)
+        assert await worker.handle(next(batches))
+        producer.gate.set()  # the revocation's own commit flushes too
+        await asyncio.wait_for(worker.on_revoked({0}), 10)
+        assign(worker, [1])
+        revoked_at = committed(log)
+        await asyncio.wait_for(commit, 10)
+        assert committed(log) == revoked_at  # the older snapshot was not committed
+
+    asyncio.run(go())
+    assert set(committed(log)) == {0}  # partition 1's commit was cancelled with it
