@@ -27,6 +27,19 @@ DAY = 24 * HOUR_MS
 CHOSEN = "u24-e20-ww4"  # training/validation.py's choice (round 6)
 
 
+def stream_states(head: pd.DataFrame, max_events: int = 16) -> dict[str, UserState]:
+    """Each user's state after the log's events, as the worker adds them."""
+    states: dict[str, UserState] = {}
+    for offset, row in enumerate(head.itertuples(index=False)):
+        st = states.setdefault(row.user_id, UserState())
+        cat = None if pd.isna(row.category) else str(row.category)
+        price = None if pd.isna(row.price) else float(row.price)
+        ev = Event(row.event_id, row.user_id, int(row.ts), EventType[row.type.upper()],
+                   None, cat, price)  # fmt: skip
+        st.add(ev, offset, max_events)
+    return states
+
+
 def _tiny_log() -> pd.DataFrame:
     rows = [
         ("a", 0), ("a", 2 * HOUR_MS), ("a", 3 * DAY),  # returns after 3 days
@@ -177,14 +190,7 @@ def test_stream_scorer_agrees_with_tensorflow_on_the_training_path(
     spec16 = FeatureSpec(seq_len=16, horizon_h=72.0)
     scorer = OnnxScorer(exported[0], FeatureSpec(seq_len=16))
     head = sim.head(400)
-    states: dict[str, UserState] = {}
-    for offset, row in enumerate(head.itertuples(index=False)):
-        st = states.setdefault(row.user_id, UserState())
-        cat = None if pd.isna(row.category) else str(row.category)
-        price = None if pd.isna(row.price) else float(row.price)
-        ev = Event(row.event_id, row.user_id, int(row.ts), EventType[row.type.upper()],
-                   None, cat, price)  # fmt: skip
-        st.add(ev, offset, 16)
+    states = stream_states(head)
     users = sorted(states)
     stream = scorer.predict([states[u].window() for u in users])
     result = load(trained)
@@ -249,14 +255,7 @@ def test_category_space_stream_scorer_agrees_with_tensorflow(
     scorer = OnnxScorer(path, FeatureSpec(seq_len=16))  # the card says fs2: served as such
     assert scorer.spec.version == "fs2" and scorer.version.startswith("lstm-fs2-")
     head = sim.head(400)
-    states: dict[str, UserState] = {}
-    for offset, row in enumerate(head.itertuples(index=False)):
-        st = states.setdefault(row.user_id, UserState())
-        cat = None if pd.isna(row.category) else str(row.category)
-        price = None if pd.isna(row.price) else float(row.price)
-        ev = Event(row.event_id, row.user_id, int(row.ts), EventType[row.type.upper()],
-                   None, cat, price)  # fmt: skip
-        st.add(ev, offset, 16)
+    states = stream_states(head)
     users = sorted(states)
     windows = [states[u].window() for u in users]
     stream = scorer.predict(windows)
