@@ -50,8 +50,9 @@ def build_quix_app(settings: Any, spec: dict[str, Any], on_processed: Any) -> An
     from quixstreams.state.rocksdb import RocksDBOptions
 
     half_life_ms = settings.half_life_hours * 3_600_000.0
-    threshold = settings.threshold
-    max_events = settings.window_events
+    # As the worker with the baseline scorer: its threshold and its 64-event window unless set.
+    threshold = settings.dormancy_threshold
+    max_events = settings.window_events or 64
     app = Application(
         broker_address=settings.bootstrap,
         consumer_group=spec["group"],
