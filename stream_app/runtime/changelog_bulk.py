@@ -37,7 +37,8 @@ class ChangelogBulk:
         """Write the records of ``batch`` (one fetch of ``tp``) that this path takes; the
         rest, in order, are for Faust's conductor."""
         recovery = self.app.tables.recovery
-        if not recovery.in_recovery or tp not in recovery.active_tps:
+        # A rebalance stops the flow: the records go the way Faust's loop drops them.
+        if not consumer.flow_active or not recovery.in_recovery or tp not in recovery.active_tps:
             return batch
         store = recovery.tp_to_table[tp].data
         if not isinstance(store, faust_rocksdb.Store) or not store.use_rocksdict:
