@@ -95,7 +95,7 @@ def evaluate(
     import dataclasses
 
     from training.data import clean, load_events
-    from training.evaluate import SMALL_LSTM, run_events
+    from training.evaluate_events import SMALL_LSTM, run_events
     from training.reports import markdown_table, write_report
     from training.train import TrainConfig
 
@@ -130,7 +130,7 @@ def evaluate_sim(
     """Simulate a log, split it in time, score the models, and compare their dormancy alerts
     with the simulator's ground truth (user churned for good before the end of the holdout)."""
     _quiet_tensorflow()
-    from training.evaluate import run_sim
+    from training.evaluate_events import run_sim
     from training.reports import markdown_table, write_report
 
     report = run_sim(users, days, seed, models=_models(models))
@@ -245,7 +245,8 @@ def train_lapse(
 
     from decay.features import FeatureSpec
     from training.data import clean, collapse_same_day, load_events
-    from training.evaluate import CDNOW_LAPSE, EVENTS_LAPSE
+    from training.evaluate import CDNOW_LAPSE
+    from training.evaluate_events import EVENTS_LAPSE
     from training.lapse import fit
     from training.lapse_step import save
 

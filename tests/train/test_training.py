@@ -437,7 +437,7 @@ def test_rolling_origin_fold_cut_points() -> None:
 
 
 def test_events_report_has_alerts_and_folds() -> None:
-    from training.evaluate import run_events
+    from training.evaluate_events import run_events
     from training.reports import markdown_table
 
     log = simulate(300, days=20, seed=3).events
@@ -671,7 +671,7 @@ def test_the_cdnow_lapse_settings_are_a_validated_candidate() -> None:
 
 
 def test_events_report_scores_the_lapse_model_in_days() -> None:
-    from training.evaluate import EVENTS_LAPSE, run_events
+    from training.evaluate_events import EVENTS_LAPSE, run_events
     from training.reports import markdown_table
 
     log = simulate(300, days=20, seed=4).events
