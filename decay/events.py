@@ -11,11 +11,12 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum
 from typing import Any, Final
 
 import orjson
+
+from decay.event_json import is_plain, loads, parse_timestamp
 
 
 class EventType(IntEnum):
@@ -99,7 +100,6 @@ class Limits:
     max_bytes: int = 64 * 1024
 
 
-_PLAIN: Final = (str, int, bool, type(None))
 _SET: Final = tuple(getattr(Event, f.name).__set__ for f in dataclasses.fields(Event))
 
 
@@ -133,56 +133,24 @@ def _new_event(
     return e
 
 
+def with_user_id(event: Event, user_id: str) -> Event:
+    """``dataclasses.replace(event, user_id=user_id)``, four times faster."""
+    return _new_event(
+        event.event_id,
+        user_id,
+        event.ts_ms,
+        event.type,
+        event.item_id,
+        event.category,
+        event.price,
+        event.quantity,
+        event.item_title,
+        event.query,
+    )
+
+
 # The contract's fields, as JSON keys: Event's, with ts for ts_ms.
 _FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Event)) - {"ts_ms"} | {"ts"}
-
-
-def _plain(obj: dict[str, Any]) -> bool:
-    """Whether :func:`loads` keeps orjson's result for ``obj``."""
-    for v in obj.values():
-        t = type(v)
-        if t not in _PLAIN and not (t is float and -(2.0**63) < v < 2.0**63):
-            return False
-    return True
-
-
-def loads(raw: bytes) -> Any:
-    """``json.loads``, several times faster on the usual message: orjson's result is kept only
-    for a flat object whose every value it parses exactly as ``json`` does (orjson turns
-    integers beyond 64 bits into floats, always beyond 2**63 in magnitude); anything else,
-    and anything orjson refuses (NaN, lone surrogates, UTF-16...), goes through ``json`` so
-    that results and error messages (the dead-letter detail) stay the same."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-    if type(obj) is dict and _plain(obj):
-        return obj
-    return json.loads(raw)
-
-
-def parse_timestamp(value: Any) -> int | None:
-    """RFC 3339 string or epoch milliseconds (int, or float without a fraction) -> epoch ms."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < 2**62:
-            return int(value)
-        return None
-    if isinstance(value, str):
-        if not 10 <= len(value) <= 40:
-            return None
-        text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:  # RFC 3339 requires an offset; refuse to guess a zone
-            return None
-        return int(parsed.timestamp() * 1000)
-    return None
 
 
 def _text(obj: dict[str, Any], name: str, required: bool) -> str | Invalid | None:
@@ -270,7 +238,7 @@ def usual_event(raw: bytes, key: bytes | None, limits: Limits) -> Event | None:
     if key is not None and key != user_id.encode():
         return None
     # An unknown field that is not plain sends loads to json, which may refuse the message.
-    if not obj.keys() <= _FIELDS and not _plain(obj):
+    if not obj.keys() <= _FIELDS and not is_plain(obj):
         return None
     return _new_event(
         event_id, user_id, ts, event_type, item_id, category, price, quantity, item_title, query

@@ -24,6 +24,7 @@ from decay.events import (
     parse_any_event,
     parse_event,
     usual_event,
+    with_user_id,
 )
 from decay_cli.replay import encode
 from tests.unit.test_fuzz import messages
@@ -183,6 +184,19 @@ def test_the_fast_constructor_makes_the_dataclass_event() -> None:
     assert got == want and hash(got) == hash(want) and repr(got) == repr(want)
     with pytest.raises(dataclasses.FrozenInstanceError):
         got.user_id = "v"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event("e", "u", 1, EventType.VIEW),
+        Event("e", "u", 1, EventType.SEARCH, "i", "c", 2.5, 3, "title", "query"),
+    ],
+)
+def test_with_user_id_is_replace(event: Event) -> None:
+    got = with_user_id(event, "p123")
+    assert _shape(got) == _shape(dataclasses.replace(event, user_id="p123"))
+    assert event.user_id == "u"
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
