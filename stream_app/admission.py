@@ -4,9 +4,8 @@ user's own partition, redelivery and erasure (pass 1 of ``stream_app.processor``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
-from decay.events import Event, Invalid, Limits, parse_event
+from decay.events import Event, Invalid, Limits, parse_event, with_user_id
 from stream_app.batch import BatchOutput, DeadLetter, Forward, Record
 from stream_app.partitions import PartitionState
 from stream_app.queries import partition_for
@@ -73,7 +72,7 @@ def admit(
         out.counts["redelivered"] += 1
         return None
     if pseudonymize is not None:
-        parsed = replace(parsed, user_id=pseudonymize(parsed.user_id))
+        parsed = with_user_id(parsed, pseudonymize(parsed.user_id))
     erased_at = part.erased.get(parsed.user_id)
     if erased_at is not None and rec.timestamp <= erased_at:
         out.counts["dropped_erased"] += 1  # produced before its user's erase request
