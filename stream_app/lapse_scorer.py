@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -51,6 +51,9 @@ DROPOUTS: Final = ("fixed", "beta", "exp")
 # Raw events a user's record keeps: the model reads none (its state carries the history);
 # the alerts' reasons read the last 10 (the category rule, the recent mix, the typical gap).
 WINDOW_EVENTS: Final = 10
+# How close to the crossing the half-life and deadline are found, in seconds of silence:
+# deadlines are stored as whole ms, half-lives as float32 (7 digits), so 1 us is plenty.
+ROOT_TOL_S: Final = 1e-6
 # the state layout this worker knows: these keys, with these values where fixed
 LAYOUT_KEYS: Final = frozenset(
     {"h", "c", "counters", "static", "unit_h", "dropout", "params", "heads"}
@@ -303,6 +306,9 @@ class LapseScorer:
     def _scores(self, st: Any, threshold: float) -> Scores:
         p, k, beta = self.heads(st)
         h = self.horizon
+        # half-life and deadline in one root search: each element's bracket is its own
+        p2, k2, b2 = (np.concatenate([v, v]) for v in (p, k, beta))
+        curve: Callable[[Any], Any]
         if self.dropout == "exp":
             peak = lifetime.interest(k, beta, p, h, np.zeros_like(k))
 
@@ -310,15 +316,12 @@ class LapseScorer:
                 return lifetime.interest(k2, b2, p2, h, d)
         else:  # fixed or beta dropout: interest depends on the mean lapse chance p only
             peak = btyd.interest(p, k, beta, h, 0.0)
-
-            def curve(d: Any) -> Any:
-                return btyd.interest(p2, k2, b2, h, d)
-
-        # half-life and deadline in one root search: each element's bisection is its own
-        p2, k2, b2 = (np.stack([v, v]) for v in (p, k, beta))
-        levels = np.stack([peak / 2.0, np.full_like(peak, threshold)])
-        half, dead = btyd.decreasing_root(curve, levels, levels.shape) * self.unit_h * HOUR_S
-        return Scores(peak=peak, half_life_s=half, deadline_s=dead)
+            curve = btyd.interest_curve(p2, k2, b2, h)
+        levels = np.concatenate([peak / 2.0, np.full_like(peak, threshold)])
+        to_s = self.unit_h * HOUR_S
+        roots = btyd.decreasing_root(curve, levels, levels.shape, tol=ROOT_TOL_S / to_s, rtol=0.0)
+        roots *= to_s
+        return Scores(peak=peak, half_life_s=roots[: len(p)], deadline_s=roots[len(p) :])
 
     def curves(
         self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]
