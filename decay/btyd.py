@@ -147,7 +147,7 @@ def decreasing_root(
     badly behaved curve still ends within ``steps`` evaluations."""
     lvl = np.broadcast_to(_f(level), shape)
     lo, hi = np.zeros(shape), np.ones(shape)
-    with np.errstate(over="ignore", invalid="ignore"):  # d = inf is a valid bracket end
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # d = inf: a bracket end
         at_zero = curve(lo) - lvl
         todo = (at_zero > 0.0) & (lvl > 0.0)
         f_lo, f_hi = at_zero, curve(np.expm1(hi)) - lvl
@@ -158,24 +158,34 @@ def decreasing_root(
             lo, f_lo = np.where(above, hi, lo), np.where(above, f_hi, f_lo)
             hi = np.where(above, hi * 2.0, hi)
             f_hi = np.where(above, curve(np.expm1(hi)) - lvl, f_hi)
-        moved = np.zeros(shape)  # the end that moved last: 1 lo, -1 hi
+        # where the search is over from the start: not needed, or no bracket found
+        done = ~todo | (f_hi > 0.0)
+        up = np.zeros(shape, dtype=bool)  # the crossing was above the last point: lo moved
         for step in range(steps):
             # d's tolerance on x (d's width <= x's times e^hi), or 4 ulps of x
             d_hi = np.expm1(hi)
             enough = np.maximum(np.maximum(tol, rtol * d_hi) / (d_hi + 1.0), 8e-16 * hi)
-            if not (todo & (hi - lo > enough) & (f_hi < 0.0)).any():
+            enough = np.where(done, np.inf, enough)
+            if not (hi - lo > enough).any():
                 break
-            x = hi - f_hi * (hi - lo) / (f_hi - f_lo)  # f_lo > 0 >= f_hi: x in [lo, hi]
-            x += moved * 0.25 * enough
-            x = np.where((x > lo) & (x < hi) & (step < steps // 2), x, 0.5 * (lo + hi))
+            if step >= steps // 2:
+                x = 0.5 * (lo + hi)
+            else:  # false position (f_lo > 0 >= f_hi), a quarter tolerance on past the crossing
+                x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+                if step:
+                    x += np.where(up, 0.25, -0.25) * enough
+                # inside the bracket by a quarter tolerance (fmax/fmin: a nan becomes the bound)
+                x = np.fmin(np.fmax(x, lo + 0.25 * enough), hi - 0.25 * enough)
             f_x = curve(np.expm1(x)) - lvl
-            up = f_x > 0.0  # the crossing is above x
-            # Illinois: an end that stays put twice running has its value halved
-            f_hi = np.where(up & (moved == 1.0), 0.5 * f_hi, f_hi)
-            f_lo = np.where(~up & (moved == -1.0), 0.5 * f_lo, f_lo)
-            lo, f_lo = np.where(up, x, lo), np.where(up, f_x, f_lo)
-            hi, f_hi = np.where(up, hi, x), np.where(up, f_hi, f_x)
-            moved = np.where(up, 1.0, -1.0)
+            was_up, up = up, f_x > 0.0
+            if step:  # Illinois: an end that stays put twice running has its value halved
+                np.multiply(f_hi, 0.5, out=f_hi, where=up & was_up)
+                np.multiply(f_lo, 0.5, out=f_lo, where=~(up | was_up))
+            np.copyto(lo, x, where=up)
+            np.copyto(f_lo, f_x, where=up)
+            down = ~up
+            np.copyto(hi, x, where=down)
+            np.copyto(f_hi, f_x, where=down)
         out: Array = np.where(todo, np.expm1(hi), 0.0)
     return np.where(lvl <= 0.0, np.inf, out)
 

@@ -32,6 +32,7 @@ from decay.card import ModelCard
 from decay.events import Event, EventType
 from decay.features import FeatureSpec, category_bucket, event_features
 from decay.lapse_state import (
+    COUNTER_DTYPE,
     COUNTERS,
     STATIC,
     advance,
@@ -160,6 +161,8 @@ class LapseScorer:
         self.horizon = self.serving.horizon_h / self.unit_h  # in the model's unit
         self.tag = zlib.crc32(raw)  # a state written by another model file is not ours
         self._size = state_dtype(self.units).itemsize
+        self._outputs = list(OUTPUTS)  # as onnxruntime's run takes them
+        self._start = pack_states(unpack_states([b""], self.tag, self.units))[0]
 
     @property
     def version(self) -> str:
@@ -176,14 +179,18 @@ class LapseScorer:
 
     def start(self) -> bytes:
         """A new user's state: no event counted, ``h = c = 0``."""
-        return pack_states(unpack_states([b""], self.tag, self.units))[0]
+        return self._start
 
     def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
-        ours = [
-            len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag for s in states
-        ]
-        redo = [i for i, ok in enumerate(ours) if not ok]
-        out = list(states)
+        out, redo = list(states), []
+        for i, s in enumerate(states):
+            if len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag:
+                continue
+            w = windows[i]
+            if w is None or w.ts.shape[0] == 0:  # nothing to warm up from: what _warm gives
+                out[i] = self._start
+            else:
+                redo.append(i)
         for i, state in zip(redo, self._warm([windows[i] for i in redo]), strict=True):
             out[i] = state
         return out
@@ -214,55 +221,60 @@ class LapseScorer:
         the state after each of them. The counters and feature rows of all the events are
         computed first (they do not depend on the model), then the LSTM steps in rounds, round
         r holding every user's r-th event: one onnxruntime call per round."""
-        m = np.array([len(evs) for evs in events], dtype=np.int64)
+        m = np.fromiter(map(len, events), np.int64, len(events))
         flat = [e for evs in events for e in evs]
         if not flat:
             return [[] for _ in events]
-        st = unpack_states(list(states), self.tag, self.units)  # each user's state, as it goes
-        ts = np.array([e.ts_ms for e in flat], dtype=np.int64)
+        st = unpack_states(list(states), self.tag, self.units)
+        ts = np.fromiter((e.ts_ms for e in flat), np.int64, len(flat))
         prices = np.array([e.price if e.price is not None else 0.0 for e in flat])
         qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
         amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
         starts = np.cumsum(m) - m
-        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
-        prev, first, count = (np.empty(len(flat), np.int64) for _ in range(3))
-        in_order = np.empty(len(flat), dtype=bool)
-        rounds = []
-        for r in range(int(m.max())):  # the counters: exact sums in event order, per user
-            users = np.nonzero(m > r)[0]
-            idx = starts[users] + r
-            sub = st[users]
-            n0 = sub["n_events"].astype(np.int64)
-            # the feature row reads the counters before the event (decay.features)
-            prev[idx] = np.where(n0 > 0, sub["last_ts_ms"], ts[idx])
-            first[idx] = np.where(n0 > 0, np.minimum(sub["first_ts_ms"], ts[idx]), ts[idx])
-            count[idx] = n0 + 1
-            in_order[idx] = advance(sub, ts[idx], amount[idx])
-            st[users] = sub
-            after[idx] = sub
-            rounds.append((idx, users))
-        feats = self._features(flat, in_order, ts, prev, count, first, prices)
+        rounds = [(starts[u] + r, u) for r in range(int(m.max())) for u in [np.nonzero(m > r)[0]]]
+        counted, prev, in_order = _count(st, rounds, ts, amount)
+        count = counted["n_events"].astype(np.int64)
+        feats = self._features(flat, in_order, ts, prev, count, counted["first_ts_ms"], prices)
         static = static_features(
-            after["n_events"],
-            after["first_ts_ms"],
-            after["last_ts_ms"],
-            after["amount_sum"],
+            counted["n_events"],
+            counted["first_ts_ms"],
+            counted["last_ts_ms"],
+            counted["amount_sum"],
             self.unit_h,
         )
-        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
-        for idx, users in rounds:  # the LSTM: an older event leaves h, c and params as they were
-            go = in_order[idx]
-            if go.any():
-                ev, us = idx[go], users[go]
-                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
-                h[us], c[us], params[us] = self._session.run(list(OUTPUTS), feeds)
-            after["h"][idx], after["c"][idx], after["params"][idx] = (
-                h[users],
-                c[users],
-                params[users],
-            )
+        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
+        after["tag"] = self.tag
+        for name in COUNTERS:
+            after[name] = counted[name]
+        after["h"], after["c"], after["params"] = self._recur(st, rounds, in_order, feats, static)
         blobs = pack_states(after)
         return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
+
+    def _recur(
+        self,
+        st: npt.NDArray[np.void],
+        rounds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+        in_order: npt.NDArray[np.bool_],
+        feats: npt.NDArray[np.float32],
+        static: npt.NDArray[np.float32],
+    ) -> tuple[npt.NDArray[np.float32], ...]:
+        """``h``, ``c`` and ``params`` after each event, round by round from the users'
+        states ``st``: an older event leaves them as they were."""
+        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
+        out = [np.empty((len(in_order), *v.shape[1:]), np.float32) for v in (h, c, params)]
+        for idx, users in rounds:
+            go = in_order[idx]
+            ev, us = (idx, users) if go.all() else (idx[go], users[go])
+            if len(ev):
+                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
+                new = self._session.run(self._outputs, feeds)
+                for now, into, value in zip((h, c, params), out, new, strict=True):
+                    now[us] = into[ev] = value
+            if len(ev) < len(idx):
+                old, was = idx[~go], users[~go]
+                for now, into in zip((h, c, params), out, strict=True):
+                    into[old] = now[was]
+        return tuple(out)
 
     def _features(
         self,
@@ -351,6 +363,32 @@ class LapseScorer:
         if not math.isfinite(half_life_s) or half_life_s <= 0:
             return peak if math.isinf(half_life_s) else 0.0
         return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
+
+
+def _count(
+    st: npt.NDArray[np.void],
+    rounds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+    ts: npt.NDArray[np.int64],
+    amount: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The counters after each event (exact sums in each user's event order), the time of
+    the user's last event before it (its own for a user's first; the feature row reads the
+    counters before the event, decay.features) and whether it is in order. Round by round
+    on the counters alone: ``h`` and ``c`` are most of a state's bytes."""
+    now = np.empty(len(st), dtype=COUNTER_DTYPE)  # each user's counters, as they go
+    for name in COUNTERS:
+        now[name] = st[name]
+    counted = np.empty(len(ts), dtype=COUNTER_DTYPE)
+    prev = np.empty(len(ts), np.int64)
+    in_order = np.empty(len(ts), dtype=bool)
+    for idx, users in rounds:
+        sub = now[users]
+        t = ts[idx]
+        prev[idx] = np.where(sub["n_events"] > 0, sub["last_ts_ms"], t)
+        in_order[idx] = advance(sub, t, amount[idx])
+        now[users] = sub
+        counted[idx] = sub
+    return counted, prev, in_order
 
 
 def _window_event(w: Window, r: int) -> Event:
