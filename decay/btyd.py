@@ -158,35 +158,32 @@ def decreasing_root(
             lo, f_lo = np.where(above, hi, lo), np.where(above, f_hi, f_lo)
             hi = np.where(above, hi * 2.0, hi)
             f_hi = np.where(above, curve(np.expm1(hi)) - lvl, f_hi)
-        # where the search is over from the start: not needed, or no bracket found
-        done = ~todo | (f_hi > 0.0)
-        up = np.zeros(shape, dtype=bool)  # the crossing was above the last point: lo moved
+        # the tolerance on x, from the bracket: d's width <= x's times e^hi, the crossing is
+        # above lo; at least 4 ulps of x; none where the search is over (not needed, or no
+        # bracket found)
+        d_lo, d_hi = np.expm1(lo), np.expm1(hi)
+        enough = np.maximum(np.maximum(tol, rtol * d_lo) / (d_hi + 1.0), 8e-16 * hi)
+        enough = np.where(~todo | (f_hi > 0.0), np.inf, enough)
+        quarter = 0.25 * enough
+        moved = np.zeros(shape)  # the end that moved last: 1 lo, -1 hi
         for step in range(steps):
-            # d's tolerance on x (d's width <= x's times e^hi), or 4 ulps of x
-            d_hi = np.expm1(hi)
-            enough = np.maximum(np.maximum(tol, rtol * d_hi) / (d_hi + 1.0), 8e-16 * hi)
-            enough = np.where(done, np.inf, enough)
-            if not (hi - lo > enough).any():
+            width = hi - lo
+            if not (width > enough).any():
                 break
             if step >= steps // 2:
-                x = 0.5 * (lo + hi)
+                x = lo + 0.5 * width
             else:  # false position (f_lo > 0 >= f_hi), a quarter tolerance on past the crossing
-                x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
-                if step:
-                    x += np.where(up, 0.25, -0.25) * enough
+                x = hi - f_hi * width / (f_hi - f_lo) + moved * quarter
                 # inside the bracket by a quarter tolerance (fmax/fmin: a nan becomes the bound)
-                x = np.fmin(np.fmax(x, lo + 0.25 * enough), hi - 0.25 * enough)
+                x = np.fmin(np.fmax(x, lo + quarter), hi - quarter)
             f_x = curve(np.expm1(x)) - lvl
-            was_up, up = up, f_x > 0.0
-            if step:  # Illinois: an end that stays put twice running has its value halved
-                np.multiply(f_hi, 0.5, out=f_hi, where=up & was_up)
-                np.multiply(f_lo, 0.5, out=f_lo, where=~(up | was_up))
-            np.copyto(lo, x, where=up)
-            np.copyto(f_lo, f_x, where=up)
-            down = ~up
-            np.copyto(hi, x, where=down)
-            np.copyto(f_hi, f_x, where=down)
-        out: Array = np.where(todo, np.expm1(hi), 0.0)
+            up = f_x > 0.0  # the crossing is above x
+            # Illinois: an end that stays put twice running has its value halved
+            f_lo = np.where(up, f_x, np.where(moved < 0.0, 0.5 * f_lo, f_lo))
+            f_hi = np.where(up, np.where(moved > 0.0, 0.5 * f_hi, f_hi), f_x)
+            lo, hi = np.where(up, x, lo), np.where(up, hi, x)
+            moved = np.where(up, 1.0, -1.0)
+        out: Array = np.where(todo, np.where(f_hi > 0.0, np.inf, np.expm1(hi)), 0.0)
     return np.where(lvl <= 0.0, np.inf, out)
 
 

@@ -246,35 +246,60 @@ class LapseScorer:
         after["tag"] = self.tag
         for name in COUNTERS:
             after[name] = counted[name]
-        after["h"], after["c"], after["params"] = self._recur(st, rounds, in_order, feats, static)
+        after["h"], after["c"], after["params"] = self._recur(
+            st, m, rounds, in_order, feats, static
+        )
         blobs = pack_states(after)
         return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
 
     def _recur(
         self,
         st: npt.NDArray[np.void],
+        m: npt.NDArray[np.int64],
         rounds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
         in_order: npt.NDArray[np.bool_],
         feats: npt.NDArray[np.float32],
         static: npt.NDArray[np.float32],
-    ) -> tuple[npt.NDArray[np.float32], ...]:
+    ) -> list[npt.NDArray[np.float32]]:
         """``h``, ``c`` and ``params`` after each event, round by round from the users'
-        states ``st``: an older event leaves them as they were."""
-        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
-        out = [np.empty((len(in_order), *v.shape[1:]), np.float32) for v in (h, c, params)]
-        for idx, users in rounds:
-            go = in_order[idx]
-            ev, us = (idx, users) if go.all() else (idx[go], users[go])
-            if len(ev):
-                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
-                new = self._session.run(self._outputs, feeds)
-                for now, into, value in zip((h, c, params), out, new, strict=True):
-                    now[us] = into[ev] = value
-            if len(ev) < len(idx):
-                old, was = idx[~go], users[~go]
-                for now, into in zip((h, c, params), out, strict=True):
-                    into[old] = now[was]
-        return tuple(out)
+        states ``st``: an older event leaves them as they were. The events are taken in
+        round order, so that a round reads and writes slices; round r + 1's users are round
+        r's with more than r + 1 events (``m``), in the same order."""
+        order = np.concatenate([idx for idx, _ in rounds])  # the events, round by round
+        go_all, rows, stat = in_order[order], feats[order], static[order]
+        now = [st[name][rounds[0][1]] for name in ("h", "c", "params")]  # this round's users'
+        out = [np.empty((len(order), *v.shape[1:]), np.float32) for v in now]
+        start = 0
+        for r, (idx, users) in enumerate(rounds):
+            end = start + len(idx)
+            go = go_all[start:end]
+            if go.all():
+                feeds = {
+                    "event": rows[start:end],
+                    "h": now[0],
+                    "c": now[1],
+                    "static": stat[start:end],
+                }
+                now = self._session.run(self._outputs, feeds)
+            elif go.any():
+                feeds = {
+                    "event": rows[start:end][go],
+                    "h": now[0][go],
+                    "c": now[1][go],
+                    "static": stat[start:end][go],
+                }
+                for value, new in zip(now, self._session.run(self._outputs, feeds), strict=True):
+                    value[go] = new  # our own arrays: gathered, or onnxruntime's outputs
+            for into, value in zip(out, now, strict=True):
+                into[start:end] = value
+            if r + 1 < len(rounds):
+                more = m[users] > r + 1
+                now = [value[more] for value in now]
+            start = end
+        back = [np.empty_like(o) for o in out]  # in the events' own order again
+        for into, o in zip(back, out, strict=True):
+            into[order] = o
+        return back
 
     def _features(
         self,
