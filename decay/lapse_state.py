@@ -84,7 +84,7 @@ def unpack_states(blobs: list[bytes], tag: int, units: int) -> npt.NDArray[np.vo
     another layout's) becomes a new user's state: zero counters, ``h = c = 0``."""
     dtype = state_dtype(units)
     size = dtype.itemsize
-    if all(n == size for n in map(len, blobs)):  # the usual case: all ours, in one copy
+    if all(map(size.__eq__, map(len, blobs))):  # the usual case: all ours, in one copy
         out = np.frombuffer(b"".join(blobs), dtype=dtype).copy()
         if (out["tag"] == tag).all():
             return out

@@ -313,13 +313,14 @@ class LapseScorer:
         rows = np.nonzero(in_order)[0]
         feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
         stepped = [flat[i] for i in rows.tolist()]
+        names = [e.category for e in stepped]
+        # one crc32 per name, not per event
+        bucket = {name: category_bucket(name, self.spec.cat_buckets) for name in set(names)}
         feats[rows] = event_features(
             ts[rows],
             prev[rows],
             np.array([int(e.type) for e in stepped], dtype=np.int64),
-            np.array(
-                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
-            ),
+            np.array([bucket[name] for name in names], np.int64),
             prices[rows].astype(np.float32),
             count[rows],
             first[rows],
