@@ -160,6 +160,9 @@ def test_the_root_search_is_within_its_tolerance_of_80_bisections() -> None:
         assert np.abs(got - want).max() * week_s < 1e-6
         assert (curve(got) <= level).all()
         assert len(calls) < 30  # bisection alone: 80 after the bracket
+        # narrowed to the slow heads (an InterestCurve) or not (any callable): both within it
+        plain = btyd.decreasing_root(lambda d: curve(d), level, (n,), tol=1e-6 / week_s, rtol=0.0)
+        assert np.abs(got - plain).max() * week_s < 1e-6
         # the default: relative 1e-12
         np.testing.assert_allclose(btyd.decreasing_root(curve, level, (n,)), want, rtol=1e-12)
 
