@@ -32,10 +32,8 @@ from decay.card import ModelCard
 from decay.events import Event, EventType
 from decay.features import FeatureSpec, category_bucket, event_features
 from decay.lapse_state import (
-    COUNTER_DTYPE,
     COUNTERS,
     STATIC,
-    advance,
     pack_states,
     state_dtype,
     static_features,
@@ -43,6 +41,7 @@ from decay.lapse_state import (
 )
 from decay.scoring import HOUR_S, Scores
 from decay.window import NO_CATEGORY, Window
+from stream_app.lapse_rounds import batch_rounds, count_rounds, recur_rounds
 from stream_app.onnx_scorer import ModelMismatchError, check_features, open_model
 
 INPUTS: Final = ("event", "h", "c", "static")
@@ -231,8 +230,8 @@ class LapseScorer:
         qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
         amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
         starts = np.cumsum(m) - m
-        rounds = [(starts[u] + r, u) for r in range(int(m.max())) for u in [np.nonzero(m > r)[0]]]
-        counted, prev, in_order = _count(st, rounds, ts, amount)
+        rounds = batch_rounds(m, starts)
+        counted, prev, in_order = count_rounds(st, rounds, ts, amount)
         count = counted["n_events"].astype(np.int64)
         feats = self._features(flat, in_order, ts, prev, count, counted["first_ts_ms"], prices)
         static = static_features(
@@ -246,60 +245,15 @@ class LapseScorer:
         after["tag"] = self.tag
         for name in COUNTERS:
             after[name] = counted[name]
-        after["h"], after["c"], after["params"] = self._recur(
-            st, m, rounds, in_order, feats, static
+        after["h"], after["c"], after["params"] = recur_rounds(
+            self._run, st, m, rounds, in_order, feats, static
         )
         blobs = pack_states(after)
         return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
 
-    def _recur(
-        self,
-        st: npt.NDArray[np.void],
-        m: npt.NDArray[np.int64],
-        rounds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
-        in_order: npt.NDArray[np.bool_],
-        feats: npt.NDArray[np.float32],
-        static: npt.NDArray[np.float32],
-    ) -> list[npt.NDArray[np.float32]]:
-        """``h``, ``c`` and ``params`` after each event, round by round from the users'
-        states ``st``: an older event leaves them as they were. The events are taken in
-        round order, so that a round reads and writes slices; round r + 1's users are round
-        r's with more than r + 1 events (``m``), in the same order."""
-        order = np.concatenate([idx for idx, _ in rounds])  # the events, round by round
-        go_all, rows, stat = in_order[order], feats[order], static[order]
-        now = [st[name][rounds[0][1]] for name in ("h", "c", "params")]  # this round's users'
-        out = [np.empty((len(order), *v.shape[1:]), np.float32) for v in now]
-        start = 0
-        for r, (idx, users) in enumerate(rounds):
-            end = start + len(idx)
-            go = go_all[start:end]
-            if go.all():
-                feeds = {
-                    "event": rows[start:end],
-                    "h": now[0],
-                    "c": now[1],
-                    "static": stat[start:end],
-                }
-                now = self._session.run(self._outputs, feeds)
-            elif go.any():
-                feeds = {
-                    "event": rows[start:end][go],
-                    "h": now[0][go],
-                    "c": now[1][go],
-                    "static": stat[start:end][go],
-                }
-                for value, new in zip(now, self._session.run(self._outputs, feeds), strict=True):
-                    value[go] = new  # our own arrays: gathered, or onnxruntime's outputs
-            for into, value in zip(out, now, strict=True):
-                into[start:end] = value
-            if r + 1 < len(rounds):
-                more = m[users] > r + 1
-                now = [value[more] for value in now]
-            start = end
-        back = [np.empty_like(o) for o in out]  # in the events' own order again
-        for into, o in zip(back, out, strict=True):
-            into[order] = o
-        return back
+    def _run(self, feeds: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+        out: list[npt.NDArray[np.float32]] = self._session.run(self._outputs, feeds)
+        return out
 
     def _features(
         self,
@@ -389,32 +343,6 @@ class LapseScorer:
         if not math.isfinite(half_life_s) or half_life_s <= 0:
             return peak if math.isinf(half_life_s) else 0.0
         return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
-
-
-def _count(
-    st: npt.NDArray[np.void],
-    rounds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
-    ts: npt.NDArray[np.int64],
-    amount: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """The counters after each event (exact sums in each user's event order), the time of
-    the user's last event before it (its own for a user's first; the feature row reads the
-    counters before the event, decay.features) and whether it is in order. Round by round
-    on the counters alone: ``h`` and ``c`` are most of a state's bytes."""
-    now = np.empty(len(st), dtype=COUNTER_DTYPE)  # each user's counters, as they go
-    for name in COUNTERS:
-        now[name] = st[name]
-    counted = np.empty(len(ts), dtype=COUNTER_DTYPE)
-    prev = np.empty(len(ts), np.int64)
-    in_order = np.empty(len(ts), dtype=bool)
-    for idx, users in rounds:
-        sub = now[users]
-        t = ts[idx]
-        prev[idx] = np.where(sub["n_events"] > 0, sub["last_ts_ms"], t)
-        in_order[idx] = advance(sub, t, amount[idx])
-        now[users] = sub
-        counted[idx] = sub
-    return counted, prev, in_order
 
 
 def _window_event(w: Window, r: int) -> Event:
