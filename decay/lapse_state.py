@@ -73,14 +73,22 @@ def state_dtype(units: int) -> np.dtype[np.void]:
     )
 
 
+# the counters of a state alone, packed (the step counts a batch's events on these)
+COUNTER_DTYPE = np.dtype(
+    [("n_events", "<u4"), ("first_ts_ms", "<i8"), ("last_ts_ms", "<i8"), ("amount_sum", "<f8")]
+)
+
+
 def unpack_states(blobs: list[bytes], tag: int, units: int) -> npt.NDArray[np.void]:
     """Stored states -> one record array [B]; an empty or foreign record (another model's,
     another layout's) becomes a new user's state: zero counters, ``h = c = 0``."""
     dtype = state_dtype(units)
     size = dtype.itemsize
+    if all(map(size.__eq__, map(len, blobs))):  # the usual case: all ours, in one copy
+        out = np.frombuffer(b"".join(blobs), dtype=dtype).copy()
+        if (out["tag"] == tag).all():
+            return out
     ours = [len(b) == size and int.from_bytes(b[:4], "little") == tag for b in blobs]
-    if all(ours):
-        return np.frombuffer(b"".join(blobs), dtype=dtype).copy()
     out = np.zeros(len(blobs), dtype=dtype)
     out["tag"] = tag
     for i, (blob, ok) in enumerate(zip(blobs, ours, strict=True)):

@@ -48,8 +48,11 @@ def step_rounds(
     after = scorer.step(begun, [[steps[i].event for i in idx] for idx in of_user.values()])
     states: list[bytes] = [b""] * len(steps)  # each step's state right after its event
     for st, idx, new in zip(users, of_user.values(), after, strict=True):
-        for i, state in zip(idx, new, strict=True):
-            states[i] = state
+        if len(idx) == 1:  # most users have one event in a batch
+            states[idx[0]] = new[0]
+        else:
+            for i, state in zip(idx, new, strict=True):
+                states[i] = state
         st.model_state = new[-1]
     return scorer.scores(states, threshold)
 

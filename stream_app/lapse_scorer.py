@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,7 +34,6 @@ from decay.features import FeatureSpec, category_bucket, event_features
 from decay.lapse_state import (
     COUNTERS,
     STATIC,
-    advance,
     pack_states,
     state_dtype,
     static_features,
@@ -42,6 +41,7 @@ from decay.lapse_state import (
 )
 from decay.scoring import HOUR_S, Scores
 from decay.window import NO_CATEGORY, Window
+from stream_app.lapse_rounds import batch_rounds, count_rounds, recur_rounds
 from stream_app.onnx_scorer import ModelMismatchError, check_features, open_model
 
 INPUTS: Final = ("event", "h", "c", "static")
@@ -51,6 +51,9 @@ DROPOUTS: Final = ("fixed", "beta", "exp")
 # Raw events a user's record keeps: the model reads none (its state carries the history);
 # the alerts' reasons read the last 10 (the category rule, the recent mix, the typical gap).
 WINDOW_EVENTS: Final = 10
+# How close to the crossing the half-life and deadline are found, in seconds of silence:
+# deadlines are stored as whole ms, half-lives as float32 (7 digits), so 1 us is plenty.
+ROOT_TOL_S: Final = 1e-6
 # the state layout this worker knows: these keys, with these values where fixed
 LAYOUT_KEYS: Final = frozenset(
     {"h", "c", "counters", "static", "unit_h", "dropout", "params", "heads"}
@@ -157,6 +160,8 @@ class LapseScorer:
         self.horizon = self.serving.horizon_h / self.unit_h  # in the model's unit
         self.tag = zlib.crc32(raw)  # a state written by another model file is not ours
         self._size = state_dtype(self.units).itemsize
+        self._outputs = list(OUTPUTS)  # as onnxruntime's run takes them
+        self._start = pack_states(unpack_states([b""], self.tag, self.units))[0]
 
     @property
     def version(self) -> str:
@@ -173,14 +178,18 @@ class LapseScorer:
 
     def start(self) -> bytes:
         """A new user's state: no event counted, ``h = c = 0``."""
-        return pack_states(unpack_states([b""], self.tag, self.units))[0]
+        return self._start
 
     def resume(self, states: Sequence[bytes], windows: Sequence[Window | None]) -> list[bytes]:
-        ours = [
-            len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag for s in states
-        ]
-        redo = [i for i, ok in enumerate(ours) if not ok]
-        out = list(states)
+        out, redo = list(states), []
+        for i, s in enumerate(states):
+            if len(s) == self._size and int.from_bytes(s[:4], "little") == self.tag:
+                continue
+            w = windows[i]
+            if w is None or w.ts.shape[0] == 0:  # nothing to warm up from: what _warm gives
+                out[i] = self._start
+            else:
+                redo.append(i)
         for i, state in zip(redo, self._warm([windows[i] for i in redo]), strict=True):
             out[i] = state
         return out
@@ -211,55 +220,40 @@ class LapseScorer:
         the state after each of them. The counters and feature rows of all the events are
         computed first (they do not depend on the model), then the LSTM steps in rounds, round
         r holding every user's r-th event: one onnxruntime call per round."""
-        m = np.array([len(evs) for evs in events], dtype=np.int64)
+        m = np.fromiter(map(len, events), np.int64, len(events))
         flat = [e for evs in events for e in evs]
         if not flat:
             return [[] for _ in events]
-        st = unpack_states(list(states), self.tag, self.units)  # each user's state, as it goes
-        ts = np.array([e.ts_ms for e in flat], dtype=np.int64)
+        st = unpack_states(list(states), self.tag, self.units)
+        ts = np.fromiter((e.ts_ms for e in flat), np.int64, len(flat))
         prices = np.array([e.price if e.price is not None else 0.0 for e in flat])
         qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
         amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
         starts = np.cumsum(m) - m
-        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
-        prev, first, count = (np.empty(len(flat), np.int64) for _ in range(3))
-        in_order = np.empty(len(flat), dtype=bool)
-        rounds = []
-        for r in range(int(m.max())):  # the counters: exact sums in event order, per user
-            users = np.nonzero(m > r)[0]
-            idx = starts[users] + r
-            sub = st[users]
-            n0 = sub["n_events"].astype(np.int64)
-            # the feature row reads the counters before the event (decay.features)
-            prev[idx] = np.where(n0 > 0, sub["last_ts_ms"], ts[idx])
-            first[idx] = np.where(n0 > 0, np.minimum(sub["first_ts_ms"], ts[idx]), ts[idx])
-            count[idx] = n0 + 1
-            in_order[idx] = advance(sub, ts[idx], amount[idx])
-            st[users] = sub
-            after[idx] = sub
-            rounds.append((idx, users))
-        feats = self._features(flat, in_order, ts, prev, count, first, prices)
+        rounds = batch_rounds(m, starts)
+        counted, prev, in_order = count_rounds(st, rounds, ts, amount)
+        count = counted["n_events"].astype(np.int64)
+        feats = self._features(flat, in_order, ts, prev, count, counted["first_ts_ms"], prices)
         static = static_features(
-            after["n_events"],
-            after["first_ts_ms"],
-            after["last_ts_ms"],
-            after["amount_sum"],
+            counted["n_events"],
+            counted["first_ts_ms"],
+            counted["last_ts_ms"],
+            counted["amount_sum"],
             self.unit_h,
         )
-        h, c, params = st["h"].copy(), st["c"].copy(), st["params"].copy()
-        for idx, users in rounds:  # the LSTM: an older event leaves h, c and params as they were
-            go = in_order[idx]
-            if go.any():
-                ev, us = idx[go], users[go]
-                feeds = {"event": feats[ev], "h": h[us], "c": c[us], "static": static[ev]}
-                h[us], c[us], params[us] = self._session.run(list(OUTPUTS), feeds)
-            after["h"][idx], after["c"][idx], after["params"][idx] = (
-                h[users],
-                c[users],
-                params[users],
-            )
+        after = np.empty(len(flat), dtype=st.dtype)  # the state after each event
+        after["tag"] = self.tag
+        for name in COUNTERS:
+            after[name] = counted[name]
+        after["h"], after["c"], after["params"] = recur_rounds(
+            self._run, st, m, rounds, in_order, feats, static
+        )
         blobs = pack_states(after)
         return [blobs[s : s + k] for s, k in zip(starts.tolist(), m.tolist(), strict=True)]
+
+    def _run(self, feeds: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+        out: list[npt.NDArray[np.float32]] = self._session.run(self._outputs, feeds)
+        return out
 
     def _features(
         self,
@@ -273,13 +267,14 @@ class LapseScorer:
         rows = np.nonzero(in_order)[0]
         feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
         stepped = [flat[i] for i in rows.tolist()]
+        names = [e.category for e in stepped]
+        # one crc32 per name, not per event
+        bucket = {name: category_bucket(name, self.spec.cat_buckets) for name in set(names)}
         feats[rows] = event_features(
             ts[rows],
             prev[rows],
             np.array([int(e.type) for e in stepped], dtype=np.int64),
-            np.array(
-                [category_bucket(e.category, self.spec.cat_buckets) for e in stepped], np.int64
-            ),
+            np.array([bucket[name] for name in names], np.int64),
             prices[rows].astype(np.float32),
             count[rows],
             first[rows],
@@ -303,6 +298,9 @@ class LapseScorer:
     def _scores(self, st: Any, threshold: float) -> Scores:
         p, k, beta = self.heads(st)
         h = self.horizon
+        # half-life and deadline in one root search: each element's bracket is its own
+        p2, k2, b2 = (np.concatenate([v, v]) for v in (p, k, beta))
+        curve: Callable[[Any], Any]
         if self.dropout == "exp":
             peak = lifetime.interest(k, beta, p, h, np.zeros_like(k))
 
@@ -310,15 +308,12 @@ class LapseScorer:
                 return lifetime.interest(k2, b2, p2, h, d)
         else:  # fixed or beta dropout: interest depends on the mean lapse chance p only
             peak = btyd.interest(p, k, beta, h, 0.0)
-
-            def curve(d: Any) -> Any:
-                return btyd.interest(p2, k2, b2, h, d)
-
-        # half-life and deadline in one root search: each element's bisection is its own
-        p2, k2, b2 = (np.stack([v, v]) for v in (p, k, beta))
-        levels = np.stack([peak / 2.0, np.full_like(peak, threshold)])
-        half, dead = btyd.decreasing_root(curve, levels, levels.shape) * self.unit_h * HOUR_S
-        return Scores(peak=peak, half_life_s=half, deadline_s=dead)
+            curve = btyd.interest_curve(p2, k2, b2, h)
+        levels = np.concatenate([peak / 2.0, np.full_like(peak, threshold)])
+        to_s = self.unit_h * HOUR_S
+        roots = btyd.decreasing_root(curve, levels, levels.shape, tol=ROOT_TOL_S / to_s, rtol=0.0)
+        roots *= to_s
+        return Scores(peak=peak, half_life_s=roots[: len(p)], deadline_s=roots[len(p) :])
 
     def curves(
         self, windows: Sequence[Window], silent_s: npt.NDArray[np.float64]

@@ -1,0 +1,80 @@
+"""The lapse step model's batch path (stream_app.lapse_scorer) with the shipped model: a
+batch stepped in rounds is the events stepped one at a time, and its scores are the
+closed form's, with the root search to 1 us of silence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decay import btyd
+from decay.events import Event, EventType
+from decay.lapse_state import unpack_states
+from decay.scoring import HOUR_S
+from stream_app.lapse_scorer import ROOT_TOL_S, LapseScorer
+
+MODEL = Path(__file__).resolve().parents[2] / "stream_app" / "models" / "cdnow-lapse.onnx"
+DAY_MS = 86_400_000
+
+
+def _events(seed: int, users: int) -> list[list[Event]]:
+    """Per user 0-6 events a few days apart, some of them older than the one before."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in range(users):
+        ts = 850_000_000_000 + int(rng.integers(0, 30)) * DAY_MS
+        evs = []
+        for j in range(int(rng.integers(0, 7))):
+            ts += int(rng.integers(-2, 9)) * DAY_MS // 2  # now and then one step back
+            kind = EventType.PURCHASE if rng.random() < 0.7 else EventType.VIEW
+            price = float(rng.choice([np.nan, 0.0, 12.5, 40.0])) if j % 3 else 9.99
+            evs.append(
+                Event(
+                    event_id=f"{u}-{j}",
+                    user_id=str(u),
+                    ts_ms=ts,
+                    type=kind,
+                    category=None if j % 4 == 0 else f"c{j % 3}",
+                    price=None if np.isnan(price) else price,
+                    quantity=None if j % 2 else int(rng.integers(1, 4)),
+                )
+            )
+        out.append(evs)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scorer() -> LapseScorer:
+    return LapseScorer(MODEL)
+
+
+def test_a_batch_in_rounds_is_its_events_one_at_a_time(scorer: LapseScorer) -> None:
+    events = _events(3, 60)
+    batched = scorer.step([scorer.start()] * len(events), events)
+    for evs, got in zip(events, batched, strict=True):
+        state, want = scorer.start(), []
+        for e in evs:
+            state = scorer.step([state], [[e]])[0][0]
+            want.append(state)
+        assert got == want  # bytes: counters, h, c and params
+    st = unpack_states([s for a in batched for s in a], scorer.tag, scorer.units)
+    assert st["n_events"].max() == 6 and (st["amount_sum"] >= 0).all()
+
+
+def test_scores_are_the_closed_form_with_roots_to_a_microsecond(scorer: LapseScorer) -> None:
+    states = [s for a in scorer.step([scorer.start()] * 80, _events(4, 80)) for s in a]
+    got = scorer.scores(states, 0.125)
+    p, k, beta = scorer.heads(unpack_states(states, scorer.tag, scorer.units))
+    h, to_s = scorer.horizon, scorer.unit_h * HOUR_S
+    np.testing.assert_allclose(got.peak, btyd.interest(p, k, beta, h, 0.0), rtol=1e-12)
+    # the default search (rtol 1e-12) stands in for the old 80 bisections here
+    for have, want in (
+        (got.half_life_s, btyd.half_life(p, k, beta, h) * to_s),
+        (got.deadline_s, btyd.deadline(p, k, beta, h, 0.125) * to_s),
+    ):
+        assert np.abs(have - want).max() < 2 * ROOT_TOL_S + 1e-12 * want.max()
+    curve = btyd.interest_curve(p, k, beta, h)  # at the crossing or past it (to the seconds' ulp)
+    assert (curve(got.deadline_s / to_s) <= 0.125 * (1 + 1e-12)).all()
+    assert (curve(got.half_life_s / to_s) <= got.peak / 2 * (1 + 1e-12)).all()
