@@ -216,6 +216,12 @@ def risen(
     return best
 
 
+def may_decay(book: dict[str, Engagement], rules: EngagementRules) -> bool:
+    """Whether ``review`` could alert on or change a category of ``book``: it passes over
+    those with fewer than ``min_visits`` visits (or no session) untouched."""
+    return any(e.visits >= rules.min_visits and e.at_session > 0 for e in book.values())
+
+
 def review(
     book: dict[str, Engagement],
     t_ms: int,

@@ -24,10 +24,12 @@ a shorter dictionary)::
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -61,8 +63,89 @@ EVENT_DTYPE: Final = np.dtype(
 _ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
 
 
+K = TypeVar("K", bound=Hashable)
+_CAT_AT: Final = 9  # of a category byte in its _ROW
+
+
 def _no_events() -> Any:
     return np.zeros(0, dtype=EVENT_DTYPE)
+
+
+def _rows_of(raw: bytes) -> Any:
+    return np.frombuffer(bytearray(raw), dtype=EVENT_DTYPE)  # writable, as decoded ones are
+
+
+class _Mirror:
+    """A window's rows as bytes and Python lists, which ``add`` keeps up to date: a numpy
+    array per event costs more than all the Python work on them. ``of``: the array they
+    are of (None: none made yet)."""
+
+    __slots__ = ("cats", "ids", "of", "raw", "ts")
+
+    def __init__(self, rows: Any) -> None:
+        self.of = rows
+        self.raw: bytes = rows.tobytes()
+        self.ts: list[int] = rows["ts"].tolist()
+        self.cats: list[int] = rows["cat"].tolist()
+        self.ids: list[int] = rows["id"].tolist()
+
+
+def window_of(rows: Any, categories: list[str], n_total: int, first_ts_ms: int) -> Window:
+    return Window(
+        ts=rows["ts"],
+        types=rows["type"],
+        cats=rows["cat"],
+        prices=rows["price"],
+        categories=tuple(categories),
+        n_total=n_total,
+        first_ts_ms=first_ts_ms,
+    )
+
+
+class Snapshot:
+    """A user's window as of one moment, made a Window only when read (most events of a step
+    model never need theirs). ``UserState`` replaces its rows' bytes and its category list
+    rather than change them, so holding the two holds the moment."""
+
+    __slots__ = ("_window", "categories", "first_ts_ms", "last_ts_ms", "n_total", "raw")
+
+    def __init__(self, st: UserState) -> None:
+        self.take(st)
+
+    def take(self, st: UserState) -> None:
+        m = st._mirrored()
+        self.raw, self.categories = m.raw, st.categories
+        self.n_total, self.first_ts_ms = st.n_total, st.first_ts_ms
+        self.last_ts_ms = m.ts[-1] if m.ts else 0
+        self._window: Window | None = None
+
+    @property
+    def window(self) -> Window:
+        if self._window is None:
+            rows = _rows_of(self.raw)
+            self._window = window_of(rows, self.categories, self.n_total, self.first_ts_ms)
+        return self._window
+
+    def recent_categories(self, k: int) -> list[str | None]:
+        """The categories of the window's last ``k`` events (None where none), oldest first."""
+        names, cats = self.categories, self.raw[_CAT_AT :: _ROW.size]
+        return [None if c == NO_CATEGORY else names[c] for c in cats[-k:]]
+
+
+class WindowsOf(Mapping[K, Window]):
+    """Snapshots read as their windows, each built when looked up."""
+
+    def __init__(self, snapshots: Mapping[K, Snapshot]) -> None:
+        self._snapshots = snapshots
+
+    def __getitem__(self, key: K) -> Window:
+        return self._snapshots[key].window
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._snapshots)
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
 
 
 @dataclass(slots=True)
@@ -77,7 +160,8 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    rows: Any = field(default_factory=_no_events)  # EVENT_DTYPE records, oldest first
+    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_mirror`` as yet.
+    _rows: Any = field(default_factory=_no_events, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -86,6 +170,20 @@ class UserState:
     sessions: int = 0  # the user's sessions so far (decay.engagement)
     alerts: list[StoredAlert] = field(default_factory=list)
     model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
+    # The rows as ``add`` keeps them; rows put in from elsewhere are mirrored anew.
+    _mirror: _Mirror | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def rows(self) -> Any:
+        rows = self._rows
+        if rows is None:
+            m = self._mirrored()
+            rows = self._rows = m.of = _rows_of(m.raw)
+        return rows
+
+    @rows.setter
+    def rows(self, rows: Any) -> None:
+        self._rows = rows
 
     @property
     def ts(self) -> npt.NDArray[np.int64]:
@@ -109,20 +207,34 @@ class UserState:
 
     @property
     def n_events(self) -> int:
-        return int(self.rows.shape[0])
+        return len(self._mirrored().ts)
 
     @property
     def last_ts_ms(self) -> int:
-        return int(self.ts[-1]) if self.ts.shape[0] else 0
+        ts = self._mirrored().ts
+        return ts[-1] if ts else 0
+
+    @property
+    def previous_ts_ms(self) -> int | None:
+        """The time of the window's second newest event; None with fewer than two."""
+        ts = self._mirrored().ts
+        return ts[-2] if len(ts) > 1 else None
+
+    def _mirrored(self) -> _Mirror:
+        m = self._mirror
+        if m is None or m.of is not self._rows:
+            m = self._mirror = _Mirror(self.rows)
+        return m
 
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
         h = event_id_hash(event_id) if id_hash is None else id_hash
-        return h in self.rows["id"].tolist()  # faster than a numpy comparison for 64 ids
+        return h in self._mirrored().ids
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
-        return [None if c == NO_CATEGORY else self.categories[c] for c in self.cats.tolist()]
+        names = self.categories
+        return [None if c == NO_CATEGORY else names[c] for c in self._mirrored().cats]
 
     def add(self, event: Event, offset: int, max_events: int, id_hash: int | None = None) -> bool:
         """Insert an event in time order, keeping the newest ``max_events`` (``id_hash``: the
@@ -131,49 +243,52 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
-        rows = self.rows
-        n = rows.shape[0]
-        ts = event.ts_ms
-        if n >= max_events and ts < int(rows["ts"][0]):
+        m = self._mirrored()
+        n, ts = len(m.ts), event.ts_ms
+        if n >= max_events and ts < m.ts[0]:
             return False
-        cat = self._category_index(event.category)
+        cat = self._category_index(event.category)  # may renumber: m is kept up to date
         price = event.price if event.price is not None else 0.0
         h = event_id_hash(event.event_id) if id_hash is None else id_hash
-        # The new array is put together as bytes: numpy copies records of this packed dtype
-        # field by field, many times slower. A new array each time: windows handed out
-        # earlier stay as they were.
         try:
             record = _ROW.pack(ts, event.type, cat, price, h)
         except OverflowError:  # a price beyond float32: numpy stores inf, as it always did
             one = np.empty(1, dtype=EVENT_DTYPE)
             one[0] = (ts, int(event.type), cat, price, h)
             record = one.tobytes()
-        if n == 0 or ts >= int(rows["ts"][-1]):  # the usual case: newest last
-            raw = rows.tobytes() + record
+        # New bytes each time (never changed in place): snapshots hold the old ones.
+        if n == 0 or ts >= m.ts[-1]:  # the usual case: newest last
+            pos, raw = n, m.raw + record
         else:
-            pos = int(np.searchsorted(rows["ts"], ts, side="right"))
-            raw = rows[:pos].tobytes() + record + rows[pos:].tobytes()
-        evicted = max(n + 1 - max_events, 0)
-        self.rows = np.frombuffer(bytearray(raw[evicted * _ROW.size :]), dtype=EVENT_DTYPE)
+            pos = bisect.bisect_right(m.ts, ts)
+            raw = m.raw[: pos * _ROW.size] + record + m.raw[pos * _ROW.size :]
+        m.ts.insert(pos, ts)
+        m.cats.insert(pos, cat)
+        m.ids.insert(pos, h)
+        evicted = n + 1 - max_events
+        if evicted > 0:
+            raw = raw[evicted * _ROW.size :]
+            del m.ts[:evicted], m.cats[:evicted], m.ids[:evicted]
+        m.raw, m.of, self._rows = raw, None, None  # the array is made when one is read
         if n == 0 or ts < self.first_ts_ms:
             self.first_ts_ms = ts
         self.n_total += 1
-        self.last_offset = max(self.last_offset, offset)
-        if evicted:
+        if offset > self.last_offset:
+            self.last_offset = offset
+        if evicted > 0:
             self._prune_categories()
         return True
 
+    def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
+        """``add``, unless the window holds the event already (then None)."""
+        h = event_id_hash(event.event_id)
+        if h in self._mirrored().ids:
+            return None
+        return self.add(event, offset, max_events, h)
+
     def window(self) -> Window:
         """An immutable snapshot for scoring. Cheap: ``add`` replaces arrays, never mutates."""
-        return Window(
-            ts=self.ts,
-            types=self.types,
-            cats=self.cats,
-            prices=self.prices,
-            categories=tuple(self.categories),
-            n_total=self.n_total,
-            first_ts_ms=self.first_ts_ms,
-        )
+        return window_of(self.rows, self.categories, self.n_total, self.first_ts_ms)
 
     def remember_alert(self, alert: StoredAlert, keep: int, unconfirmed_from: int) -> None:
         """Keep the last ``keep`` alerts, and every alert caused by a record at or after
@@ -187,30 +302,28 @@ class UserState:
     def _category_index(self, name: str | None) -> int:
         if name is None:
             return NO_CATEGORY
-        try:
+        if name in self.categories:
             return self.categories.index(name)
-        except ValueError:
-            pass
         if len(self.categories) >= MAX_CATEGORIES:
             self._prune_categories()
             if len(self.categories) >= MAX_CATEGORIES:
                 return NO_CATEGORY
-        self.categories.append(name)
+        self.categories = [*self.categories, name]  # a new list: snapshots hold the old one
         return len(self.categories) - 1
 
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
-        in_use = set(self.cats.tolist())
+        m = self._mirrored()
+        in_use = set(m.cats)
         in_use.discard(NO_CATEGORY)
         if len(in_use) == len(self.categories):
             return
         used = sorted(in_use)
-        remap = np.full(256, NO_CATEGORY, dtype=np.uint8)
-        for new, old in enumerate(used):
-            remap[old] = new
-        rows = self.rows.copy()
-        rows["cat"] = remap[rows["cat"]]
-        self.rows = rows
+        remap = {old: new for new, old in enumerate(used)}
+        m.cats = [remap.get(c, NO_CATEGORY) for c in m.cats]
+        raw = bytearray(m.raw)
+        raw[_CAT_AT :: _ROW.size] = bytes(m.cats)
+        m.raw, m.of, self._rows = bytes(raw), None, None
         self.categories = [self.categories[i] for i in used]
 
 
