@@ -24,10 +24,9 @@ a shorter dictionary)::
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import struct
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -63,8 +62,11 @@ EVENT_DTYPE: Final = np.dtype(
 _ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
 
 
-K = TypeVar("K", bound=Hashable)
+_TS = struct.Struct("<q")  # a row's time, at its start
 _CAT_AT: Final = 9  # of a category byte in its _ROW
+_ID = struct.Struct("<Q")
+_ID_AT: Final = 14  # of an event id in its _ROW
+K = TypeVar("K", bound=Hashable)
 
 
 def _no_events() -> Any:
@@ -75,19 +77,16 @@ def _rows_of(raw: bytes) -> Any:
     return np.frombuffer(bytearray(raw), dtype=EVENT_DTYPE)  # writable, as decoded ones are
 
 
-class _Mirror:
-    """A window's rows as bytes and Python lists, which ``add`` keeps up to date: a numpy
-    array per event costs more than all the Python work on them. ``of``: the array they
-    are of (None: none made yet)."""
-
-    __slots__ = ("cats", "ids", "of", "raw", "ts")
-
-    def __init__(self, rows: Any) -> None:
-        self.of = rows
-        self.raw: bytes = rows.tobytes()
-        self.ts: list[int] = rows["ts"].tolist()
-        self.cats: list[int] = rows["cat"].tolist()
-        self.ids: list[int] = rows["id"].tolist()
+def _holds_id(raw: bytes, h: int) -> bool:
+    """Whether the rows ``raw`` hold event id hash ``h`` (a search of the bytes: the ids'
+    positions only count)."""
+    key = _ID.pack(h)
+    at = raw.find(key, _ID_AT)
+    while at >= 0:
+        if (at - _ID_AT) % _ROW.size == 0:
+            return True
+        at = raw.find(key, at + 1)
+    return False
 
 
 def window_of(rows: Any, categories: list[str], n_total: int, first_ts_ms: int) -> Window:
@@ -107,24 +106,43 @@ class Snapshot:
     model never need theirs). ``UserState`` replaces its rows' bytes and its category list
     rather than change them, so holding the two holds the moment."""
 
-    __slots__ = ("_window", "categories", "first_ts_ms", "last_ts_ms", "n_total", "raw")
+    __slots__ = ("_made", "categories", "first_ts_ms", "last_ts_ms", "n_total", "raw")
 
     def __init__(self, st: UserState) -> None:
         self.take(st)
 
     def take(self, st: UserState) -> None:
-        m = st._mirrored()
-        self.raw, self.categories = m.raw, st.categories
+        self.raw, self.categories = st._packed(), st.categories
         self.n_total, self.first_ts_ms = st.n_total, st.first_ts_ms
-        self.last_ts_ms = m.ts[-1] if m.ts else 0
-        self._window: Window | None = None
+        self.last_ts_ms = st.last_ts_ms
+        self._made: Window | None = None
 
     @property
     def window(self) -> Window:
-        if self._window is None:
-            rows = _rows_of(self.raw)
-            self._window = window_of(rows, self.categories, self.n_total, self.first_ts_ms)
-        return self._window
+        """A new Window each time, not kept: most are read once (by a window scorer), and a
+        batch's windows kept to its end would cost the garbage collector more than making
+        the few read again (for an alert) anew. One made by ``prepare`` is handed out once."""
+        made = self._made
+        if made is not None:
+            self._made = None
+            return made
+        return window_of(_rows_of(self.raw), self.categories, self.n_total, self.first_ts_ms)
+
+    @staticmethod
+    def prepare(snapshots: Sequence[Snapshot]) -> None:
+        """Make the windows of many snapshots at once, views of one array (an array each
+        costs more than the rest of a window), for the next read of each."""
+        rows = _rows_of(b"".join([s.raw for s in snapshots]))
+        ts, types, cats, prices = rows["ts"], rows["type"], rows["cat"], rows["price"]
+        start = 0
+        for s in snapshots:
+            end = start + len(s.raw) // _ROW.size
+            cut = slice(start, end)
+            s._made = Window(
+                ts[cut], types[cut], cats[cut], prices[cut], tuple(s.categories), s.n_total,
+                s.first_ts_ms,
+            )  # fmt: skip
+            start = end
 
     def recent_categories(self, k: int) -> list[str | None]:
         """The categories of the window's last ``k`` events (None where none), oldest first."""
@@ -160,7 +178,7 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_mirror`` as yet.
+    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet.
     _rows: Any = field(default_factory=_no_events, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
@@ -170,20 +188,28 @@ class UserState:
     sessions: int = 0  # the user's sessions so far (decay.engagement)
     alerts: list[StoredAlert] = field(default_factory=list)
     model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
-    # The rows as ``add`` keeps them; rows put in from elsewhere are mirrored anew.
-    _mirror: _Mirror | None = field(default=None, repr=False, compare=False)
+    # The rows as bytes, as ``add`` keeps them (a numpy array per event costs more than all
+    # the rest of it), made of ``_raw_of`` (None: of no array, ``_rows`` is made from it).
+    _raw: bytes | None = field(default=None, repr=False, compare=False)
+    _raw_of: Any = field(default=None, repr=False, compare=False)
 
     @property
     def rows(self) -> Any:
         rows = self._rows
         if rows is None:
-            m = self._mirrored()
-            rows = self._rows = m.of = _rows_of(m.raw)
+            rows = self._rows = self._raw_of = _rows_of(self._packed())
         return rows
 
     @rows.setter
     def rows(self, rows: Any) -> None:
         self._rows = rows
+
+    def _packed(self) -> bytes:
+        raw = self._raw
+        if raw is None or self._raw_of is not self._rows:  # rows put in from elsewhere
+            raw = self._raw = self._rows.tobytes()
+            self._raw_of = self._rows
+        return raw
 
     @property
     def ts(self) -> npt.NDArray[np.int64]:
@@ -207,34 +233,31 @@ class UserState:
 
     @property
     def n_events(self) -> int:
-        return len(self._mirrored().ts)
+        return len(self._packed()) // _ROW.size
 
     @property
     def last_ts_ms(self) -> int:
-        ts = self._mirrored().ts
-        return ts[-1] if ts else 0
+        raw = self._packed()
+        return int(_TS.unpack_from(raw, len(raw) - _ROW.size)[0]) if raw else 0
 
     @property
     def previous_ts_ms(self) -> int | None:
         """The time of the window's second newest event; None with fewer than two."""
-        ts = self._mirrored().ts
-        return ts[-2] if len(ts) > 1 else None
-
-    def _mirrored(self) -> _Mirror:
-        m = self._mirror
-        if m is None or m.of is not self._rows:
-            m = self._mirror = _Mirror(self.rows)
-        return m
+        raw = self._packed()
+        if len(raw) < 2 * _ROW.size:
+            return None
+        return int(_TS.unpack_from(raw, len(raw) - 2 * _ROW.size)[0])
 
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
-        h = event_id_hash(event_id) if id_hash is None else id_hash
-        return h in self._mirrored().ids
+        return _holds_id(self._packed(), event_id_hash(event_id) if id_hash is None else id_hash)
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
         names = self.categories
-        return [None if c == NO_CATEGORY else names[c] for c in self._mirrored().cats]
+        return [
+            None if c == NO_CATEGORY else names[c] for c in self._packed()[_CAT_AT :: _ROW.size]
+        ]
 
     def add(self, event: Event, offset: int, max_events: int, id_hash: int | None = None) -> bool:
         """Insert an event in time order, keeping the newest ``max_events`` (``id_hash``: the
@@ -243,11 +266,12 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
-        m = self._mirrored()
-        n, ts = len(m.ts), event.ts_ms
-        if n >= max_events and ts < m.ts[0]:
+        raw = self._packed()
+        n, ts = len(raw) // _ROW.size, event.ts_ms
+        if n >= max_events and ts < _TS.unpack_from(raw, 0)[0]:
             return False
-        cat = self._category_index(event.category)  # may renumber: m is kept up to date
+        cat = self._category_index(event.category)  # may renumber the rows' categories
+        raw = self._packed()
         price = event.price if event.price is not None else 0.0
         h = event_id_hash(event.event_id) if id_hash is None else id_hash
         try:
@@ -257,19 +281,15 @@ class UserState:
             one[0] = (ts, int(event.type), cat, price, h)
             record = one.tobytes()
         # New bytes each time (never changed in place): snapshots hold the old ones.
-        if n == 0 or ts >= m.ts[-1]:  # the usual case: newest last
-            pos, raw = n, m.raw + record
+        if n == 0 or ts >= _TS.unpack_from(raw, len(raw) - _ROW.size)[0]:  # newest: usual
+            raw += record
         else:
-            pos = bisect.bisect_right(m.ts, ts)
-            raw = m.raw[: pos * _ROW.size] + record + m.raw[pos * _ROW.size :]
-        m.ts.insert(pos, ts)
-        m.cats.insert(pos, cat)
-        m.ids.insert(pos, h)
+            at = int(np.searchsorted(self.ts, ts, side="right")) * _ROW.size
+            raw = raw[:at] + record + raw[at:]
         evicted = n + 1 - max_events
         if evicted > 0:
             raw = raw[evicted * _ROW.size :]
-            del m.ts[:evicted], m.cats[:evicted], m.ids[:evicted]
-        m.raw, m.of, self._rows = raw, None, None  # the array is made when one is read
+        self._raw, self._raw_of, self._rows = raw, None, None  # an array made when read
         if n == 0 or ts < self.first_ts_ms:
             self.first_ts_ms = ts
         self.n_total += 1
@@ -282,7 +302,7 @@ class UserState:
     def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
         """``add``, unless the window holds the event already (then None)."""
         h = event_id_hash(event.event_id)
-        if h in self._mirrored().ids:
+        if _holds_id(self._packed(), h):
             return None
         return self.add(event, offset, max_events, h)
 
@@ -313,17 +333,18 @@ class UserState:
 
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
-        m = self._mirrored()
-        in_use = set(m.cats)
+        raw = self._packed()
+        in_use = set(raw[_CAT_AT :: _ROW.size])
         in_use.discard(NO_CATEGORY)
         if len(in_use) == len(self.categories):
             return
         used = sorted(in_use)
         remap = {old: new for new, old in enumerate(used)}
-        m.cats = [remap.get(c, NO_CATEGORY) for c in m.cats]
-        raw = bytearray(m.raw)
-        raw[_CAT_AT :: _ROW.size] = bytes(m.cats)
-        m.raw, m.of, self._rows = bytes(raw), None, None
+        renumbered = bytearray(raw)
+        renumbered[_CAT_AT :: _ROW.size] = bytes(
+            remap.get(c, NO_CATEGORY) for c in raw[_CAT_AT :: _ROW.size]
+        )
+        self._raw, self._raw_of, self._rows = bytes(renumbered), None, None
         self.categories = [self.categories[i] for i in used]
 
 
@@ -414,11 +435,16 @@ def _decode(buf: memoryview) -> UserState:
 
     def take(dtype: str, count: int) -> Any:
         nonlocal pos
-        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).copy()
+        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos)
         pos += arr.nbytes
         return arr
 
+    rows = np.empty(n, dtype=EVENT_DTYPE)
+    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
+        rows[name] = take(dtype, n)
+    rows["id"] = take("<u8", n)
     st = UserState(
+        _rows=rows,
         partition=partition,
         last_offset=last_offset,
         n_total=n_total,
@@ -429,11 +455,6 @@ def _decode(buf: memoryview) -> UserState:
         half_life_s=half_life,
         sessions=more[0] if more else 0,
     )
-    rows = np.empty(n, dtype=EVENT_DTYPE)
-    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
-        rows[name] = take(dtype, n)
-    rows["id"] = take("<u8", n)
-    st.rows = rows
     if more:
         st.model_state = bytes(buf[pos : pos + more[2]])
         if len(st.model_state) != more[2]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decay.events import Event, Limits
-from decay.scoring import AnyScorer
+from decay.scoring import AnyScorer, StepScorer
 from decay.state import Snapshot, StateError, UserState, WindowsOf, decode_state, encode_state
 from stream_app import alerting
 from stream_app.activation import activate
@@ -213,6 +213,8 @@ class Processor(PartitionBook):
         started = time.perf_counter()
         steps = batch.steps
         windows = WindowsOf(batch.windows)  # as loaded: only a step model reads them
+        if not isinstance(self.scorer, StepScorer):  # a window scorer reads each step's
+            Snapshot.prepare(steps)
         scores = score_steps(self.scorer, steps, batch.cache, windows, self.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()

@@ -25,7 +25,7 @@ def apply_steps(
     put the records that changed among the batch's writes (they go out with the states)."""
     for p in dict.fromkeys([step.partition for step in steps]):  # in order of appearance
         table = partitions[p].trends
-        table.add([(s.event.ts_ms, s.event.category) for s in steps if s.partition == p])
+        table.add((s.event.ts_ms, s.event.category) for s in steps if s.partition == p)
         for key, value in table.flush().items():
             writes[(p, key)] = value
 
