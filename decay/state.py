@@ -106,15 +106,22 @@ class Snapshot:
     model never need theirs). ``UserState`` replaces its rows' bytes and its category list
     rather than change them, so holding the two holds the moment."""
 
-    __slots__ = ("_made", "categories", "first_ts_ms", "last_ts_ms", "n_total", "raw")
+    __slots__ = (
+        "_made", "categories", "first_ts_ms", "last_ts_ms", "n_total", "previous_ts_ms", "raw",
+    )  # fmt: skip
 
     def __init__(self, st: UserState) -> None:
         self.take(st)
 
     def take(self, st: UserState) -> None:
-        self.raw, self.categories = st._packed(), st.categories
-        self.n_total, self.first_ts_ms = st.n_total, st.first_ts_ms
-        self.last_ts_ms = st.last_ts_ms
+        self.raw = raw = st._packed()
+        self.categories, self.n_total, self.first_ts_ms = st.categories, st.n_total, st.first_ts_ms
+        end = len(raw) - _ROW.size  # the newest row's
+        self.last_ts_ms: int = _TS.unpack_from(raw, end)[0] if end >= 0 else 0
+        # The second newest's (None without one)
+        self.previous_ts_ms: int | None = (
+            _TS.unpack_from(raw, end - _ROW.size)[0] if end >= _ROW.size else None
+        )
         self._made: Window | None = None
 
     @property
@@ -239,14 +246,6 @@ class UserState:
     def last_ts_ms(self) -> int:
         raw = self._packed()
         return int(_TS.unpack_from(raw, len(raw) - _ROW.size)[0]) if raw else 0
-
-    @property
-    def previous_ts_ms(self) -> int | None:
-        """The time of the window's second newest event; None with fewer than two."""
-        raw = self._packed()
-        if len(raw) < 2 * _ROW.size:
-            return None
-        return int(_TS.unpack_from(raw, len(raw) - 2 * _ROW.size)[0])
 
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""

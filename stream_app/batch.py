@@ -135,9 +135,9 @@ class ProcessorConfig:
 
 class Step(Snapshot):
     """An applied event of a batch, with its user's window right after it (``window``,
-    built when first read). Not a dataclass: one is made per event."""
+    made when read). Not a dataclass: one is made per event."""
 
-    __slots__ = ("event", "max_ts", "offset", "partition", "previous_ts_ms", "ukey")
+    __slots__ = ("event", "max_ts", "offset", "partition", "ukey")
 
     def __init__(
         self, event: Event, offset: int, ukey: UserKey, st: UserState, max_ts: int
@@ -146,5 +146,4 @@ class Step(Snapshot):
         self.offset = offset
         self.partition, self.ukey = ukey[0], ukey
         self.max_ts = max_ts  # the partition's newest event time after this event
-        self.previous_ts_ms = st.previous_ts_ms  # of the window's second newest event
         self.take(st)
