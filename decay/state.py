@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from decay.engagement import Engagement
 from decay.events import Event
+from decay.rows import CAT_AT, EVENT_DTYPE, ROW, TS, holds_id, no_events, rows_of, window_of
 from decay.stored_alerts import CURRENT, StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
@@ -55,124 +55,6 @@ def event_id_hash(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
-# The window in memory: one record array (one allocation per event added, not five).
-EVENT_DTYPE: Final = np.dtype(
-    [("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8")]
-)
-_ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
-
-
-_TS = struct.Struct("<q")  # a row's time, at its start
-_CAT_AT: Final = 9  # of a category byte in its _ROW
-_ID = struct.Struct("<Q")
-_ID_AT: Final = 14  # of an event id in its _ROW
-K = TypeVar("K", bound=Hashable)
-
-
-def _no_events() -> Any:
-    return np.zeros(0, dtype=EVENT_DTYPE)
-
-
-def _rows_of(raw: bytes) -> Any:
-    return np.frombuffer(bytearray(raw), dtype=EVENT_DTYPE)  # writable, as decoded ones are
-
-
-def _holds_id(raw: bytes, h: int) -> bool:
-    """Whether the rows ``raw`` hold event id hash ``h`` (a search of the bytes: the ids'
-    positions only count)."""
-    key = _ID.pack(h)
-    at = raw.find(key, _ID_AT)
-    while at >= 0:
-        if (at - _ID_AT) % _ROW.size == 0:
-            return True
-        at = raw.find(key, at + 1)
-    return False
-
-
-def window_of(rows: Any, categories: list[str], n_total: int, first_ts_ms: int) -> Window:
-    return Window(
-        ts=rows["ts"],
-        types=rows["type"],
-        cats=rows["cat"],
-        prices=rows["price"],
-        categories=tuple(categories),
-        n_total=n_total,
-        first_ts_ms=first_ts_ms,
-    )
-
-
-class Snapshot:
-    """A user's window as of one moment, made a Window only when read (most events of a step
-    model never need theirs). ``UserState`` replaces its rows' bytes and its category list
-    rather than change them, so holding the two holds the moment."""
-
-    __slots__ = (
-        "_made", "categories", "first_ts_ms", "last_ts_ms", "n_total", "previous_ts_ms", "raw",
-    )  # fmt: skip
-
-    def __init__(self, st: UserState) -> None:
-        self.take(st)
-
-    def take(self, st: UserState) -> None:
-        self.raw = raw = st._packed()
-        self.categories, self.n_total, self.first_ts_ms = st.categories, st.n_total, st.first_ts_ms
-        end = len(raw) - _ROW.size  # the newest row's
-        self.last_ts_ms: int = _TS.unpack_from(raw, end)[0] if end >= 0 else 0
-        # The second newest's (None without one)
-        self.previous_ts_ms: int | None = (
-            _TS.unpack_from(raw, end - _ROW.size)[0] if end >= _ROW.size else None
-        )
-        self._made: Window | None = None
-
-    @property
-    def window(self) -> Window:
-        """A new Window each time, not kept: most are read once (by a window scorer), and a
-        batch's windows kept to its end would cost the garbage collector more than making
-        the few read again (for an alert) anew. One made by ``prepare`` is handed out once."""
-        made = self._made
-        if made is not None:
-            self._made = None
-            return made
-        return window_of(_rows_of(self.raw), self.categories, self.n_total, self.first_ts_ms)
-
-    @staticmethod
-    def prepare(snapshots: Sequence[Snapshot]) -> None:
-        """Make the windows of many snapshots at once, views of one array (an array each
-        costs more than the rest of a window), for the next read of each."""
-        rows = _rows_of(b"".join([s.raw for s in snapshots]))
-        ts, types, cats, prices = rows["ts"], rows["type"], rows["cat"], rows["price"]
-        start = 0
-        for s in snapshots:
-            end = start + len(s.raw) // _ROW.size
-            cut = slice(start, end)
-            s._made = Window(
-                ts[cut], types[cut], cats[cut], prices[cut], tuple(s.categories), s.n_total,
-                s.first_ts_ms,
-            )  # fmt: skip
-            start = end
-
-    def recent_categories(self, k: int) -> list[str | None]:
-        """The categories of the window's last ``k`` events (None where none), oldest first."""
-        names, cats = self.categories, self.raw[_CAT_AT :: _ROW.size]
-        return [None if c == NO_CATEGORY else names[c] for c in cats[-k:]]
-
-
-class WindowsOf(Mapping[K, Window]):
-    """Snapshots read as their windows, each built when looked up."""
-
-    def __init__(self, snapshots: Mapping[K, Snapshot]) -> None:
-        self._snapshots = snapshots
-
-    def __getitem__(self, key: K) -> Window:
-        return self._snapshots[key].window
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._snapshots)
-
-    def __len__(self) -> int:
-        return len(self._snapshots)
-
-
 @dataclass(slots=True)
 class UserState:
     """One user's window (sorted by event time, oldest first) and alert state."""
@@ -186,7 +68,7 @@ class UserState:
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
     # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet.
-    _rows: Any = field(default_factory=_no_events, repr=False)
+    _rows: Any = field(default_factory=no_events, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -204,14 +86,14 @@ class UserState:
     def rows(self) -> Any:
         rows = self._rows
         if rows is None:
-            rows = self._rows = self._raw_of = _rows_of(self._packed())
+            rows = self._rows = self._raw_of = rows_of(self.packed())
         return rows
 
     @rows.setter
     def rows(self, rows: Any) -> None:
         self._rows = rows
 
-    def _packed(self) -> bytes:
+    def packed(self) -> bytes:
         raw = self._raw
         if raw is None or self._raw_of is not self._rows:  # rows put in from elsewhere
             raw = self._raw = self._rows.tobytes()
@@ -240,23 +122,21 @@ class UserState:
 
     @property
     def n_events(self) -> int:
-        return len(self._packed()) // _ROW.size
+        return len(self.packed()) // ROW.size
 
     @property
     def last_ts_ms(self) -> int:
-        raw = self._packed()
-        return int(_TS.unpack_from(raw, len(raw) - _ROW.size)[0]) if raw else 0
+        raw = self.packed()
+        return int(TS.unpack_from(raw, len(raw) - ROW.size)[0]) if raw else 0
 
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
-        return _holds_id(self._packed(), event_id_hash(event_id) if id_hash is None else id_hash)
+        return holds_id(self.packed(), event_id_hash(event_id) if id_hash is None else id_hash)
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
         names = self.categories
-        return [
-            None if c == NO_CATEGORY else names[c] for c in self._packed()[_CAT_AT :: _ROW.size]
-        ]
+        return [None if c == NO_CATEGORY else names[c] for c in self.packed()[CAT_AT :: ROW.size]]
 
     def add(self, event: Event, offset: int, max_events: int, id_hash: int | None = None) -> bool:
         """Insert an event in time order, keeping the newest ``max_events`` (``id_hash``: the
@@ -265,29 +145,29 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
-        raw = self._packed()
-        n, ts = len(raw) // _ROW.size, event.ts_ms
-        if n >= max_events and ts < _TS.unpack_from(raw, 0)[0]:
+        raw = self.packed()
+        n, ts = len(raw) // ROW.size, event.ts_ms
+        if n >= max_events and ts < TS.unpack_from(raw, 0)[0]:
             return False
         cat = self._category_index(event.category)  # may renumber the rows' categories
-        raw = self._packed()
+        raw = self.packed()
         price = event.price if event.price is not None else 0.0
         h = event_id_hash(event.event_id) if id_hash is None else id_hash
         try:
-            record = _ROW.pack(ts, event.type, cat, price, h)
+            record = ROW.pack(ts, event.type, cat, price, h)
         except OverflowError:  # a price beyond float32: numpy stores inf, as it always did
             one = np.empty(1, dtype=EVENT_DTYPE)
             one[0] = (ts, int(event.type), cat, price, h)
             record = one.tobytes()
         # New bytes each time (never changed in place): snapshots hold the old ones.
-        if n == 0 or ts >= _TS.unpack_from(raw, len(raw) - _ROW.size)[0]:  # newest: usual
+        if n == 0 or ts >= TS.unpack_from(raw, len(raw) - ROW.size)[0]:  # newest: usual
             raw += record
         else:
-            at = int(np.searchsorted(self.ts, ts, side="right")) * _ROW.size
+            at = int(np.searchsorted(self.ts, ts, side="right")) * ROW.size
             raw = raw[:at] + record + raw[at:]
         evicted = n + 1 - max_events
         if evicted > 0:
-            raw = raw[evicted * _ROW.size :]
+            raw = raw[evicted * ROW.size :]
         self._raw, self._raw_of, self._rows = raw, None, None  # an array made when read
         if n == 0 or ts < self.first_ts_ms:
             self.first_ts_ms = ts
@@ -301,7 +181,7 @@ class UserState:
     def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
         """``add``, unless the window holds the event already (then None)."""
         h = event_id_hash(event.event_id)
-        if _holds_id(self._packed(), h):
+        if holds_id(self.packed(), h):
             return None
         return self.add(event, offset, max_events, h)
 
@@ -332,16 +212,16 @@ class UserState:
 
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
-        raw = self._packed()
-        in_use = set(raw[_CAT_AT :: _ROW.size])
+        raw = self.packed()
+        in_use = set(raw[CAT_AT :: ROW.size])
         in_use.discard(NO_CATEGORY)
         if len(in_use) == len(self.categories):
             return
         used = sorted(in_use)
         remap = {old: new for new, old in enumerate(used)}
         renumbered = bytearray(raw)
-        renumbered[_CAT_AT :: _ROW.size] = bytes(
-            remap.get(c, NO_CATEGORY) for c in raw[_CAT_AT :: _ROW.size]
+        renumbered[CAT_AT :: ROW.size] = bytes(
+            remap.get(c, NO_CATEGORY) for c in raw[CAT_AT :: ROW.size]
         )
         self._raw, self._raw_of, self._rows = bytes(renumbered), None, None
         self.categories = [self.categories[i] for i in used]

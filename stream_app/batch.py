@@ -17,7 +17,8 @@ from decay.engagement import EngagementRules
 from decay.errors import DecayError
 from decay.events import Event
 from decay.explanations import EVENTS
-from decay.state import Snapshot, UserState
+from decay.rows import Snapshot
+from decay.state import UserState
 from decay.trends import TrendRules
 
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decay.events import Event, Limits
+from decay.rows import Snapshot, WindowsOf
 from decay.scoring import AnyScorer, StepScorer
-from decay.state import Snapshot, StateError, UserState, WindowsOf, decode_state, encode_state
+from decay.state import StateError, UserState, decode_state, encode_state
 from stream_app import alerting
 from stream_app.activation import activate
 from stream_app.admission import Owners, admit

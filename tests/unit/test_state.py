@@ -160,7 +160,7 @@ def test_the_window_kept_as_bytes_matches_a_plain_model_of_it() -> None:
     import bisect
     import random
 
-    from decay.state import Snapshot
+    from decay.rows import Snapshot
 
     rng = random.Random(5)
     for max_events in (1, 3, 10):
@@ -195,7 +195,7 @@ def test_an_id_is_found_only_where_ids_are() -> None:
     (in a time, across two fields) are not the id."""
     import struct
 
-    from decay.state import _holds_id
+    from decay.rows import holds_id
 
     h = 0x0123456789ABCDEF
     key = struct.pack("<Q", h)
@@ -206,10 +206,10 @@ def test_an_id_is_found_only_where_ids_are() -> None:
             raw[i : i + 8] = key
         return bytes(raw)
 
-    assert not _holds_id(rows(), h)
-    assert not _holds_id(rows(0), h) and not _holds_id(rows(5), h) and not _holds_id(rows(20), h)
-    assert _holds_id(rows(14), h) and _holds_id(rows(36), h)
-    assert _holds_id(rows(5, 36), h)  # past a misplaced match to the real one
+    assert not holds_id(rows(), h)
+    assert not holds_id(rows(0), h) and not holds_id(rows(5), h) and not holds_id(rows(20), h)
+    assert holds_id(rows(14), h) and holds_id(rows(36), h)
+    assert holds_id(rows(5, 36), h)  # past a misplaced match to the real one
     st = filled(3)
     assert st.has_event("e1") and not st.has_event("e7")
 
