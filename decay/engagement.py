@@ -45,6 +45,7 @@ not depend on whether the state went through the store between two events.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,8 +54,14 @@ import numpy as np
 DAY_MS = 86_400_000
 
 
+_F32 = struct.Struct("<f")
+
+
 def _f32(value: float) -> float:
-    return float(np.float32(value))
+    try:  # the same rounding as numpy's float32, a few times faster
+        return float(_F32.unpack(_F32.pack(value))[0])
+    except OverflowError:  # beyond float32: numpy's inf
+        return float(np.float32(value))
 
 
 @dataclass(slots=True)
@@ -137,9 +144,11 @@ def add_event(
     if e is None:
         e = book[category] = Engagement()
     # Any event of the category keeps it alive; only a session it opens counts as a visit.
-    e.at_session = max(e.at_session, session)
+    if session > e.at_session:
+        e.at_session = session
     if not opens:
-        e.last_ts_ms = max(e.last_ts_ms, ts_ms)
+        if ts_ms > e.last_ts_ms:
+            e.last_ts_ms = ts_ms
         return
     if ts_ms >= e.last_ts_ms:
         e.activity, e.last_ts_ms = _f32(activity_at(e, ts_ms, rules) + 1.0), ts_ms
@@ -214,6 +223,16 @@ def risen(
             if p < rules.rise_alpha and (best is None or p < best[2]):
                 best = (name, share, p)
     return best
+
+
+def may_decay(book: dict[str, Engagement], rules: EngagementRules) -> bool:
+    """Whether ``review`` could alert on or change a category of ``book``: it passes over
+    those with fewer than ``min_visits`` visits (or no session) untouched."""
+    least = rules.min_visits
+    for e in book.values():  # noqa: SIM110 (any() of a generator: twice as slow, per event)
+        if e.visits >= least and e.at_session > 0:
+            return True
+    return False
 
 
 def review(

@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from decay.engagement import Engagement
 from decay.events import Event
+from decay.rows import CAT_AT, EVENT_DTYPE, ROW, TS, holds_id, no_events, rows_of, window_of
 from decay.stored_alerts import CURRENT, StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
@@ -54,17 +55,6 @@ def event_id_hash(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
-# The window in memory: one record array (one allocation per event added, not five).
-EVENT_DTYPE: Final = np.dtype(
-    [("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8")]
-)
-_ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
-
-
-def _no_events() -> Any:
-    return np.zeros(0, dtype=EVENT_DTYPE)
-
-
 @dataclass(slots=True)
 class UserState:
     """One user's window (sorted by event time, oldest first) and alert state."""
@@ -77,7 +67,8 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    rows: Any = field(default_factory=_no_events)  # EVENT_DTYPE records, oldest first
+    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet.
+    _rows: Any = field(default_factory=no_events, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -86,6 +77,28 @@ class UserState:
     sessions: int = 0  # the user's sessions so far (decay.engagement)
     alerts: list[StoredAlert] = field(default_factory=list)
     model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
+    # The rows as bytes, as ``add`` keeps them (a numpy array per event costs more than all
+    # the rest of it), made of ``_raw_of`` (None: of no array, ``_rows`` is made from it).
+    _raw: bytes | None = field(default=None, repr=False, compare=False)
+    _raw_of: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def rows(self) -> Any:
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = self._raw_of = rows_of(self.packed())
+        return rows
+
+    @rows.setter
+    def rows(self, rows: Any) -> None:
+        self._rows = rows
+
+    def packed(self) -> bytes:
+        raw = self._raw
+        if raw is None or self._raw_of is not self._rows:  # rows put in from elsewhere
+            raw = self._raw = self._rows.tobytes()
+            self._raw_of = self._rows
+        return raw
 
     @property
     def ts(self) -> npt.NDArray[np.int64]:
@@ -109,20 +122,21 @@ class UserState:
 
     @property
     def n_events(self) -> int:
-        return int(self.rows.shape[0])
+        return len(self.packed()) // ROW.size
 
     @property
     def last_ts_ms(self) -> int:
-        return int(self.ts[-1]) if self.ts.shape[0] else 0
+        raw = self.packed()
+        return int(TS.unpack_from(raw, len(raw) - ROW.size)[0]) if raw else 0
 
     def has_event(self, event_id: str, id_hash: int | None = None) -> bool:
         """Whether the window holds this event (``id_hash``: its event_id_hash, if known)."""
-        h = event_id_hash(event_id) if id_hash is None else id_hash
-        return h in self.rows["id"].tolist()  # faster than a numpy comparison for 64 ids
+        return holds_id(self.packed(), event_id_hash(event_id) if id_hash is None else id_hash)
 
     def category_names(self) -> list[str | None]:
         """Category name of each event in the window (None where the event had none)."""
-        return [None if c == NO_CATEGORY else self.categories[c] for c in self.cats.tolist()]
+        names = self.categories
+        return [None if c == NO_CATEGORY else names[c] for c in self.packed()[CAT_AT :: ROW.size]]
 
     def add(self, event: Event, offset: int, max_events: int, id_hash: int | None = None) -> bool:
         """Insert an event in time order, keeping the newest ``max_events`` (``id_hash``: the
@@ -131,49 +145,49 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
-        rows = self.rows
-        n = rows.shape[0]
-        ts = event.ts_ms
-        if n >= max_events and ts < int(rows["ts"][0]):
+        raw = self.packed()
+        n, ts = len(raw) // ROW.size, event.ts_ms
+        if n >= max_events and ts < TS.unpack_from(raw, 0)[0]:
             return False
-        cat = self._category_index(event.category)
+        cat = self._category_index(event.category)  # may renumber the rows' categories
+        raw = self.packed()
         price = event.price if event.price is not None else 0.0
         h = event_id_hash(event.event_id) if id_hash is None else id_hash
-        # The new array is put together as bytes: numpy copies records of this packed dtype
-        # field by field, many times slower. A new array each time: windows handed out
-        # earlier stay as they were.
         try:
-            record = _ROW.pack(ts, event.type, cat, price, h)
+            record = ROW.pack(ts, event.type, cat, price, h)
         except OverflowError:  # a price beyond float32: numpy stores inf, as it always did
             one = np.empty(1, dtype=EVENT_DTYPE)
             one[0] = (ts, int(event.type), cat, price, h)
             record = one.tobytes()
-        if n == 0 or ts >= int(rows["ts"][-1]):  # the usual case: newest last
-            raw = rows.tobytes() + record
+        # New bytes each time (never changed in place): snapshots hold the old ones.
+        if n == 0 or ts >= TS.unpack_from(raw, len(raw) - ROW.size)[0]:  # newest: usual
+            raw += record
         else:
-            pos = int(np.searchsorted(rows["ts"], ts, side="right"))
-            raw = rows[:pos].tobytes() + record + rows[pos:].tobytes()
-        evicted = max(n + 1 - max_events, 0)
-        self.rows = np.frombuffer(bytearray(raw[evicted * _ROW.size :]), dtype=EVENT_DTYPE)
+            at = int(np.searchsorted(self.ts, ts, side="right")) * ROW.size
+            raw = raw[:at] + record + raw[at:]
+        evicted = n + 1 - max_events
+        if evicted > 0:
+            raw = raw[evicted * ROW.size :]
+        self._raw, self._raw_of, self._rows = raw, None, None  # an array made when read
         if n == 0 or ts < self.first_ts_ms:
             self.first_ts_ms = ts
         self.n_total += 1
-        self.last_offset = max(self.last_offset, offset)
-        if evicted:
+        if offset > self.last_offset:
+            self.last_offset = offset
+        if evicted > 0:
             self._prune_categories()
         return True
 
+    def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
+        """``add``, unless the window holds the event already (then None)."""
+        h = event_id_hash(event.event_id)
+        if holds_id(self.packed(), h):
+            return None
+        return self.add(event, offset, max_events, h)
+
     def window(self) -> Window:
         """An immutable snapshot for scoring. Cheap: ``add`` replaces arrays, never mutates."""
-        return Window(
-            ts=self.ts,
-            types=self.types,
-            cats=self.cats,
-            prices=self.prices,
-            categories=tuple(self.categories),
-            n_total=self.n_total,
-            first_ts_ms=self.first_ts_ms,
-        )
+        return window_of(self.rows, self.categories, self.n_total, self.first_ts_ms)
 
     def remember_alert(self, alert: StoredAlert, keep: int, unconfirmed_from: int) -> None:
         """Keep the last ``keep`` alerts, and every alert caused by a record at or after
@@ -187,30 +201,29 @@ class UserState:
     def _category_index(self, name: str | None) -> int:
         if name is None:
             return NO_CATEGORY
-        try:
+        if name in self.categories:
             return self.categories.index(name)
-        except ValueError:
-            pass
         if len(self.categories) >= MAX_CATEGORIES:
             self._prune_categories()
             if len(self.categories) >= MAX_CATEGORIES:
                 return NO_CATEGORY
-        self.categories.append(name)
+        self.categories = [*self.categories, name]  # a new list: snapshots hold the old one
         return len(self.categories) - 1
 
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
-        in_use = set(self.cats.tolist())
+        raw = self.packed()
+        in_use = set(raw[CAT_AT :: ROW.size])
         in_use.discard(NO_CATEGORY)
         if len(in_use) == len(self.categories):
             return
         used = sorted(in_use)
-        remap = np.full(256, NO_CATEGORY, dtype=np.uint8)
-        for new, old in enumerate(used):
-            remap[old] = new
-        rows = self.rows.copy()
-        rows["cat"] = remap[rows["cat"]]
-        self.rows = rows
+        remap = {old: new for new, old in enumerate(used)}
+        renumbered = bytearray(raw)
+        renumbered[CAT_AT :: ROW.size] = bytes(
+            remap.get(c, NO_CATEGORY) for c in raw[CAT_AT :: ROW.size]
+        )
+        self._raw, self._raw_of, self._rows = bytes(renumbered), None, None
         self.categories = [self.categories[i] for i in used]
 
 
@@ -301,11 +314,16 @@ def _decode(buf: memoryview) -> UserState:
 
     def take(dtype: str, count: int) -> Any:
         nonlocal pos
-        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).copy()
+        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos)
         pos += arr.nbytes
         return arr
 
+    rows = np.empty(n, dtype=EVENT_DTYPE)
+    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
+        rows[name] = take(dtype, n)
+    rows["id"] = take("<u8", n)
     st = UserState(
+        _rows=rows,
         partition=partition,
         last_offset=last_offset,
         n_total=n_total,
@@ -316,11 +334,6 @@ def _decode(buf: memoryview) -> UserState:
         half_life_s=half_life,
         sessions=more[0] if more else 0,
     )
-    rows = np.empty(n, dtype=EVENT_DTYPE)
-    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
-        rows[name] = take(dtype, n)
-    rows["id"] = take("<u8", n)
-    st.rows = rows
     if more:
         st.model_state = bytes(buf[pos : pos + more[2]])
         if len(st.model_state) != more[2]:

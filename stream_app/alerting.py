@@ -13,9 +13,9 @@ from typing import Any
 
 from decay import alerts as al
 from decay.categories import recent_mix
-from decay.engagement import EngagementRules, add_event, review, session_of
+from decay.engagement import EngagementRules, add_event, may_decay, review, session_of
 from decay.state import UserState
-from decay.window import NO_CATEGORY, Window
+from decay.window import Window
 from stream_app.batch import OutAlert, Step, f32
 
 
@@ -38,8 +38,8 @@ def reengaged(st: UserState, step: Step) -> AlertSpec | None:
     since = st.dormant_since_ms
     if not since or step.event.ts_ms <= since:
         return None
-    prev = step.window.ts[:-1]
-    silent = step.event.ts_ms - (int(prev[-1]) if prev.shape[0] else since)
+    prev = step.previous_ts_ms
+    silent = step.event.ts_ms - (since if prev is None else prev)
     st.dormant_since_ms = 0
     return AlertSpec(
         kind=al.REENGAGED,
@@ -53,10 +53,9 @@ def reengaged(st: UserState, step: Step) -> AlertSpec | None:
 def count_session(st: UserState, step: Step, rules: EngagementRules) -> None:
     """The user's sessions and category visits, with this event (in event order)."""
     ts = step.event.ts_ms
-    window = step.window
     opens = False
-    if ts >= window.last_ts_ms:  # the newest: maybe a new session
-        previous = int(window.ts[-2]) if window.ts.shape[0] > 1 else 0
+    if ts >= step.last_ts_ms:  # the newest: maybe a new session
+        previous = step.previous_ts_ms or 0
         before, st.sessions = st.sessions, session_of(st.sessions, previous, ts, rules)
         opens = st.sessions > before
     add_event(st.engagement, step.event.category, ts, st.sessions, opens, rules)
@@ -64,8 +63,9 @@ def count_session(st: UserState, step: Step, rules: EngagementRules) -> None:
 
 def category_drops(st: UserState, step: Step, rules: EngagementRules) -> list[AlertSpec]:
     """On the user's newest event: the categories whose engagement dropped just now."""
-    window = step.window
-    recent = [window.categories[c] if c != NO_CATEGORY else None for c in window.cats[-10:]]
+    if not may_decay(st.engagement, rules):
+        return []  # most users: nothing review could alert on or change
+    recent = step.recent_categories(10)
     return [
         AlertSpec(
             kind=al.CATEGORY_DECAY,
@@ -79,7 +79,7 @@ def category_drops(st: UserState, step: Step, rules: EngagementRules) -> list[Al
                 f"{d.sessions_since} sessions, though {d.base:.0%} of this user's "
                 "sessions had visited it",
                 f"{d.category} is {d.share:.0%} of the user's recent activity",
-                recent_mix(window),
+                recent_mix(step.window),
                 f"{d.instead} rose to {d.instead_share:.0%} of it, from "
                 f"{d.instead_base:.0%} of the user's sessions",
             ],

@@ -17,8 +17,9 @@ from decay.engagement import EngagementRules
 from decay.errors import DecayError
 from decay.events import Event
 from decay.explanations import EVENTS
+from decay.rows import Snapshot
+from decay.state import UserState
 from decay.trends import TrendRules
-from decay.window import Window
 
 
 def f32(value: float) -> float:
@@ -133,12 +134,17 @@ class ProcessorConfig:
     explain_events: int = EVENTS
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to create, once per event
-class Step:
-    """An applied event of a batch, with its user's window right after it."""
+class Step(Snapshot):
+    """An applied event of a batch, with its user's window right after it (``window``,
+    made when read). Not a dataclass: one is made per event."""
 
-    event: Event
-    offset: int
-    partition: int
-    window: Window
-    max_ts: int  # the partition's newest event time after this event
+    __slots__ = ("event", "max_ts", "offset", "partition", "ukey")
+
+    def __init__(
+        self, event: Event, offset: int, ukey: UserKey, st: UserState, max_ts: int
+    ) -> None:
+        self.event = event
+        self.offset = offset
+        self.partition, self.ukey = ukey[0], ukey
+        self.max_ts = max_ts  # the partition's newest event time after this event
+        self.take(st)

@@ -105,7 +105,10 @@ class PartitionState:
         self.current[user_id] = deadline_ms
         heapq.heappush(self.heap, (deadline_ms, user_id))
         if len(self.heap) > 2 * len(self.current) + 1024:
-            self.heap = [(d, u) for u, d in self.current.items()]
+            # The live entries, once each, the same tuples: new ones by the thousand, all
+            # long-lived, would set off the garbage collector's full passes.
+            current = self.current
+            self.heap = list(dict.fromkeys(e for e in self.heap if current.get(e[1]) == e[0]))
             heapq.heapify(self.heap)
 
     def cancel(self, user_id: str) -> None:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decay.events import Event, Limits
-from decay.scoring import AnyScorer
-from decay.state import StateError, UserState, decode_state, encode_state, event_id_hash
-from decay.window import Window
+from decay.rows import Snapshot, WindowsOf
+from decay.scoring import AnyScorer, StepScorer
+from decay.state import StateError, UserState, decode_state, encode_state
 from stream_app import alerting
 from stream_app.activation import activate
 from stream_app.admission import Owners, admit
@@ -90,7 +90,8 @@ class _Batch:
     steps: list[Step] = field(default_factory=list)
     # Each user's window as pass 2 has reached it: as loaded, then as of its last step.
     # A deadline that fires mid-batch must not see the user's later events of the batch.
-    windows: dict[UserKey, Window] = field(default_factory=dict)
+    windows: dict[UserKey, Snapshot] = field(default_factory=dict)
+    max_events: int = 64  # the processor's, read once a batch
     max_ts: dict[int, int] = field(default_factory=dict)  # newest event time per partition
     alerts: list[Pending] = field(default_factory=list)  # sent explained at the end (emit)
 
@@ -157,7 +158,7 @@ class Processor(PartitionBook):
     def _process(self, records: Sequence[Record], resend: bool | None) -> BatchOutput:
         """``resend`` None: the events topic's records; else forwarded ones (see above)."""
         out = BatchOutput()
-        batch = _Batch()
+        batch = _Batch(max_events=self.max_events)
         now = self.clock_ms()
         limits = Limits(max_ts_ms=now + self.config.max_future_ms)
         owner = self.own_partition if self.config.partitions is not None else None
@@ -192,30 +193,30 @@ class Processor(PartitionBook):
         ukey = (rec.partition, event.user_id)
         st = self._load(ukey, batch)
         batch.touched.add(ukey)
-        id_hash = event_id_hash(event.event_id)  # once for both calls: it shows in profiles
-        if st.has_event(event.event_id, id_hash):
+        added = st.add_new(event, offset, batch.max_events)
+        if added is None:
             out.counts["duplicate"] += 1
             return
-        newest = batch.max_ts.get(rec.partition, part.max_ts)
-        late = event.ts_ms < newest - self.config.grace_ms
-        if not st.add(event, offset, self.max_events, id_hash):
+        if not added:
             out.counts["late"] += 1  # older than a full window: nothing to update
             return
-        out.counts["late" if late else "ok"] += 1
+        newest = batch.max_ts.get(rec.partition, part.max_ts)
+        out.counts["late" if event.ts_ms < newest - self.config.grace_ms else "ok"] += 1
         if st.n_total == 1:
             part.users += 1
         st.partition = rec.partition
-        batch.max_ts[rec.partition] = max(newest, event.ts_ms)
-        batch.steps.append(
-            Step(event, offset, rec.partition, st.window(), batch.max_ts[rec.partition])
-        )
+        newest = batch.max_ts[rec.partition] = max(newest, event.ts_ms)
+        batch.steps.append(Step(event, offset, ukey, st, newest))
 
     def _apply_scores(self, batch: _Batch, out: BatchOutput) -> None:
         """Pass 2: one scorer call for the batch's events, then, event by event in order,
         the alert rules and the deadline schedule."""
         started = time.perf_counter()
         steps = batch.steps
-        scores = score_steps(self.scorer, steps, batch.cache, batch.windows, self.threshold)
+        windows = WindowsOf(batch.windows)  # as loaded: only a step model reads them
+        if not isinstance(self.scorer, StepScorer):  # a window scorer reads each step's
+            Snapshot.prepare(steps)
+        scores = score_steps(self.scorer, steps, batch.cache, windows, self.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
@@ -223,26 +224,28 @@ class Processor(PartitionBook):
         peaks = scores.peak.astype(np.float32).tolist()
         half_lives = scores.half_life_s.astype(np.float32).tolist()
         deadlines = scores.deadline_s.astype(np.float64).tolist()
-        for i, step in enumerate(steps):
-            ukey = (step.partition, step.event.user_id)
-            st = batch.cache[ukey]
-            part = self._partitions[step.partition]
-            if part.adopt(step.event.user_id, st.deadline_ms, st.dormant_since_ms):
+        rules, grace = self.config.engagement, self.config.grace_ms
+        for step, *score in zip(steps, peaks, half_lives, deadlines, strict=True):
+            ukey, st, part = step.ukey, batch.cache[step.ukey], self._partitions[step.partition]
+            if part.loading is not None and part.adopt(
+                ukey[1], st.deadline_ms, st.dormant_since_ms
+            ):
                 self._fire_due(step.partition, part, step.offset, batch)  # not read yet
-            batch.windows[ukey] = step.window
-            alerting.count_session(st, step, self.config.engagement)
-            if step.event.ts_ms >= step.window.last_ts_ms:
-                score = (peaks[i], half_lives[i], deadlines[i])
+            batch.windows[ukey] = step
+            alerting.count_session(st, step, rules)
+            if step.event.ts_ms >= step.last_ts_ms:
                 self._on_newest(ukey, st, step, score, batch, out)
-            part.max_ts = max(part.max_ts, step.max_ts)
-            self._fire_due(step.partition, part, step.offset, batch)
+            if step.max_ts > part.max_ts:
+                part.max_ts = step.max_ts
+            if part.heap and part.heap[0][0] <= part.watermark(grace):  # else nothing is due
+                self._fire_due(step.partition, part, step.offset, batch)
 
     def _on_newest(
         self,
         ukey: UserKey,
         st: UserState,
         step: Step,
-        score: tuple[float, float, float],
+        score: list[float],
         batch: _Batch,
         out: BatchOutput,
     ) -> None:
@@ -258,7 +261,7 @@ class Processor(PartitionBook):
             self._emit(batch, st, ukey, step.offset, self.vectors.relate(drop, st))
         part = self._partitions[step.partition]
         if math.isfinite(deadline_s) and not st.dormant_since_ms:
-            st.deadline_ms = step.window.last_ts_ms + int(deadline_s * 1000)
+            st.deadline_ms = step.last_ts_ms + int(deadline_s * 1000)
             part.schedule(step.event.user_id, st.deadline_ms)
         else:
             st.deadline_ms = 0
@@ -364,7 +367,7 @@ class Processor(PartitionBook):
                     )
             batch.cache[ukey] = st
             if st.n_events:
-                batch.windows[ukey] = st.window()
+                batch.windows[ukey] = Snapshot(st)
         return st
 
     def _fire_due(
@@ -383,7 +386,7 @@ class Processor(PartitionBook):
             if st.deadline_ms != deadline or st.dormant_since_ms:
                 log.warning("schedule and state disagree for a user of partition %d", partition)
                 continue
-            spec = alerting.dormant(st, batch.windows[ukey], deadline, self.threshold)
+            spec = alerting.dormant(st, batch.windows[ukey].window, deadline, self.threshold)
             batch.touched.add(ukey)
             self._emit(batch, st, ukey, cause_offset, spec)
 
@@ -392,5 +395,5 @@ class Processor(PartitionBook):
     ) -> None:
         """Queued with the window it fired on; sent, explained, when the batch ends (emit)."""
         payload = alerting.to_payload(spec, ukey[1], st, self.scorer.version, self.clock_ms())
-        window, at = batch.windows[ukey], spec.event_time_ms
+        window, at = batch.windows[ukey].window, spec.event_time_ms
         batch.alerts.append(Pending(*ukey, spec.kind, st, cause_offset, payload, window, at))

@@ -23,12 +23,9 @@ def apply_steps(
 ) -> None:
     """Add a batch's applied events (in their order) to their partitions' trend tables, and
     put the records that changed among the batch's writes (they go out with the states)."""
-    by_partition: dict[int, list[tuple[int, str | None]]] = {}
-    for step in steps:
-        by_partition.setdefault(step.partition, []).append((step.event.ts_ms, step.event.category))
-    for p, events in by_partition.items():
+    for p in dict.fromkeys([step.partition for step in steps]):  # in order of appearance
         table = partitions[p].trends
-        table.add(events)
+        table.add((s.event.ts_ms, s.event.category) for s in steps if s.partition == p)
         for key, value in table.flush().items():
             writes[(p, key)] = value
 

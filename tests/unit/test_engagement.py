@@ -233,3 +233,29 @@ def test_the_bench_rules_driver_raises_what_the_processor_raises() -> None:
     driver = {(a["user_id"], a["category"], a["ts"]) for a in rule_alerts(log.events, rules)}
     assert len(mine) >= 5, mine
     assert driver == mine
+
+
+def test_float32_rounding_is_numpys() -> None:
+    import random
+
+    from decay.engagement import _f32
+
+    rng = random.Random(3)
+    values = [rng.uniform(0, 50) for _ in range(20_000)] + [
+        rng.lognormvariate(0, 30) for _ in range(20_000)
+    ]
+    values += [0.0, -0.0, 1e-45, 1e-46, 3.4e38, 3.5e38, 1e300, float("inf"), -1e300]
+    with np.errstate(over="ignore"):
+        assert [_f32(v) for v in values] == [float(np.float32(v)) for v in values]
+
+
+def test_may_decay_is_false_only_where_review_does_nothing() -> None:
+    from decay.engagement import Engagement, may_decay, review
+
+    rules = EngagementRules()
+    weak = {"a": Engagement(1.0, 0, rules.min_visits - 1, 9, True)}
+    assert not may_decay(weak, rules) and not may_decay({}, rules)
+    # review passes over such a category untouched: its episode stays open
+    assert review(weak, 10 * DAY_MS, 20, [], rules) == [] and weak["a"].fired
+    strong = {"a": Engagement(1.0, 0, rules.min_visits, 9, True)}
+    assert may_decay(strong, rules)

@@ -476,3 +476,21 @@ def test_a_deadline_not_read_yet_fires_before_its_users_next_event() -> None:
     again.append(restarted.tick(NOW, NEVER_IDLE_MS))
     assert [(a["kind"], a["alert_id"]) for a in alerts_of(again)] == expected
     assert restarted.pending_deadlines() == 2 and restarted.users_tracked() == 2
+
+
+def test_the_schedules_purge_keeps_each_live_deadline_once() -> None:
+    from stream_app.partitions import PartitionState
+
+    part = PartitionState(max_ts=0, last_offset=-1)
+    for i in range(3000):  # one user rescheduled again and again, two more now and then
+        part.schedule("u", 10_000 + i)
+        if i % 1000 == 0:
+            part.schedule(f"v{i}", 5_000 + i)
+            part.schedule(f"v{i}", 5_000 + i)  # the same deadline twice
+    assert len(part.heap) < 1100  # purged along the way
+    assert list(part.pop_due(20_000)) == [
+        (5_000, "v0"),
+        (6_000, "v1000"),
+        (7_000, "v2000"),
+        (12_999, "u"),
+    ]

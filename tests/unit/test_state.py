@@ -152,3 +152,72 @@ def test_alerts_are_stored_deflated_and_older_records_still_read() -> None:
         three.alerts == [StoredAlert(17, payload)] and peek_state(bytes(v3)).max_cause_offset == 17
     )
     assert encode_state(three) == raw
+
+
+def test_the_window_kept_as_bytes_matches_a_plain_model_of_it() -> None:
+    """Inserts in time order (ties after), evictions and category pruning, as a list of
+    events kept sorted would have them: ``add`` keeps the rows as bytes, not as numpy."""
+    import bisect
+    import random
+
+    from decay.rows import Snapshot
+
+    rng = random.Random(5)
+    for max_events in (1, 3, 10):
+        st, model = UserState(), []  # model: (ts, id, category) sorted by ts, ties in order
+        shots = []
+        for i in range(300):
+            ts = rng.randrange(0, 5000) if rng.random() < 0.3 else 5000 + i * 10
+            cat = rng.choice([None, "a", "b", "c", "d", "e"])
+            added = st.add(event(i, ts, cat), i, max_events)
+            full = len(model) >= max_events
+            assert added == (not full or ts >= model[0][0])
+            if added:
+                model.insert(bisect.bisect_right([m[0] for m in model], ts), (ts, f"e{i}", cat))
+                model = model[-max_events:]
+            assert st.ts.tolist() == [m[0] for m in model]
+            assert st.category_names() == [m[2] for m in model]
+            assert set(st.categories) == {m[2] for m in model} - {None}
+            assert all(st.has_event(m[1]) for m in model) and not st.has_event(f"e{i + 1}")
+            assert st.n_events == len(model) and st.last_ts_ms == model[-1][0]
+            shots.append((Snapshot(st), list(model)))
+        for shot, then in shots[::37]:  # a snapshot holds its moment, renumbering and all
+            w = shot.window
+            names = [None if c == 255 else w.categories[c] for c in w.cats.tolist()]
+            assert w.ts.tolist() == [m[0] for m in then] and names == [m[2] for m in then]
+        Snapshot.prepare([s for s, _ in shots])  # one array for all: the same windows
+        for shot, then in shots:
+            assert shot.window.ts.tolist() == [m[0] for m in then]
+
+
+def test_an_id_is_found_only_where_ids_are() -> None:
+    """The duplicate check searches the rows' bytes: the id's 8 bytes elsewhere in a row
+    (in a time, across two fields) are not the id."""
+    import struct
+
+    from decay.rows import holds_id
+
+    h = 0x0123456789ABCDEF
+    key = struct.pack("<Q", h)
+
+    def rows(*at: int) -> bytes:  # two 22-byte rows of zeros, the key at these offsets
+        raw = bytearray(44)
+        for i in at:
+            raw[i : i + 8] = key
+        return bytes(raw)
+
+    assert not holds_id(rows(), h)
+    assert not holds_id(rows(0), h) and not holds_id(rows(5), h) and not holds_id(rows(20), h)
+    assert holds_id(rows(14), h) and holds_id(rows(36), h)
+    assert holds_id(rows(5, 36), h)  # past a misplaced match to the real one
+    st = filled(3)
+    assert st.has_event("e1") and not st.has_event("e7")
+
+
+def test_rows_put_in_from_elsewhere_are_what_add_goes_on_from() -> None:
+    st = filled(5, max_events=8)
+    other = filled(2, max_events=8).rows
+    st.rows = other
+    st.add(event(9, 2_000_000, cat="c1"), 9, 8)
+    assert st.ts.tolist() == [*other["ts"].tolist(), 2_000_000]
+    assert decode_state(encode_state(st)).ts.tolist() == st.ts.tolist()
