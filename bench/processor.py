@@ -3,6 +3,7 @@
     .venv/bin/python bench/processor.py --events 60000            # CPU per event
     .venv/bin/python bench/processor.py --events 60000 --profile  # and where it goes
     .venv/bin/python bench/processor.py --events 60000 --routing  # cost of the routing check
+    .venv/bin/python bench/processor.py --events 60000 --split    # validation / scorer / gc / rest
 
 The same simulation as bench/throughput.py (100,000 users, seed 7, the first ``--events``
 events in time order), split over ``--partitions`` partitions by key as Kafka's default
@@ -11,18 +12,27 @@ to ``stream_app.processor.Processor`` in batches of ``--batch`` with the ONNX sc
 in-memory store. It prints process CPU time (the ONNX session's threads included) per event:
 the part of bench/throughput.py's "CPU per event of the processor" that is ours, not Faust's
 table reads. Compare two versions of the code by running it on each, one after the other.
-``--routing`` runs the same records with the check of each event's partition against its
-user's own (what the worker does) and without it, alternately, three times each.
+``--split`` divides the CPU into validation (``admit``, parsing included), the scorer's calls,
+garbage collection, and the rest (the window, alert rules, schedule, state records): each
+timed around the call with ``time.process_time``, so nested garbage collections count in the
+stage they interrupt as well as in ``gc``; the timer's own cost (measured on a no-op) is
+taken off each timed call. ``--routing`` runs the same records with the check of each event's
+partition against its user's own (what the worker does) and without it, alternately, three
+times each.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
+import stream_app.processor as processor_module
 from decay.eventlog import frame_to_records
 from decay.settings import Settings
 from decay_cli.replay import encode
@@ -54,10 +64,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="print the top 30 functions")
     parser.add_argument("--routing", action="store_true", help="with and without the check")
+    parser.add_argument("--split", action="store_true", help="validation, scorer, gc, rest")
     args = parser.parse_args()
     recs = records(args.users, args.events, args.partitions, args.seed)
     settings = Settings(partitions=args.partitions)
     config = processor_config(settings)
+    if args.split:
+        print(split(recs, config, settings, args.batch))
+        return
     if not args.routing:
         print(measure(recs, config, settings, args.batch, args.users, args.profile))
         return
@@ -103,6 +117,72 @@ def measure(
         f"{len(recs):,} events, {users:,} simulated users, batches of {batch}: "
         f"{cpu:.2f} s of CPU = {cpu / len(recs) * 1e6:.1f} us per event"
         + (" (under cProfile)" if profiler is not None else "")
+    )
+
+
+def _timed(f: Callable[..., Any], stage: str, acc: dict[str, float]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.process_time()
+        try:
+            return f(*args, **kwargs)
+        finally:
+            acc[stage] += time.process_time() - started
+            acc[stage + " calls"] += 1
+
+    return timed
+
+
+def _timer_cost(n: int = 200_000) -> float:
+    """CPU seconds one timed call adds (two clock reads, the wrapper)."""
+    acc = {"noop": 0.0, "noop calls": 0.0}
+    noop = _timed(lambda: None, "noop", acc)
+    started = time.process_time()
+    for _ in range(n):
+        noop()
+    return (time.process_time() - started) / n
+
+
+def split(recs: list[Record], config: ProcessorConfig, settings: Settings, batch: int) -> str:
+    """CPU per event in validation, the scorer's calls, garbage collection and the rest."""
+    acc = dict.fromkeys(["validation", "validation calls", "scorer", "scorer calls", "gc"], 0.0)
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.process_time()
+        else:
+            acc["gc"] += time.process_time() - gc_started[0]
+
+    scorer = load_scorer(settings)
+    for name in ("score", "resume", "step", "scores", "curves"):
+        if hasattr(scorer, name):
+            setattr(scorer, name, _timed(getattr(scorer, name), "scorer", acc))
+    original = processor_module.admit
+    processor_module.admit = _timed(original, "validation", acc)  # type: ignore[assignment]
+    gc.callbacks.append(on_gc)
+    try:
+        store = MemoryStore()
+        proc = Processor(config, scorer, store, lambda: int(time.time() * 1000))
+        started = time.process_time()
+        for i in range(0, len(recs), batch):
+            out = proc.process(recs[i : i + batch])
+            for (p, k), v in out.writes.items():
+                store.put(p, k, v)
+        total = time.process_time() - started
+    finally:
+        gc.callbacks.remove(on_gc)
+        processor_module.admit = original  # type: ignore[assignment]
+    cost = _timer_cost()
+    total -= cost * (acc["validation calls"] + acc["scorer calls"])
+    for stage in ("validation", "scorer"):  # what a timed call measures of its own timer
+        acc[stage] -= cost * acc[stage + " calls"] / 2
+    us = {k: v / len(recs) * 1e6 for k, v in acc.items()}
+    rest = total / len(recs) * 1e6 - us["validation"] - us["scorer"]
+    return (
+        f"{len(recs):,} events, batches of {batch}, scorer {scorer.version}: "
+        f"{total / len(recs) * 1e6:.1f} us of CPU per event = validation {us['validation']:.1f}"
+        f" + scorer {us['scorer']:.1f} + rest {rest:.1f} (garbage collection {us['gc']:.1f},"
+        " counted in the stage it interrupted)"
     )
 
 
