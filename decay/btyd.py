@@ -230,6 +230,7 @@ def _narrow(
             lo, hi, f_lo, f_hi, moved, enough, lvl, width = (
                 v[keep] for v in (lo, hi, f_lo, f_hi, moved, enough, lvl, width)
             )
+            live = live[keep]
         quarter = 0.25 * enough
         if step >= steps // 2:
             x = lo + 0.5 * width
@@ -238,12 +239,14 @@ def _narrow(
             # inside the bracket by a quarter tolerance (fmax/fmin: a nan becomes the bound)
             x = np.fmin(np.fmax(x, lo + quarter), hi - quarter)
         f_x = curve(np.expm1(x)) - lvl
-        up = f_x > 0.0  # the crossing is above x
+        # Only the heads still searching move: a head's root must not depend on which
+        # other heads share its batch (and so on where batch boundaries fell).
+        up, down = live & (f_x > 0.0), live & ~(f_x > 0.0)  # the crossing above x / not
         # Illinois: an end that stays put twice running has its value halved
-        f_lo = np.where(up, f_x, np.where(moved < 0.0, 0.5 * f_lo, f_lo))
-        f_hi = np.where(up, np.where(moved > 0.0, 0.5 * f_hi, f_hi), f_x)
-        lo, hi = np.where(up, x, lo), np.where(up, hi, x)
-        moved = np.where(up, 1.0, -1.0)
+        f_lo = np.where(up, f_x, np.where(down & (moved < 0.0), 0.5 * f_lo, f_lo))
+        f_hi = np.where(down, f_x, np.where(up & (moved > 0.0), 0.5 * f_hi, f_hi))
+        lo, hi = np.where(up, x, lo), np.where(down, x, hi)
+        moved = np.where(up, 1.0, np.where(down, -1.0, moved))
     if pos is None:
         return hi
     result[pos] = hi

@@ -52,7 +52,10 @@ DROPOUTS: Final = ("fixed", "beta", "exp")
 # the alerts' reasons read the last 10 (the category rule, the recent mix, the typical gap).
 WINDOW_EVENTS: Final = 10
 # How close to the crossing the half-life and deadline are found, in seconds of silence:
-# deadlines are stored as whole ms, half-lives as float32 (7 digits), so 1 us is plenty.
+# deadlines are stored as whole ms, half-lives as float32 (7 digits), so 1 us is plenty. The
+# root is each head's own (decay.btyd.decreasing_root), so a deadline does not depend on the
+# batch; against another search (the 80 bisections of earlier versions) a deadline whose
+# crossing lies within 1 us below a whole ms comes out 1 ms later, as after a model rollout.
 ROOT_TOL_S: Final = 1e-6
 # the state layout this worker knows: these keys, with these values where fixed
 LAYOUT_KEYS: Final = frozenset(

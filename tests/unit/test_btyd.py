@@ -167,6 +167,30 @@ def test_the_root_search_is_within_its_tolerance_of_80_bisections() -> None:
         np.testing.assert_allclose(btyd.decreasing_root(curve, level, (n,)), want, rtol=1e-12)
 
 
+def test_a_root_does_not_depend_on_the_other_heads_of_its_batch() -> None:
+    """Each head's root alone equals its root among thousands (bit for bit), with the
+    narrowing to the slow heads or without it: a lapse deadline must not depend on where
+    the batch boundaries fell."""
+    rng = np.random.default_rng(0)
+    n, week_s = 3000, 168 * 3600.0
+    p, k = rng.uniform(0.01, 0.9, n), np.exp(rng.uniform(-2.0, 5.0, n))
+    b = np.exp(rng.uniform(-1.0, 4.0, n))
+    level = np.full(n, 0.3)
+    whole = btyd.decreasing_root(
+        btyd.interest_curve(p, k, b, 1.0), level, (n,), tol=1e-6 / week_s, rtol=0.0
+    )
+    for i in rng.choice(n, 60, replace=False).tolist():
+        for pick in ([i], [i, (i + 1) % n, (i + 2) % n]):
+            alone = btyd.decreasing_root(
+                btyd.interest_curve(p[pick], k[pick], b[pick], 1.0),
+                level[pick],
+                (len(pick),),
+                tol=1e-6 / week_s,
+                rtol=0.0,
+            )
+            assert alone[0] == whole[i]
+
+
 def test_the_root_search_edges() -> None:
     curve = btyd.interest_curve(np.array([0.3, 0.3, 0.3]), 2.0, 5.0, 8.0)
     got = btyd.decreasing_root(curve, np.array([0.0, 0.9, 0.2]), (3,))
