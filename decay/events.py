@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
@@ -149,6 +150,7 @@ def with_user_id(event: Event, user_id: str) -> Event:
     )
 
 
+_FLOAT_MAX: Final = int(sys.float_info.max)
 # The contract's fields, as JSON keys: Event's, with ts for ts_ms.
 _FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Event)) - {"ts_ms"} | {"ts"}
 
@@ -322,6 +324,8 @@ def parse_any_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Eve
     if price is not None:
         if isinstance(price, bool) or not isinstance(price, int | float):
             return Invalid(WRONG_TYPE, f"price must be a number, got {type(price).__name__}")
+        if type(price) is int and abs(price) > _FLOAT_MAX:  # float(price) would overflow
+            return Invalid(INVALID_VALUE, f"price of {len(str(abs(price)))} digits")
         if not math.isfinite(price) or price < 0:
             return Invalid(INVALID_VALUE, f"price {price!r}")
         price = float(price)

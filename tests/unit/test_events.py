@@ -182,3 +182,11 @@ def test_loads_is_json_loads(raw: bytes) -> None:
             return type(exc), str(exc)
 
     assert outcome(ev.loads) == outcome(json.loads)
+
+
+@pytest.mark.parametrize("price", [10**309, 10**4000])
+def test_a_price_beyond_any_float_is_an_invalid_value_not_an_overflow(price: int) -> None:
+    base = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": 1_700_000_000_000}
+    got = parse_event(b'{"price": %d, ' % price + json.dumps(base).encode()[1:], None, LIMITS)
+    assert isinstance(got, Invalid) and got.reason == ev.INVALID_VALUE
+    assert got.detail == f"price of {len(str(price))} digits"
