@@ -12,7 +12,9 @@ What reads them: the ``related`` categories of a ``category_decay`` alert and of
 pages (``decay.related``), and ``vectors(names)`` for anything else (a model's category input).
 
 Without the `embed` extra the worker runs all the same: it says so once in the log, and alerts
-carry no ``related``.
+carry no ``related``. A name the encoder fails on (an error of onnxruntime or the tokenizer) is
+logged and counted (``failed``), and gets no vector in this worker: ``related`` is an extra of
+an alert, so its failure must not fail the batch, which would fail again on every retry.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class CategoryVectors:
         self.rules = rules or EngagementRules()
         self._metrics = metrics
         self._kept: dict[str, F16] = {}
+        self._failed: set[str] = set()  # names the encoder failed on: not tried again
         # Per partition, the names whose records its state table holds (seen or written).
         self._stored: dict[int, set[str]] = {}
         self.counts: Counter[str] = Counter()  # names embedded, read, over_limit; calls
@@ -122,7 +125,7 @@ class CategoryVectors:
         """Each name's unit vector, those not known yet embedded first, in one encoder call
         (none when off, nor for names over the limit, nor for blank ones: no text)."""
         wanted = [n for n in dict.fromkeys(names) if n.strip()]
-        self._embed([n for n in wanted if n not in self._kept])
+        self._embed([n for n in wanted if n not in self._kept and n not in self._failed])
         return self.known(wanted)
 
     def known(self, names: Iterable[str]) -> dict[str, F32]:
@@ -144,15 +147,38 @@ class CategoryVectors:
             if not new:
                 return
         started = time.perf_counter()
-        encoded = self._encoder.encode(list(new))
+        encoded = self._encode(list(new))
         seconds = time.perf_counter() - started
-        for name, vector in zip(new, encoded, strict=True):
+        for name, vector in encoded.items():
             self._kept[name] = round_vector(vector)
         self.embed_seconds += seconds
         self.counts["calls"] += 1
-        self._count("embedded", len(new))
+        self._count("embedded", len(encoded))
         if self._metrics is not None:
             self._metrics.embed_seconds.observe(seconds)
+
+    def _encode(self, names: list[str]) -> dict[str, F32]:
+        """The vectors of ``names``, in one encoder call; if it fails, one call a name, so
+        that a name the encoder fails on costs only its own vector (see the module's
+        docstring). The failed names are counted and kept out (bounded as the kept ones)."""
+        assert self._encoder is not None
+        try:
+            return dict(zip(names, self._encoder.encode(names), strict=True))
+        except Exception:
+            log.exception("the encoder failed on %d category names; trying each alone", len(names))
+        found: dict[str, F32] = {}
+        failed: list[BaseException] = []
+        for name in names:
+            try:
+                found[name] = self._encoder.encode([name])[0]
+            except Exception as exc:
+                failed.append(exc)
+                if len(self._failed) < MAX_NAMES:
+                    self._failed.add(name)
+        if failed:
+            log.error("no vector for %d of %d names: %r", len(failed), len(names), failed[0])
+            self._count("failed", len(failed))
+        return found
 
     def _count(self, result: str, n: int) -> None:
         self.counts[result] += n
@@ -178,7 +204,7 @@ class CategoryVectors:
                 if name not in self._kept:
                     self._kept[name] = kept
                     self._count("read", 1)
-        self._embed(sorted({n for _, n in todo if n not in self._kept}))
+        self._embed(sorted({n for _, n in todo if n not in self._kept and n not in self._failed}))
         for p, name in todo:
             stored = self._stored.setdefault(p, set())
             if name not in stored and name in self._kept:

@@ -100,8 +100,8 @@ def _counters(registry: CollectorRegistry) -> dict[str, Any]:
         # stream_app.category_vectors: each name embedded once, else read back from the state.
         category_names=Counter(
             "decay_category_names",
-            "Category names new to this worker: embedded, read back from the state table, or "
-            "over the limit of names kept (not embedded)",
+            "Category names new to this worker: embedded, read back from the state table, "
+            "over the limit of names kept (not embedded), or failed (the encoder's error)",
             ["result"],
             registry=registry,
         ),

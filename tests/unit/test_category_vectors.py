@@ -302,3 +302,40 @@ def test_without_the_encoder_package_the_worker_says_so_once_and_runs(
     decays = [json.loads(a.payload) for a in out.alerts if a.kind == al.CATEGORY_DECAY]
     assert [a["category"] for a in decays] == [FADING] and "related" not in decays[0]
     assert not any(k.startswith(cv.VECTOR_PREFIX) for _, k in out.writes)
+
+
+class FailingOn:
+    """The real encoder, but failing on one name as onnxruntime or the tokenizer might."""
+
+    def __init__(self, encoder: Encoder, bad: str) -> None:
+        self.encoder, self.bad, self.calls = encoder, bad, 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        if self.bad in texts:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION")
+        return self.encoder.encode(texts)
+
+
+def test_a_name_the_encoder_fails_on_is_counted_and_the_batch_goes_on(encoder: Encoder) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    failing = FailingOn(encoder, "broken name")
+    vectors = CategoryVectors(failing, metrics=metrics)  # type: ignore[arg-type]
+    proc = Processor(CONFIG, SCORER, MemoryStore(), lambda: NOW, None, vectors)
+    batch = [
+        Record(0, 0, b"a", event(0, "a", T0, FADING)),
+        Record(0, 1, b"a", event(1, "a", T0 + 1, "broken name")),
+        Record(0, 2, b"a", event(2, "a", T0 + 2, RISING)),
+    ]
+    out = proc.process(batch)
+    assert out.counts["ok"] == 3 and (0, "a") in out.writes
+    stored = {k for _, k in out.writes if k.startswith(cv.VECTOR_PREFIX)}
+    assert stored == {vector_key(FADING), vector_key(RISING)}
+    assert vectors.counts["failed"] == 1 and vectors.counts["embedded"] == 2
+    assert registry.get_sample_value("decay_category_names_total", {"result": "failed"}) == 1
+    calls = failing.calls  # the batch's call, then one a name
+    assert calls == 4
+    # Not tried again: later batches naming it call no encoder, and it has no vector.
+    proc.process([Record(0, 3, b"a", event(3, "a", T0 + 3, "broken name"))])
+    assert failing.calls == calls and "broken name" not in vectors.vectors(["broken name"])
