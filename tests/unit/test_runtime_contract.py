@@ -146,3 +146,22 @@ def test_what_the_changelog_bulk_path_books_is_where_it_looks() -> None:
     assert "changelog_queue.get(), timeout=5.0" in slurp
     assert "await _maybe_signal_recovery_end(\n                        timeout=True" in slurp
     assert "if self.in_recovery and not self.need_recovery():" in slurp
+
+
+def test_the_seek_the_intake_puts_changelogs_back_with_is_where_it_looks() -> None:
+    """stream_app.runtime.intake._put_back_changelogs: Faust's ``seek_wait`` (the seek its
+    recovery makes) moves aiokafka's position and the read offset Faust's drain loop keeps;
+    and why it is needed: aiokafka returns the records of every partition when the set of
+    partitions asked for is empty (Faust's active set, while a rebalance pauses them all)."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.consumer import ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert str(inspect.signature(ThreadDelegateConsumer.seek_wait)) == (
+        "(self, partitions: Mapping[faust.types.tuples.TP, int]) -> None"
+    )
+    seek = inspect.getsource(AIOKafkaConsumerThread._seek_wait)
+    assert "consumer.seek(tp, offset)" in seek
+    assert "self.consumer._read_offset[tp] = offset" in seek
+    fetched = inspect.getsource(Fetcher.fetched_records)
+    assert "if partitions and tp not in partitions:" in fetched
