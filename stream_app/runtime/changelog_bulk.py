@@ -5,15 +5,22 @@ Faust's recovery hands each changelog record through its conductor, a queue and 
 are done: a few hundred µs of CPU per record, so a state table rebuilt from its changelog
 (a worker that lost its disk) took minutes per million users (docs/performance.md, "Scale").
 Here the intake gives each fetch of a partition in recovery to ``apply`` first, which writes
-its records in one RocksDB ``WriteBatch`` (what Faust's ``Store.apply_changelog_batch`` does
-with a buffer of them), stores the partition's changelog offset and books it as Faust's loop
-would (``Recovery.active_offsets``).
+its records up to the partition's highwater (the last offset when recovery began) in one
+RocksDB ``WriteBatch`` (what Faust's ``Store.apply_changelog_batch`` does with a buffer of
+them), stores the partition's changelog offset and books it as Faust's loop would
+(``Recovery.active_offsets``).
 
-Only records before the partition's highwater (the last offset when recovery began) go this
-way; the one at the highwater is left to Faust's path, so that Faust's loop sees it and ends
-the recovery as it always does, and nothing this path writes can land after a record Faust
-still holds in its buffer. Uses Faust internals (``Recovery.active_tps``, ``active_offsets``,
-``active_highwaters``, ``tp_to_table``, ``in_recovery``; the rocksdict ``Store``'s
+Nothing this path writes waits on a record reaching Faust's loop: the highwater's record is
+written and booked here too, so once every partition is booked to its highwater, Faust's loop
+ends the recovery at its next check, which it makes after every record it is handed and every
+5 s without one. Each fetch's last record up to the highwater is still handed to Faust (its
+loop skips it as applied, and checks at once); if that handing is lost (a rebalance stops the
+flow, the queue is cleared), the 5 s check ends the recovery all the same, and a rebalance
+restarts it from the offset stored here, which is never past what was written. Records past
+the highwater (written after recovery began) go Faust's way after it, and Faust's buffer is
+written out before a bulk write, so no older record of Faust's can land over a newer one.
+Uses Faust internals (``Recovery.active_tps``, ``active_offsets``, ``active_highwaters``,
+``tp_to_table``, ``in_recovery``, ``buffers``, ``flush_buffers``; the rocksdict ``Store``'s
 ``_db_for_partition`` and ``set_persisted_offset``), pinned by
 tests/unit/test_runtime_contract.py.
 """
@@ -35,31 +42,38 @@ class ChangelogBulk:
 
     def apply(self, consumer: Any, tp: Any, batch: Sequence[Any]) -> Sequence[Any]:
         """Write the records of ``batch`` (one fetch of ``tp``) that this path takes; the
-        rest, in order, are for Faust's conductor."""
+        rest, in order, are for Faust's conductor (see the module's docstring)."""
         recovery = self.app.tables.recovery
         # A rebalance stops the flow: the records go the way Faust's loop drops them.
         if not consumer.flow_active or not recovery.in_recovery or tp not in recovery.active_tps:
             return batch
-        store = recovery.tp_to_table[tp].data
+        table = recovery.tp_to_table[tp]
+        store = table.data
         if not isinstance(store, faust_rocksdb.Store) or not store.use_rocksdict:
             return batch
         highwater = recovery.active_highwaters.get(tp)
-        seen = recovery.active_offsets.get(tp)
         if highwater is None:
             return batch
-        taken = [r for r in batch if r.offset < highwater and (seen is None or r.offset > seen)]
-        if not taken:
-            return [r for r in batch if r.offset >= highwater]
+        seen = recovery.active_offsets.get(tp)
+        upto = [r for r in batch if r.offset <= highwater]
+        taken = [r for r in upto if seen is None or r.offset > seen]
+        if taken:
+            if recovery.buffers.get(table):  # Faust's own, older: written first
+                recovery.flush_buffers()
+            self._write(store, tp, taken)
+            last = taken[-1].offset
+            recovery.active_offsets[tp] = last
+            consumer._read_offset[tp] = last
+            self.on_applied(len(taken))
+        return upto[-1:] + [r for r in batch if r.offset > highwater]
+
+    @staticmethod
+    def _write(store: Any, tp: Any, records: Sequence[Any]) -> None:
         writes = rocksdict.WriteBatch(raw_mode=True)
-        for record in taken:
+        for record in records:
             if record.value is None:
                 writes.delete(record.key)
             else:
                 writes.put(record.key, record.value)
         store._db_for_partition(tp.partition).write(writes)
-        last = taken[-1].offset
-        store.set_persisted_offset(tp, last)
-        recovery.active_offsets[tp] = last
-        consumer._read_offset[tp] = last
-        self.on_applied(len(taken))
-        return [r for r in batch if r.offset >= highwater]
+        store.set_persisted_offset(tp, records[-1].offset)

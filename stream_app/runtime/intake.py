@@ -7,16 +7,18 @@ stream: about 250 µs of CPU per record here, more than the worker's own process
 from each fetch: ``Consumer._drain_messages`` (the loop Faust's Fetcher runs) is replaced by one
 that puts the events topic's records of a fetch, per partition, on a queue bounded by records
 (a full queue holds the loop, and with it the fetching), and hands every other topic's records
-(erase requests, a changelog's last records in recovery) to Faust's conductor one by one, as
-Faust's own loop does; a changelog in recovery is written to RocksDB a fetch at a time
-(stream_app/runtime/changelog_bulk.py).
+(erase requests, a changelog's records past its highwater in recovery) to Faust's conductor one
+by one, as Faust's own loop does; a changelog in recovery is written to RocksDB a fetch at a
+time (stream_app/runtime/changelog_bulk.py).
 
 Faust still owns the group, the assignment, the fetching of its active partitions (pauses
 during recovery included) and the seek to the committed offsets while its flow is stopped.
 Each fetch is tagged with the consumer generation it was made in: the worker drops the ones
-of an older generation (their partitions' owners read them again from the committed offset).
+of an older generation (their partitions' owners read them again from the committed offset);
+a changelog partition whose records are dropped is sought back to them.
 This replaces or uses Faust internals (``_drain_messages``, ``_wait_next_records``,
-``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``)
+``_to_message``, ``_read_offset``, ``_add_gap``, ``_buffered_partitions``, ``flow_active``,
+``seek_wait``)
 and sets one of aiokafka's (``_fetch_max_wait_ms`` of the consumer's ``_fetcher``, see
 ``limit_fetch_wait``): pinned by tests/unit/test_runtime_contract.py.
 """
@@ -176,6 +178,7 @@ class Intake:
                 if not records or consumer.should_stop:
                     continue
                 if not consumer.flow_active:  # as Consumer.getmany: rebalancing
+                    await self._put_back_changelogs(consumer, records)
                     try:
                         await consumer.perform_seek()
                     except Exception as exc:  # as Consumer.getmany: the next fetch tries again
@@ -184,6 +187,7 @@ class Intake:
                 buffered = consumer._buffered_partitions
                 for tp, batch in records.items():
                     if active is not None and tp not in active and tp not in buffered:
+                        await self._put_back_changelogs(consumer, {tp: batch})
                         continue
                     if app.consumer_generation_id != generation:
                         break
@@ -206,6 +210,31 @@ class Intake:
             if app.should_stop:
                 return
             raise
+
+    async def _put_back_changelogs(self, consumer: Any, records: Any) -> None:
+        """Seek the changelog partitions of a fetch dropped here back to its first records.
+
+        ``perform_seek`` puts back only partitions with a committed offset, and Faust's
+        recovery seeks its changelog partitions once, before it resumes the flow. A fetch
+        under way when a rebalance stops the flow comes back with the records fetched after
+        that seek (aiokafka returns every partition's records when Faust's set of active
+        ones is empty, as it is then): dropped without this, they never came again and the
+        recovery waited for them until the worker was stopped (seen in CI: "No event
+        received for active tp ... since recovery start" every 5 s). Seeking a partition
+        back re-reads at most what it has applied, which recovery skips as seen."""
+        changelogs = self.app.tables.changelog_topics
+        assigned = consumer.assignment()
+        back = {
+            tp: batch[0].offset
+            for tp, batch in records.items()
+            if batch and tp.topic in changelogs and tp in assigned
+        }
+        if not back:
+            return
+        try:
+            await consumer.seek_wait(back)
+        except Exception as exc:  # revoked meanwhile: its next owner's recovery reads it
+            log.warning("seek of changelog partitions %s back failed: %r", back, exc)
 
     async def _to_conductor(self, consumer: Any, tp: Any, batch: Any) -> None:
         """Another topic's records of a fetch, to Faust's conductor one message at a time, as

@@ -125,8 +125,9 @@ def test_what_the_changelog_bulk_path_books_is_where_it_looks() -> None:
     app = faust.App("contract", broker="kafka://127.0.0.1:9")
     recovery = app.tables.recovery
     assert isinstance(recovery, Recovery)
-    for name in ("active_tps", "active_offsets", "active_highwaters", "tp_to_table"):
+    for name in ("active_tps", "active_offsets", "active_highwaters", "tp_to_table", "buffers"):
         assert hasattr(recovery, name), name
+    assert str(inspect.signature(Recovery.flush_buffers)) == "(self) -> None"
     assert recovery.in_recovery is False
     assert str(inspect.signature(rocksdb.Store.set_persisted_offset)) == (
         "(self, tp: faust.types.tuples.TP, offset: int) -> None"
@@ -138,3 +139,29 @@ def test_what_the_changelog_bulk_path_books_is_where_it_looks() -> None:
     assert "self.set_persisted_offset(tp, offset)" in apply
     slurp = inspect.getsource(Recovery._slurp_changelogs.fun)  # a mode ServiceTask
     assert "if seen_offset is None or offset > seen_offset:" in slurp
+    # The end of recovery is checked after every record, applied or skipped as seen, and
+    # after every 5 s without one: the bulk path books the highwater itself and relies on it.
+    after_each = slurp.split("if seen_offset is None or offset > seen_offset:")[1]
+    assert "\n                await _maybe_signal_recovery_end()\n" in after_each
+    assert "changelog_queue.get(), timeout=5.0" in slurp
+    assert "await _maybe_signal_recovery_end(\n                        timeout=True" in slurp
+    assert "if self.in_recovery and not self.need_recovery():" in slurp
+
+
+def test_the_seek_the_intake_puts_changelogs_back_with_is_where_it_looks() -> None:
+    """stream_app.runtime.intake._put_back_changelogs: Faust's ``seek_wait`` (the seek its
+    recovery makes) moves aiokafka's position and the read offset Faust's drain loop keeps;
+    and why it is needed: aiokafka returns the records of every partition when the set of
+    partitions asked for is empty (Faust's active set, while a rebalance pauses them all)."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.consumer import ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert str(inspect.signature(ThreadDelegateConsumer.seek_wait)) == (
+        "(self, partitions: Mapping[faust.types.tuples.TP, int]) -> None"
+    )
+    seek = inspect.getsource(AIOKafkaConsumerThread._seek_wait)
+    assert "consumer.seek(tp, offset)" in seek
+    assert "self.consumer._read_offset[tp] = offset" in seek
+    fetched = inspect.getsource(Fetcher.fetched_records)
+    assert "if partitions and tp not in partitions:" in fetched
