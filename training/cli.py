@@ -160,9 +160,16 @@ def evaluate_cdnow(
         bool,
         typer.Option(
             help="choose the lapse model's settings on splits inside weeks 1-39 "
-            "(1-20/21-39 and 1-26/27-39, 3 seeds); never looks at the holdout"
+            "(1-13/14-39, 1-20/21-39 and 1-26/27-39); never looks at the holdout"
         ),
     ] = False,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="with --validation: comma-separated names of the grid (default: all)"),
+    ] = None,
+    seeds: Annotated[
+        str, typer.Option(help="with --validation: comma-separated seeds of every candidate")
+    ] = "0,1,2",
     validation_blend: Annotated[
         bool,
         typer.Option(
@@ -179,9 +186,19 @@ def evaluate_cdnow(
     from training.splits import CdnowCut
 
     if validation:
-        from training.validation import validate, validation_table
+        from training.validation import grid_of, validate, validation_table
 
-        report = validate()
+        try:
+            grid = grid_of(candidates)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--candidates") from None
+        try:
+            chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"not integers: {seeds!r}", param_hint="--seeds") from None
+        if not chosen_seeds:
+            raise typer.BadParameter("names no seed", param_hint="--seeds")
+        report = validate(grid, seeds=chosen_seeds)
         typer.echo(validation_table(report))
     elif validation_blend:
         from training.validation import blend_table, validate_blend

@@ -94,6 +94,7 @@ def landmark_rows(
     end_ms: int,
     unit_h: float,
     max_window_h: float | None = None,
+    gap_stats: bool = False,
 ) -> tuple[Histories, Rows]:
     """Rows for every (landmark, user with an event at or before it); window to ``end_ms``
     (or ``max_window_h`` after the landmark, if shorter). A landmark at ``end_ms`` gives rows
@@ -127,9 +128,29 @@ def landmark_rows(
     static = static_features(
         repeats + 1.0, table.ts[first], table.ts[hist_last], amount_sum, unit_h
     )
+    if gap_stats:
+        static = np.concatenate(
+            [static, _gap_stats(table, first, hist_last, repeats, unit_ms)], axis=1
+        )
     hists = Histories(hist_user.astype(np.int64), hist_last, static, repeats, recency)
     rows = Rows(hist_of.astype(np.int64), rows_silence, n, tau, window)
     return hists, rows
+
+
+def _gap_stats(table: EventTable, first: I64, last: I64, repeats: F64, unit_ms: float) -> F32:
+    """[H, 2]: mean and standard deviation of ``log1p(gap)`` over the history's gaps (model
+    units; 0 with fewer than one / two gaps). The gaps are those after ``first``, so a user's
+    first event's difference to the event before it in the table never enters."""
+    ts = table.ts.astype(np.float64)
+    g = np.zeros(ts.shape[0])
+    if ts.shape[0] > 1:
+        g[1:] = np.log1p(np.maximum(np.diff(ts), 0.0) / unit_ms)
+    c1, c2 = np.cumsum(g), np.cumsum(g * g)
+    s1, s2 = c1[last] - c1[first], c2[last] - c2[first]
+    x = np.maximum(repeats, 1.0)
+    mean = np.where(repeats > 0, s1 / x, 0.0)
+    var = np.where(repeats > 1, np.maximum(s2 / x - mean * mean, 0.0), 0.0)
+    return np.stack([mean, np.sqrt(var)], axis=-1).astype(np.float32)
 
 
 def landmark_times(start_ms: int, end_ms: int, every_h: float, min_window_h: float) -> I64:

@@ -65,6 +65,15 @@ class LapseConfig:
     # p ~ Beta(p kappa, (1 - p) kappa); "exp": an exponential lifetime, rate p per time unit
     # (Pareto/NBD's dropout, decay.lifetime)
     dropout: str = "fixed"
+    # round 7 experiment: the mean and spread of the log gaps between the history's events
+    # as two more static inputs (the regularity Pareto/GGG reads)
+    gap_stats: bool = False
+    # round 7 experiment: > 0 ends training on the exponential moving average of the weights
+    # (this momentum per step), one network as before
+    ema: float = 0.0
+    # round 7 experiment: one gamma prior of the purchase rate (k0, b0) for every history, as
+    # BG/NBD's (r, alpha); the encoder gives the lapse chance only
+    shared_rate: bool = False
     verbose: int = 0
 
 
@@ -83,7 +92,7 @@ def build(spec: FeatureSpec, cfg: LapseConfig) -> Any:
 
     x = keras.Input((None, spec.n_features), name="x")
     lengths = keras.Input((), dtype="int32", name="lengths")
-    static = keras.Input((len(STATIC),), name="static")
+    static = keras.Input((n_static(cfg),), name="static")
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
     if cfg.arch == "lstm":
         seq = layers.LSTM(cfg.units, return_sequences=True, name="rnn")(x)
@@ -111,11 +120,24 @@ def build(spec: FeatureSpec, cfg: LapseConfig) -> Any:
         kernel_regularizer=reg,
         name="raw",
     )(trunk)
+    if cfg.shared_rate:
+        one = layers.Lambda(lambda t: ops.ones_like(t[:, :1]), name="one")(trunk)
+        rate = layers.Dense(
+            2,
+            use_bias=False,
+            kernel_initializer=keras.initializers.Constant(init[:2]),
+            name="rate_prior",
+        )(one)
+        raw = layers.Concatenate()([rate, raw[:, 2:]])
     head = _params_posterior if cfg.lapse_posterior else _params
     params = layers.Activation(head, name="params")(layers.Concatenate()([raw, static]))
     return keras.Model(
         inputs={"x": x, "lengths": lengths, "static": static}, outputs={"params": params}
     )
+
+
+def n_static(cfg: LapseConfig) -> int:
+    return len(STATIC) + (2 if cfg.gap_stats else 0)
 
 
 def _params(raw_static: Any) -> Any:
@@ -233,7 +255,9 @@ def fit(
     amounts = event_amounts(events)
     start = int(table.ts.min())
     lms = landmark_times(start, end_ms, cfg.landmark_every_h, cfg.min_window_h)
-    hists, rows = landmark_rows(table, amounts, lms, end_ms, cfg.unit_h, cfg.max_window_h)
+    hists, rows = landmark_rows(
+        table, amounts, lms, end_ms, cfg.unit_h, cfg.max_window_h, gap_stats=cfg.gap_stats
+    )
     if len(rows) == 0:
         raise ValueError("no landmark rows: too little data before the end of training")
     batches = make_batches(
@@ -244,7 +268,8 @@ def fit(
         row_weights(rows, cfg.window_weight, hists.repeats, cfg.repeat_weight),
     )
     model = build(spec, cfg)
-    opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0)
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema > 0 else {}
+    opt = keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0, **ema)
     total_rows = float(len(rows))
     if cfg.dropout not in DROPOUTS:
         raise ValueError(f"dropout must be one of {DROPOUTS}, not {cfg.dropout!r}")
@@ -255,7 +280,7 @@ def fit(
     sig = (
         tf.TensorSpec((None, None, spec.n_features), tf.float32),
         tf.TensorSpec((None,), tf.int32),
-        tf.TensorSpec((None, len(STATIC)), tf.float32),
+        tf.TensorSpec((None, n_static(cfg)), tf.float32),
         *(tf.TensorSpec((None,), tf.float32) for _ in range(2)),
         tf.TensorSpec((None,), tf.int32),
         *(tf.TensorSpec((None,), tf.float32) for _ in range(5)),
@@ -297,6 +322,8 @@ def fit(
         history.append(nll)
         if cfg.verbose:
             log.info("epoch %d: nll per row %.5f", epoch + 1, nll)
+    if cfg.ema > 0:
+        opt.finalize_variable_values(model.trainable_variables)
     wall = time.perf_counter() - t0
     summary = {
         "landmarks": len(lms),
@@ -317,7 +344,9 @@ def heads_at(result: LapseModel, events: pd.DataFrame, users: list[str], cut_ms:
     cfg, spec = result.config, result.spec
     events = events[events["ts"] <= cut_ms]
     table = prepare_events(events, whole_history(spec, events))
-    hists, rows = landmark_rows(table, event_amounts(events), [cut_ms], cut_ms, cfg.unit_h)
+    hists, rows = landmark_rows(
+        table, event_amounts(events), [cut_ms], cut_ms, cfg.unit_h, gap_stats=cfg.gap_stats
+    )
     x, lengths = gather_windows(table, hists.user, hists.last)
     out = result.model.predict(
         {"x": x, "lengths": lengths, "static": hists.static}, batch_size=2048, verbose=0

@@ -80,6 +80,11 @@ def to_onnx(result: LapseModel) -> Any:
     import tensorflow as tf
     import tf2onnx
 
+    if result.config.gap_stats:
+        # the stored counters (decay.lapse_state) carry no sums of the gaps
+        raise ExportError("the incremental step has no gap statistics: train without gap_stats")
+    if result.config.shared_rate:
+        raise ExportError("the incremental step reads the rate prior from the encoder's heads")
     step = step_model(result.model, result.spec.n_features)
     units = result.config.units
     signature = (

@@ -12,6 +12,9 @@ seed noise of the best on corr, AUC and Brier (``TOLERANCE``) and with ECE < 0.0
 holdout's failing bar is the total (-17% at the 39-week horizon); a plain rank sum over the
 five metrics (reported too, and the rule of rounds 1-4) lets differences of 0.0005 in AUC
 outweigh several points of bias.
+
+With more than 3 seeds, :func:`seed_noise` reports how much a 3-seed mean moves with the seeds
+drawn (every 3 of them), the yardstick for "within seed noise" (round 7).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -37,7 +41,10 @@ RANKED = {"corr": True, "abs_bias": False, "auc": True, "brier": False, "ece": F
 # the round-1 winner; round 3: Pareto/NBD's exponential lifetime, longer minimum windows;
 # round 4: the 26-week cut, two more Beta candidates; round 5: rows weighted toward long
 # windows, BG/NBD's posterior on the lapse chance; round 6, around the round-5 choice:
-# landmarks every half week, 24 units, rows weighted toward repeat buyers too)
+# landmarks every half week, 24 units, rows weighted toward repeat buyers too; round 7,
+# around the round-6 choice: the regularity of the gaps as inputs, the weights' moving
+# average at the end of training, and that with rows weighted toward repeat buyers, one
+# rate prior for every history)
 _W = 168.0
 WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0)
 GRID: dict[str, LapseConfig] = {
@@ -82,11 +89,28 @@ GRID: dict[str, LapseConfig] = {
         f"u24-e20-ww4-rw{r:g}": LapseConfig(units=24, epochs=20, window_weight=4.0, repeat_weight=r)
         for r in (0.5, 1.0)
     },
+    "u24-e20-ww4-gaps": LapseConfig(units=24, epochs=20, window_weight=4.0, gap_stats=True),
+    "u24-e20-ww4-ema99": LapseConfig(units=24, epochs=20, window_weight=4.0, ema=0.99),
+    "u24-e20-ww4-ema99-rw1": LapseConfig(
+        units=24, epochs=20, window_weight=4.0, ema=0.99, repeat_weight=1.0
+    ),
+    "u24-e20-ww4-shared": LapseConfig(units=24, epochs=20, window_weight=4.0, shared_rate=True),
 }
 # the choice: within seed noise of the best candidate on these (mean over cuts), ECE < 0.03,
 # then the lowest mean |bias|
 TOLERANCE = {"corr": 0.005, "auc": 0.005, "brier": 0.001}
 ECE_MAX = 0.03
+
+
+def grid_of(names: str | None) -> dict[str, LapseConfig]:
+    """The candidates of ``GRID`` named (comma-separated), all of them for None."""
+    if names is None:
+        return GRID
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in GRID]
+    if unknown or not wanted:
+        raise ValueError(f"unknown candidates {unknown}; the grid has {sorted(GRID)}")
+    return {n: GRID[n] for n in wanted}
 
 
 def _row(m: dict[str, float]) -> dict[str, float]:
@@ -140,6 +164,7 @@ def validate(
     per_cut: dict[str, Any] = {}
     by_seed: dict[str, list[dict[str, float]]] = {name: [] for name in grid}
     ensemble: dict[str, list[dict[str, float]]] = {name: [] for name in grid}
+    trios: dict[str, list[list[dict[str, float]]]] = {name: [] for name in grid}
     for cut in cuts:
         split = cdnow_split(cut=cut)
         key = f"{cut.population} 1-{cut.calibration_weeks}/{cut.calibration_weeks + 1}-" + str(
@@ -156,6 +181,9 @@ def validate(
             entry["candidates"][name] = {"seed_mean": _mean(runs), "ensemble": ens}
             by_seed[name].append(_mean(runs))
             ensemble[name].append(ens)
+            trios[name].append(
+                [_row(metrics(seed_mean([fits[i] for i in t], cfg), split)) for t in _trios(fits)]
+            )
             log.info("%s %s: %s", key, name, _mean(runs))
             print(f"{key} {name}: seed mean {_fmt(_mean(runs))} | ensemble {_fmt(ens)}", flush=True)
         per_cut[key] = entry
@@ -171,7 +199,32 @@ def validate(
         "rank_sum": ranks,
         "chosen": best,
         "chosen_config": dataclasses.asdict(grid[best]),
+        "seed_noise": {name: seed_noise(rows) for name, rows in trios.items() if rows[0]},
     }
+
+
+def _trios(fits: Sequence[Prediction]) -> list[tuple[int, ...]]:
+    """Every 3 of more than 3 seeds (none for 3 or fewer)."""
+    return list(combinations(range(len(fits)), 3)) if len(fits) > 3 else []
+
+
+def seed_noise(per_cut: Sequence[Sequence[dict[str, float]]]) -> dict[str, float]:
+    """How much a 3-seed mean moves with the seeds drawn: per 3 of the seeds, the metrics of
+    their seed-mean prediction averaged over the cuts (as :func:`choose` reads them); the
+    standard deviation of those over every 3, and the range of corr. ``per_cut[c][j]`` is
+    cut ``c``'s row of the ``j``-th 3 of seeds."""
+    subsets = [_mean([cut[j] for cut in per_cut]) for j in range(len(per_cut[0]))]
+    out = {f"{k}_sd": float(np.std([m[k] for m in subsets])) for k in RANKED}
+    corr = [m["corr"] for m in subsets]
+    abs_bias = [m["abs_bias"] for m in subsets]
+    out.update(
+        subsets=float(len(subsets)),
+        corr_mean=float(np.mean(corr)),
+        corr_min=float(min(corr)),
+        corr_max=float(max(corr)),
+        abs_bias_mean=float(np.mean(abs_bias)),
+    )
+    return out
 
 
 def validate_blend(
@@ -220,6 +273,41 @@ def blend_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(report: dict[str, Any]) -> list[str]:
+    """Per candidate, the seed-mean prediction's metrics averaged over the cuts (what
+    :func:`choose` reads), then corr and bias per cut."""
+    lines = [
+        "| candidate | corr | bias (mean abs) | AUC | Brier | ECE | corr per cut | bias per cut |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for name, m in report["mean_over_cuts_ensemble"].items():
+        cuts = [entry["candidates"][name]["ensemble"] for entry in report["cuts"].values()]
+        lines.append(
+            f"| {name} | {m['corr']:.4f} | {m['bias_pct']:+.2f}% ({m['abs_bias']:.2f}) | "
+            f"{m['auc']:.4f} | {m['brier']:.4f} | {m['ece']:.4f} | "
+            + " / ".join(f"{c['corr']:.3f}" for c in cuts)
+            + " | "
+            + " / ".join(f"{c['bias_pct']:+.1f}" for c in cuts)
+            + " |"
+        )
+    return lines
+
+
+def noise_table(noise: dict[str, dict[str, float]]) -> list[str]:
+    lines = [
+        "| candidate | 3-seed means | corr: mean (sd, min-max) | mean abs bias: mean (sd) "
+        "| AUC sd | Brier sd |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for name, n in noise.items():
+        lines.append(
+            f"| {name} | {n['subsets']:.0f} | {n['corr_mean']:.4f} ({n['corr_sd']:.4f}, "
+            f"{n['corr_min']:.4f}-{n['corr_max']:.4f}) | {n['abs_bias_mean']:.2f} "
+            f"({n['abs_bias_sd']:.2f}) | {n['auc_sd']:.4f} | {n['brier_sd']:.5f} |"
+        )
+    return lines
+
+
 def _classic(split: Any) -> list[Prediction]:
     return [bg_nbd(split.rfm), pareto_nbd(split.rfm)]
 
@@ -249,6 +337,11 @@ def validation_table(report: dict[str, Any]) -> str:
         for name, c in entry["candidates"].items():
             add(cut, f"{name} (seed mean)", c["seed_mean"])
             add(cut, f"{name} (ensemble)", c["ensemble"])
+    lines.append("")
+    lines.extend(summary_table(report))
+    if report.get("seed_noise"):
+        lines.append("")
+        lines.extend(noise_table(report["seed_noise"]))
     lines.append("")
     lines.append("| candidate | rank sum (mean over cuts, ensemble) |")
     lines.append("|---|---:|")
