@@ -64,10 +64,11 @@ class Delivery:
 
     async def commit_applied(self, partitions: set[int] | None = None) -> None:
         """Commit what the processor applied; call under the worker's lock."""
-        applied = self.processor.commit_offsets()
+        await self.producer.flush()  # what the applied records sent is delivered first
+        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        applied = self.processor.commit_offsets()  # none once halted
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}
-        await self.producer.flush()  # what the applied records sent is delivered first
         await self.group.commit(self.settings.events_topic, applied)
 
     async def commit_snapshot(self, applied: dict[int, int], valid: Callable[[], bool]) -> None:
@@ -137,8 +138,9 @@ class Delivery:
         return await self.producer.send(m)
 
     def _delivered(self, fut: asyncio.Future[Any]) -> None:
-        """An alert or score the producer gave up on: nothing more may be committed (the
-        records that caused it are applied again after the restart)."""
+        """An alert, a score or a batch of state changelog records the producer gave up on:
+        nothing more may be committed (the records that caused it are applied again after
+        the restart)."""
         if not fut.cancelled() and fut.exception() is not None:
             exc = fut.exception()
             assert exc is not None
@@ -164,6 +166,7 @@ class Delivery:
         txns, group, topic = self.txns, self.group, self.settings.events_topic
         assert txns is not None
         await self.producer.flush()
+        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
         messages: dict[int, list[Outgoing]] = {}
         for out in outs:
             for p, m in self.outgoing(out):
@@ -195,16 +198,16 @@ class Delivery:
                 await asyncio.gather(*pending)
         else:
             await self.commit_in_transactions([out])
-        self.apply_writes(out)
+        await self.apply_writes(out)
         self.observe(out)
 
     # -- state and metrics -----------------------------------------------------------------
 
-    def apply_writes(self, out: BatchOutput) -> None:
-        for (partition, key), value in out.writes.items():
-            self.store.put(partition, key, value)
-        for partition, key in out.deletes:
-            self.store.delete(partition, key)
+    async def apply_writes(self, out: BatchOutput) -> None:
+        """The batch's state changes, their changelog handed to the producer (flushed before
+        every commit, as the messages are; one that fails halts as a message does)."""
+        for fut in await self.store.write(out.writes, out.deletes):
+            fut.add_done_callback(self._delivered)
 
     def observe(self, out: BatchOutput) -> None:
         m, processor = self.metrics, self.processor
