@@ -149,14 +149,17 @@ class Delivery:
                 self.group.spawn(self.on_undelivered(exc, "a message was not delivered"))
 
     async def publish(self, out: BatchOutput) -> list[Any]:
-        """At least once: hand the messages to the producer (flushed before commits)."""
-        futures = []
+        """At least once: hand the messages to the producer (flushed before commits), a
+        record batch per topic partition; the dead letters one by one (see outbox)."""
+        bulk = []
         for _, m in self.outgoing(out):
-            fut = await outbox.send(self.send, m, self.dead_letter_failed)
-            if not m.best_effort:  # a dead letter that fails is handled by the outbox
-                assert fut is not None
-                fut.add_done_callback(self._delivered)
-                futures.append(fut)
+            if m.best_effort:  # a dead letter that fails is handled by the outbox
+                await outbox.send(self.send, m, self.dead_letter_failed)
+            else:
+                bulk.append(m)
+        futures = list({id(f): f for f in await self.producer.send_batches(bulk)}.values())
+        for fut in futures:
+            fut.add_done_callback(self._delivered)
         self.count_sent(out)
         return futures
 

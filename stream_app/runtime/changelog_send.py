@@ -11,8 +11,9 @@ in the same format (the raw codec's bytes: the key and value as they are, a tomb
 None, no headers, the producer's time), and the last offset of each delivered batch is stored
 as Faust's callback would.
 
-Uses the Faust aiokafka ``Producer._producer`` (the app's started aiokafka producer) and the
-rocksdict ``Store.set_persisted_offset``, pinned by tests/unit/test_runtime_contract.py.
+Uses the Faust aiokafka ``Producer._producer`` (the app's started aiokafka producer, see
+``faust_ports.aiokafka_producer``) and the rocksdict ``Store.set_persisted_offset``, pinned
+by tests/unit/test_runtime_contract.py.
 """
 
 from __future__ import annotations
@@ -25,13 +26,10 @@ from typing import Any
 from faust.types import TP
 
 from decay.errors import DecayError
+from stream_app.runtime.faust_ports import aiokafka_producer
 
 # A changelog record: key, value (None: a tombstone).
 Change = tuple[bytes, bytes | None]
-
-
-class ChangelogNotReady(DecayError, RuntimeError):
-    """The app's producer has not started (or has stopped): nothing can be sent."""
 
 
 class TableChangelog:
@@ -47,10 +45,7 @@ class TableChangelog:
     def _producer(self) -> Any:
         if self.app.in_transaction:
             raise DecayError("Faust's exactly-once processing is not supported by this store")
-        producer = self.app.producer._producer  # None until the app's producer starts
-        if producer is None:
-            raise ChangelogNotReady("the app's producer is not running")
-        return producer
+        return aiokafka_producer(self.app)
 
     async def send(self, partition: int, changes: Sequence[Change]) -> list[asyncio.Future[Any]]:
         """Hand ``changes`` (in order) to the producer for the changelog's ``partition``; the
