@@ -1,10 +1,12 @@
 """How a batch's output leaves the worker, and the offsets that go with it.
 
 Its messages (events forwarded to their user's partition, dead letters, alerts, scores) are
-handed to the producer (a port, stream_app.ports), which is flushed before every commit (at
-least once), or sent with the partition's next offset in one Kafka transaction per partition
-(exactly once, see stream_app.transactions). Its state writes go to the table; its counts to
-the metrics.
+handed to the producer (a port, stream_app.ports) a record batch per topic partition, and the
+producer is flushed before every commit (at least once), or they are sent with the
+partition's next offset in one Kafka transaction per partition (exactly once, see
+stream_app.transactions). Its state changes go to the store in one write (the changelog's
+records handed to the same producer, so the flush covers them, and one that fails halts as a
+message does); its counts to the metrics.
 """
 
 from __future__ import annotations
