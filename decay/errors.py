@@ -17,6 +17,7 @@ builtin it is a kind of, so that ``except ValueError`` around a parse still work
     ├── ModelMismatchError (RuntimeError)     stream_app.onnx_scorer: a model for other features
     │   └── UnknownStateLayoutError           stream_app.lapse_scorer: a step model's state
     ├── ProcessorHalted (RuntimeError)        stream_app.batch: a batch failed before its
+    ├── ProducerNotReady (RuntimeError)       stream_app.runtime.faust_ports: nothing to send by
     └── ExportError (RuntimeError)            training.export: a model that cannot be exported
 """
 

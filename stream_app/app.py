@@ -28,6 +28,7 @@ from stream_app.ports import Ports
 from stream_app.processor import Processor, ProcessorConfig
 from stream_app.rollout import ModelWatcher, load_scorer, pseudonymizer
 from stream_app.runtime import offsets, rocks
+from stream_app.runtime.changelog_send import TableChangelog
 from stream_app.runtime.faust_ports import FaustGroup, FaustProducer, each_record
 from stream_app.runtime.intake import Intake
 from stream_app.runtime.table_store import FaustTableStore
@@ -140,7 +141,7 @@ def create_app(
     app = faust_app(settings, request_max)
     topics = declare_topics(app, settings)
     table = state_table(app, settings)
-    store = FaustTableStore(table, settings.events_topic)
+    store = FaustTableStore(table, settings.events_topic, TableChangelog(app, table))
     pseudonym = pseudonymizer(settings)
     config = processor_config(settings)
     vectors = CategoryVectors.load(config.engagement, metrics)  # off without the embed extra

@@ -6,10 +6,11 @@ name these types without the processor's logic (``stream_app.processor`` re-expo
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -94,13 +95,21 @@ class ProcessorHalted(DecayError, RuntimeError):
 class StateStore(Protocol):
     """Per-partition key/value storage: stream_app.store.MemoryStore, and the Faust RocksDB
     table of the worker (stream_app.runtime.table_store). The processor only reads; its
-    caller applies the batch's writes and deletes."""
+    caller applies the batch's writes and deletes with ``write``."""
 
     def get(self, partition: int, key: str) -> bytes | None: ...
 
     def put(self, partition: int, key: str, value: bytes) -> None: ...
 
     def delete(self, partition: int, key: str) -> None: ...
+
+    async def write(
+        self, puts: Mapping[UserKey, bytes], deletes: Collection[UserKey]
+    ) -> list[asyncio.Future[Any]]:
+        """A batch's changes: per partition, ``puts`` in their order, then ``deletes``, in one
+        step. The futures of their delivery to the store's changelog, if it has one: a
+        failed one means the store's backup is behind what was applied."""
+        ...
 
     def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """The partition's keys that start with ``prefix``, with their values, as they are

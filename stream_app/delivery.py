@@ -1,10 +1,12 @@
 """How a batch's output leaves the worker, and the offsets that go with it.
 
 Its messages (events forwarded to their user's partition, dead letters, alerts, scores) are
-handed to the producer (a port, stream_app.ports), which is flushed before every commit (at
-least once), or sent with the partition's next offset in one Kafka transaction per partition
-(exactly once, see stream_app.transactions). Its state writes go to the table; its counts to
-the metrics.
+handed to the producer (a port, stream_app.ports) a record batch per topic partition, and the
+producer is flushed before every commit (at least once), or they are sent with the
+partition's next offset in one Kafka transaction per partition (exactly once, see
+stream_app.transactions). Its state changes go to the store in one write (the changelog's
+records handed to the same producer, so the flush covers them, and one that fails halts as a
+message does); its counts to the metrics.
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ class Delivery:
 
     async def commit_applied(self, partitions: set[int] | None = None) -> None:
         """Commit what the processor applied; call under the worker's lock."""
-        applied = self.processor.commit_offsets()
+        await self.producer.flush()  # what the applied records sent is delivered first
+        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        applied = self.processor.commit_offsets()  # none once halted
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}
-        await self.producer.flush()  # what the applied records sent is delivered first
         await self.group.commit(self.settings.events_topic, applied)
 
     async def commit_snapshot(self, applied: dict[int, int], valid: Callable[[], bool]) -> None:
@@ -137,8 +140,9 @@ class Delivery:
         return await self.producer.send(m)
 
     def _delivered(self, fut: asyncio.Future[Any]) -> None:
-        """An alert or score the producer gave up on: nothing more may be committed (the
-        records that caused it are applied again after the restart)."""
+        """An alert, a score or a batch of state changelog records the producer gave up on:
+        nothing more may be committed (the records that caused it are applied again after
+        the restart)."""
         if not fut.cancelled() and fut.exception() is not None:
             exc = fut.exception()
             assert exc is not None
@@ -147,14 +151,17 @@ class Delivery:
                 self.group.spawn(self.on_undelivered(exc, "a message was not delivered"))
 
     async def publish(self, out: BatchOutput) -> list[Any]:
-        """At least once: hand the messages to the producer (flushed before commits)."""
-        futures = []
+        """At least once: hand the messages to the producer (flushed before commits), a
+        record batch per topic partition; the dead letters one by one (see outbox)."""
+        bulk = []
         for _, m in self.outgoing(out):
-            fut = await outbox.send(self.send, m, self.dead_letter_failed)
-            if not m.best_effort:  # a dead letter that fails is handled by the outbox
-                assert fut is not None
-                fut.add_done_callback(self._delivered)
-                futures.append(fut)
+            if m.best_effort:  # a dead letter that fails is handled by the outbox
+                await outbox.send(self.send, m, self.dead_letter_failed)
+            else:
+                bulk.append(m)
+        futures = list({id(f): f for f in await self.producer.send_batches(bulk)}.values())
+        for fut in futures:
+            fut.add_done_callback(self._delivered)
         self.count_sent(out)
         return futures
 
@@ -164,6 +171,7 @@ class Delivery:
         txns, group, topic = self.txns, self.group, self.settings.events_topic
         assert txns is not None
         await self.producer.flush()
+        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
         messages: dict[int, list[Outgoing]] = {}
         for out in outs:
             for p, m in self.outgoing(out):
@@ -195,16 +203,16 @@ class Delivery:
                 await asyncio.gather(*pending)
         else:
             await self.commit_in_transactions([out])
-        self.apply_writes(out)
+        await self.apply_writes(out)
         self.observe(out)
 
     # -- state and metrics -----------------------------------------------------------------
 
-    def apply_writes(self, out: BatchOutput) -> None:
-        for (partition, key), value in out.writes.items():
-            self.store.put(partition, key, value)
-        for partition, key in out.deletes:
-            self.store.delete(partition, key)
+    async def apply_writes(self, out: BatchOutput) -> None:
+        """The batch's state changes, their changelog handed to the producer (flushed before
+        every commit, as the messages are; one that fails halts as a message does)."""
+        for fut in await self.store.write(out.writes, out.deletes):
+            fut.add_done_callback(self._delivered)
 
     def observe(self, out: BatchOutput) -> None:
         m, processor = self.metrics, self.processor

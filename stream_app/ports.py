@@ -111,6 +111,11 @@ class Producer(Protocol):
         """Hand one message over; the future of its delivery."""
         ...
 
+    async def send_batches(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
+        """Hand ``messages`` over in a few record batches (in order per topic partition;
+        each with a key or a partition); per message, the future of its batch's delivery."""
+        ...
+
     async def flush(self) -> None: ...
 
 

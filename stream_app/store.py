@@ -3,7 +3,9 @@ one, which reaches into Faust, is ``stream_app.runtime.table_store``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
 
 
 class MemoryStore:
@@ -20,6 +22,15 @@ class MemoryStore:
 
     def delete(self, partition: int, key: str) -> None:
         self.data.get(partition, {}).pop(key, None)
+
+    async def write(
+        self, puts: Mapping[tuple[int, str], bytes], deletes: Collection[tuple[int, str]]
+    ) -> list[asyncio.Future[Any]]:
+        for (partition, key), value in puts.items():
+            self.put(partition, key, value)
+        for partition, key in deletes:
+            self.delete(partition, key)
+        return []  # no changelog
 
     def scan(self, partition: int, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """As the keys are when called (may be read in another thread meanwhile)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +233,9 @@ class MemoryProducer:
         )
         fut.set_result(where)
         return fut
+
+    async def send_batches(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
+        return [await self.send(m) for m in messages]
 
     async def flush(self) -> None:
         return None

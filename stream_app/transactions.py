@@ -25,6 +25,7 @@ from decay.settings import Settings
 from decay_kafka.kafka_client import client_kwargs
 from stream_app import outbox
 from stream_app.outbox import Outgoing
+from stream_app.producer_batches import send_batches
 
 
 def aiokafka_send(producer: AIOKafkaProducer) -> outbox.Send:
@@ -83,8 +84,13 @@ class PartitionTransactions:
             return
         producer = await self._producer(partition)
         async with producer.transaction():
+            bulk = []
             for m in messages:
-                await outbox.send(aiokafka_send(producer), m, self.on_failed)
+                if m.best_effort:
+                    await outbox.send(aiokafka_send(producer), m, self.on_failed)
+                else:
+                    bulk.append(m)
+            await send_batches(producer, bulk)  # delivered (or raising) by the commit
             if next_offset is not None:
                 tp = TopicPartition(self.settings.events_topic, partition)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)

@@ -131,7 +131,7 @@ class Worker:
             out = await asyncio.get_running_loop().run_in_executor(
                 self.batch_thread, self.processor.process, records
             )
-            self.delivery.apply_writes(out)
+            await self.delivery.apply_writes(out)
             outs.append(out)
             records = []
             for p, (missing, came) in out.gaps.items():
@@ -248,7 +248,7 @@ class Worker:
                 resend = delivery.txns is None
                 out = self.processor.process_forwarded([rec], resend=resend)
                 await delivery.deliver([out])
-                delivery.apply_writes(out)
+                await delivery.apply_writes(out)
         except Exception as exc:
             await self.stop(exc, f"forwarded event at offset {rec.offset} failed")
             return "stop"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
+from decay.errors import DecayError
 from stream_app.outbox import Outgoing
 from stream_app.processor import Record
+from stream_app.producer_batches import send_batches
 from stream_app.runtime import offsets
 
 
@@ -75,12 +78,29 @@ class FaustGroup:
         self.app.add_future(work)
 
 
+class ProducerNotReady(DecayError, RuntimeError):
+    """The app's producer has not started (or has stopped): nothing can be sent."""
+
+
+def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The app's started aiokafka producer, inside Faust's (``Producer._producer``)."""
+    producer = app.producer._producer  # type: ignore[attr-defined]
+    if producer is None:
+        raise ProducerNotReady("the app's producer is not running")
+    return cast(AIOKafkaProducer, producer)
+
+
 class FaustProducer:
     """``stream_app.ports.Producer`` over the app's topics (declared raw bytes both ways)."""
 
     def __init__(self, app: faust.App, topics: dict[str, Any]) -> None:
         self.app = app
         self.topics = topics
+
+    async def send_batches(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
+        if not messages:
+            return []
+        return await send_batches(aiokafka_producer(self.app), messages)
 
     async def send(self, m: Outgoing) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = await self.topics[m.topic].send(

@@ -165,3 +165,34 @@ def test_the_seek_the_intake_puts_changelogs_back_with_is_where_it_looks() -> No
     assert "self.consumer._read_offset[tp] = offset" in seek
     fetched = inspect.getsource(Fetcher.fetched_records)
     assert "if partitions and tp not in partitions:" in fetched
+
+
+def test_what_the_changelog_batches_use_is_where_they_look() -> None:
+    """stream_app.runtime.changelog_send: the app's aiokafka producer inside Faust's producer,
+    aiokafka's batch API, and Faust's own changelog callback storing the offset it mimics."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator
+    from faust.tables.base import Collection
+    from faust.transport.drivers.aiokafka import Producer
+
+    app = faust.App("contract", broker="kafka://127.0.0.1:9")
+    assert type(app.producer) is Producer  # not the threaded one: its loop is another
+    assert app.producer._producer is None  # set when the producer starts
+    assert str(inspect.signature(AIOKafkaProducer.create_batch)) == "(self)"
+    send_batch = inspect.signature(AIOKafkaProducer.send_batch)
+    assert str(send_batch) == "(self, batch, topic, *, partition)"
+    assert str(inspect.signature(BatchBuilder.append)) == (
+        "(self, *, timestamp, key, value, headers: collections.abc.Sequence = [])"
+    )
+    # The producer's flush (before every commit) waits for the batches sent so, too.
+    assert "batch = self._append_batch(builder, tp)" in inspect.getsource(
+        MessageAccumulator.add_batch
+    )
+    assert "batch.future for batches in self._batches.values()" in inspect.getsource(
+        MessageAccumulator.flush
+    )
+    sent = inspect.getsource(Collection._on_changelog_sent)
+    assert "self.data.set_persisted_offset(res.topic_partition, res.offset)" in sent
+    assert "if self.app.in_transaction:" in sent
+    table = app.Table("contract", key_type=bytes, value_type=bytes)
+    assert table.changelog_topic.get_topic_name() == "contract-contract-changelog"

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -207,6 +208,57 @@ def test_a_refused_alert_stops_the_worker_and_nothing_more_is_committed() -> Non
     assert worker.processor.halted is not None
     assert isinstance(group_of(worker).crashed, RuntimeError)
     assert committed(log) == {}
+
+
+class RefusedChangelog(MemoryStore):
+    """A store whose changelog's broker refuses every batch of changes after the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def write(
+        self, puts: Mapping[tuple[int, str], bytes], deletes: Collection[tuple[int, str]]
+    ) -> list[asyncio.Future[Any]]:
+        await super().write(puts, deletes)
+        self.writes += 1
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.writes == 1:
+            fut.set_result(None)
+        else:
+            fut.set_exception(RuntimeError("changelog batch refused"))
+        return [fut]
+
+
+def test_a_refused_changelog_batch_stops_the_worker_and_nothing_more_is_committed() -> None:
+    log = MemoryLog(PARTITIONS)
+    produce(log, users=10, rounds=3)
+    store = RefusedChangelog()
+    worker = build(log, store)
+    assign(worker, [0, 1])
+    batches = list(drain(worker, 5))
+
+    async def go() -> None:
+        await worker.handle(batches[0])
+        await worker.commit_processed()  # the first batch's changelog was delivered
+        first = committed(log)
+        assert first and sum(first.values()) > 0
+        for fetched in batches[1:]:
+            await worker.handle(fetched)
+        tasks = group_of(worker).tasks
+        for _ in range(100):  # the delivery callbacks run on the loop's next turns
+            if tasks:
+                break
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)  # the stop the failed delivery spawned
+        await worker.commit_processed()
+        await worker.on_revoked({0, 1})  # its commit commits nothing either
+        assert committed(log) == first
+
+    asyncio.run(go())
+    assert store.writes > 1
+    assert isinstance(worker.processor.halted, RuntimeError)
+    assert isinstance(group_of(worker).crashed, RuntimeError)
 
 
 def test_an_erase_request_removes_the_user_and_is_confirmed() -> None:

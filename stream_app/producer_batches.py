@@ -1,0 +1,67 @@
+"""A batch's messages handed to an aiokafka producer a record batch at a time.
+
+``AIOKafkaProducer.send`` costs an ``await``, a future and the partitioner per message, and
+Faust's ``Topic.send`` in front of it more again. Here the messages of each topic partition
+are appended, in their order, to aiokafka ``BatchBuilder``s (a new one when one is full) and
+each is handed over with one ``send_batch``: the records are those ``send`` would write (key,
+value, headers, the given timestamp or the producer's time, the partition the key hashes to
+with Kafka's default partitioner when none is given). Delivery is per batch: every message
+of a batch fails or succeeds with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from stream_app.outbox import Outgoing
+from stream_app.queries import partition_for
+
+
+async def send_batches(
+    producer: AIOKafkaProducer, messages: Sequence[Outgoing]
+) -> list[asyncio.Future[Any]]:
+    """Hand ``messages`` over; per message, the future of the batch that holds it."""
+    counts: dict[str, int] = {}
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, m in enumerate(messages):
+        partition = m.partition
+        if partition is None:
+            if m.key is None:  # the default partitioner would pick one at random
+                raise ValueError(f"a message to {m.topic} with neither key nor partition")
+            if m.topic not in counts:  # waits for the topic's metadata, as send does
+                counts[m.topic] = len(await producer.partitions_for(m.topic))
+            partition = partition_for(m.key, counts[m.topic])
+        groups.setdefault((m.topic, partition), []).append(i)
+    futures: list[Any] = [None] * len(messages)
+    for (topic, partition), members in groups.items():
+        batch, held = producer.create_batch(), list[int]()
+        for i in members:
+            if not _append(batch, messages[i]):  # full
+                _assign(futures, held, await _send(producer, batch, topic, partition))
+                batch, held = producer.create_batch(), list[int]()
+                _append(batch, messages[i])  # an empty batch takes any record
+            held.append(i)
+        _assign(futures, held, await _send(producer, batch, topic, partition))
+    return futures
+
+
+def _append(batch: Any, m: Outgoing) -> bool:
+    headers = list(m.headers)
+    return (
+        batch.append(key=m.key, value=m.value, timestamp=m.timestamp_ms, headers=headers)
+        is not None
+    )
+
+
+async def _send(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:
+    batch.close()  # no ``send`` joins it: its records are in this order only
+    return await producer.send_batch(batch, topic, partition=partition)
+
+
+def _assign(futures: list[Any], members: list[int], fut: Any) -> None:
+    for i in members:
+        futures[i] = fut
