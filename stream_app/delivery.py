@@ -22,7 +22,7 @@ from stream_app import dead_letters, outbox
 from stream_app.metrics import Metrics
 from stream_app.outbox import Outgoing
 from stream_app.ports import Group, Producer
-from stream_app.processor import BatchOutput, Processor, StateStore
+from stream_app.processor import BatchOutput, Processor, ProcessorHalted, StateStore
 from stream_app.transactions import PartitionTransactions
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,38 @@ class Delivery:
             else None
         )
         self.on_undelivered: OnUndelivered | None = None  # set by the worker
+        # Delivery futures handed over since the last flush (see _flush).
+        self._unsettled: list[asyncio.Future[Any]] = []
 
     # -- offsets ---------------------------------------------------------------------------
 
     def committed_offsets(self) -> dict[int, int]:
         return self.group.committed(self.settings.events_topic)
 
+    async def _flush(self) -> None:
+        """The producer flushed, and every delivery handed over before settled, its failure
+        callback run (it halts the processor): a batch aiokafka has just failed may be out of
+        its queues, so its flush does not wait for it, and a future's callbacks run a few
+        loop steps after it fails. So the futures are awaited, and a failed one halts the
+        processor here (``_delivered``, its callback, stops the worker when it runs)."""
+        await self.producer.flush()
+        pending, self._unsettled = self._unsettled, []
+        waiting = [f for f in pending if not f.done()]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.sleep(0)  # a revocation woken with the flush gets in first
+        for fut in pending:
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is not None:
+                self.processor.halt(exc)
+
+    def _watch(self, fut: asyncio.Future[Any]) -> None:
+        fut.add_done_callback(self._delivered)
+        self._unsettled.append(fut)
+
     async def commit_applied(self, partitions: set[int] | None = None) -> None:
         """Commit what the processor applied; call under the worker's lock."""
-        await self.producer.flush()  # what the applied records sent is delivered first
-        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        await self._flush()  # what the applied records sent is delivered first
         applied = self.processor.commit_offsets()  # none once halted
         if partitions is not None:
             applied = {p: o for p, o in applied.items() if p in partitions}
@@ -79,8 +101,7 @@ class Delivery:
         waits for the broker, and batches go on meanwhile. ``valid()`` says the snapshot
         still holds (no revocation since, the processor not halted); it is asked after the
         flush and again in the commit slot, which a revocation's own commit waits for."""
-        await self.producer.flush()
-        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        await self._flush()
         if valid():
             await self.group.commit(self.settings.events_topic, applied, valid)
 
@@ -161,7 +182,7 @@ class Delivery:
                 bulk.append(m)
         futures = list({id(f): f for f in await self.producer.send_batches(bulk)}.values())
         for fut in futures:
-            fut.add_done_callback(self._delivered)
+            self._watch(fut)
         self.count_sent(out)
         return futures
 
@@ -170,8 +191,9 @@ class Delivery:
         once the state writes are on the broker (see stream_app.transactions)."""
         txns, group, topic = self.txns, self.group, self.settings.events_topic
         assert txns is not None
-        await self.producer.flush()
-        await asyncio.sleep(0)  # a failed delivery's callback (it halts the processor) first
+        await self._flush()
+        if self.processor.halted is not None:  # a state change undelivered: nothing goes out
+            raise ProcessorHalted("a delivery failed") from self.processor.halted
         messages: dict[int, list[Outgoing]] = {}
         for out in outs:
             for p, m in self.outgoing(out):
@@ -212,7 +234,7 @@ class Delivery:
         """The batch's state changes, their changelog handed to the producer (flushed before
         every commit, as the messages are; one that fails halts as a message does)."""
         for fut in await self.store.write(out.writes, out.deletes):
-            fut.add_done_callback(self._delivered)
+            self._watch(fut)
 
     def observe(self, out: BatchOutput) -> None:
         m, processor = self.metrics, self.processor

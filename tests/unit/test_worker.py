@@ -261,6 +261,56 @@ def test_a_refused_changelog_batch_stops_the_worker_and_nothing_more_is_committe
     assert isinstance(group_of(worker).crashed, RuntimeError)
 
 
+class ShieldedChangelog(MemoryStore):
+    """A changelog whose batches are handed out as aiokafka's ``send_batch`` hands them: a
+    shield of the batch's future, so a refusal reaches the callbacks a few loop steps late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[asyncio.Future[Any]] = []
+
+    async def write(
+        self, puts: Mapping[tuple[int, str], bytes], deletes: Collection[tuple[int, str]]
+    ) -> list[asyncio.Future[Any]]:
+        await super().write(puts, deletes)
+        batch: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.batches.append(batch)
+        return [asyncio.shield(batch)]
+
+
+class RefusedAtFlush(MemoryProducer):
+    """The broker refuses the changelog batches as the flush begins: the batches are already
+    out of the producer's queues, so the flush has nothing to wait for."""
+
+    def __init__(self, log: MemoryLog, store: ShieldedChangelog) -> None:
+        super().__init__(log)
+        self.store = store
+
+    async def flush(self) -> None:
+        for batch in self.store.batches:
+            if not batch.done():
+                batch.set_exception(RuntimeError("changelog batch refused"))
+
+
+def test_a_changelog_batch_refused_as_the_commit_flushes_is_seen_before_the_commit() -> None:
+    log = MemoryLog(PARTITIONS)
+    produce(log, users=10, rounds=3)
+    store = ShieldedChangelog()
+    worker = build(log, store)
+    worker.delivery.producer = RefusedAtFlush(log, store)
+    assign(worker, [0, 1])
+
+    async def go() -> None:
+        for fetched in drain(worker, 5):
+            await worker.handle(fetched)
+        await worker.commit_processed()
+        await asyncio.gather(*group_of(worker).tasks)  # the stop the refusal spawned
+
+    asyncio.run(go())
+    assert isinstance(worker.processor.halted, RuntimeError)
+    assert committed(log) == {}
+
+
 def test_an_erase_request_removes_the_user_and_is_confirmed() -> None:
     log, store = MemoryLog(PARTITIONS), MemoryStore()
     produce(log, users=3, rounds=2)
