@@ -187,6 +187,16 @@ def test_records_skipped_on_their_way_are_read_and_applied_in_order() -> None:
     assert worker.processor.commit_offsets()[p] == len(records)
 
 
+async def stopped(worker: Worker) -> None:
+    """Until the stop a failed delivery spawned has run."""
+    tasks = group_of(worker).tasks
+    for _ in range(100):  # the delivery callbacks run on the loop's next turns
+        if tasks:
+            break
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+
+
 def test_a_refused_alert_stops_the_worker_and_nothing_more_is_committed() -> None:
     log = MemoryLog(PARTITIONS)
     produce(log, users=10, rounds=3)
@@ -196,12 +206,7 @@ def test_a_refused_alert_stops_the_worker_and_nothing_more_is_committed() -> Non
     async def go() -> None:
         for fetched in drain(worker, 1000):
             await worker.handle(fetched)
-        tasks = group_of(worker).tasks
-        for _ in range(100):  # the delivery callbacks run on the loop's next turns
-            if tasks:
-                break
-            await asyncio.sleep(0)
-        await asyncio.gather(*tasks)  # the stop the failed delivery spawned
+        await stopped(worker)
         await worker.commit_processed()
 
     asyncio.run(go())
@@ -245,12 +250,7 @@ def test_a_refused_changelog_batch_stops_the_worker_and_nothing_more_is_committe
         assert first and sum(first.values()) > 0
         for fetched in batches[1:]:
             await worker.handle(fetched)
-        tasks = group_of(worker).tasks
-        for _ in range(100):  # the delivery callbacks run on the loop's next turns
-            if tasks:
-                break
-            await asyncio.sleep(0)
-        await asyncio.gather(*tasks)  # the stop the failed delivery spawned
+        await stopped(worker)
         await worker.commit_processed()
         await worker.on_revoked({0, 1})  # its commit commits nothing either
         assert committed(log) == first
@@ -304,7 +304,7 @@ def test_a_changelog_batch_refused_as_the_commit_flushes_is_seen_before_the_comm
         for fetched in drain(worker, 5):
             await worker.handle(fetched)
         await worker.commit_processed()
-        await asyncio.gather(*group_of(worker).tasks)  # the stop the refusal spawned
+        await stopped(worker)
 
     asyncio.run(go())
     assert isinstance(worker.processor.halted, RuntimeError)
