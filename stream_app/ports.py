@@ -99,6 +99,10 @@ class CommittedLookup(Protocol):
 class TopicReader(Protocol):
     """Reads a partition's records directly: the ones the consumer skipped or stalled on."""
 
+    async def start_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """The offset of each partition's first record (its log start)."""
+        ...
+
     async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]: ...
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[Any]: ...

@@ -200,6 +200,9 @@ class MemoryReader:
     def __init__(self, log: MemoryLog) -> None:
         self.log = log
 
+    async def start_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: 0 for p in partitions}  # nothing is deleted from a memory log
+
     async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         return {p: len(self.log.of(topic)[p]) for p in partitions}
 

@@ -103,7 +103,11 @@ class Worker:
         """Before this worker applies anything of ``partitions`` (not yet active here): their
         committed offsets as the broker has them now, where the processor starts (see
         runtime.offsets.GroupOffsets). With transactions, the previous owners are fenced first, so
-        none of them commits after the look-up."""
+        none of them commits after the look-up. A partition never committed starts at its log
+        start, where the group starts it (auto.offset.reset=earliest), not at the first record
+        that comes: what the consumer fetched while a rebalance held the flow was dropped, and
+        Faust's seek to the committed offsets does not bring such a partition back (aiokafka
+        seeks only to a committed offset above 0), so its first records would be lost."""
         processor, topic = self.processor, self.settings.events_topic
         new = sorted(set(partitions) - set(processor.active_partitions()))
         if not new:
@@ -111,6 +115,9 @@ class Worker:
         if self.delivery.txns is not None:
             await self.delivery.txns.fence(new)
         found = await self.group_offsets.fetch(topic, new)
+        never = [p for p in new if p not in found]
+        if never:  # a first record past the log start is then a gap, read by the worker
+            found.update(await self.gaps.start_offsets(topic, never))
         for p in new:
             if p in found:
                 processor.committed[p] = found[p]

@@ -181,6 +181,13 @@ class GapReader:
             self._consumer = consumer
         return self._consumer
 
+    async def start_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """The offset of each partition's first record (its log start)."""
+        consumer = await self._started()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in starts.items()}
+
     async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         """The offset after each partition's last record (its log end)."""
         consumer = await self._started()
