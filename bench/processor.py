@@ -4,6 +4,7 @@
     .venv/bin/python bench/processor.py --events 60000 --profile  # and where it goes
     .venv/bin/python bench/processor.py --events 60000 --routing  # cost of the routing check
     .venv/bin/python bench/processor.py --events 60000 --split    # validation / scorer / gc / rest
+    .venv/bin/python bench/processor.py --users 2000 --events 20000 --digest  # all it gave
 
 The same simulation as bench/throughput.py (100,000 users, seed 7, the first ``--events``
 events in time order), split over ``--partitions`` partitions by key as Kafka's default
@@ -18,7 +19,10 @@ timed around the call with ``time.process_time``, so nested garbage collections 
 stage they interrupt as well as in ``gc``; the timer's own cost (measured on a no-op) is
 taken off each timed call. ``--routing`` runs the same records with the check of each event's
 partition against its user's own (what the worker does) and without it, alternately, three
-times each.
+times each. ``--digest`` feeds the records with some of them spoiled (duplicated, not JSON,
+on another user's partition, moved back in time), in batches of 1, 7, 700 and ``--batch``,
+scores published, at a fixed clock, and prints a SHA-256 of everything the processor gave per
+batch size: two versions of the code that print the same digests behave the same on them.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
 import pstats
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 import stream_app.processor as processor_module
 from decay.eventlog import frame_to_records
@@ -65,10 +73,16 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top 30 functions")
     parser.add_argument("--routing", action="store_true", help="with and without the check")
     parser.add_argument("--split", action="store_true", help="validation, scorer, gc, rest")
+    parser.add_argument("--digest", action="store_true", help="a hash of all outputs")
     args = parser.parse_args()
     recs = records(args.users, args.events, args.partitions, args.seed)
     settings = Settings(partitions=args.partitions)
     config = processor_config(settings)
+    if args.digest:
+        clock = max(orjson.loads(r.value or b"").get("ts", 0) for r in recs) + 86_400_000
+        for size in (1, 7, 700, args.batch):
+            print(f"batches of {size}: {digest(spoiled(recs), config, settings, size, clock)}")
+        return
     if args.split:
         print(split(recs, config, settings, args.batch))
         return
@@ -81,6 +95,70 @@ def main() -> None:
             ("routing off", replace(config, partitions=None)),
         ):
             print(label, measure(recs, cfg, settings, args.batch, args.users, False))
+
+
+def spoiled(recs: list[Record]) -> list[Record]:
+    """The records with every 97th duplicated, every 101st not JSON, every 103rd on the next
+    partition (a forward), every 89th sent an hour back in time (late); offsets renumbered."""
+    out: list[Record] = []
+    partitions = max(r.partition for r in recs) + 1
+    for i, r in enumerate(recs):
+        value, part = r.value or b"", r.partition
+        if i % 101 == 50:
+            value = value[:-3]
+        elif i % 89 == 44:
+            event = orjson.loads(value)
+            event["ts"] -= 3_600_000
+            value = orjson.dumps(event)
+        if i % 103 == 51:
+            part = (part + 1) % partitions
+        out.append(Record(part, 0, r.key, value, r.timestamp))
+        if i % 97 == 48:
+            out.append(out[-1])
+    offsets = [0] * partitions
+    renumbered = []
+    for r in out:
+        renumbered.append(Record(r.partition, offsets[r.partition], r.key, r.value, r.timestamp))
+        offsets[r.partition] += 1
+    return renumbered
+
+
+def digest(
+    recs: list[Record], config: ProcessorConfig, settings: Settings, batch: int, clock: int
+) -> str:
+    """SHA-256 over every batch's writes, deletes, alerts, scores, dead letters, forwards and
+    counts, forwards fed back as the worker does; the clock fixed at ``clock``."""
+    store = MemoryStore()
+    config = replace(config, publish_scores=True, score_min_change=0.0)
+    proc = Processor(config, load_scorer(settings), store, lambda: clock)
+    h = hashlib.sha256()
+    seen: Counter[str] = Counter()
+
+    def apply(out: Any) -> None:
+        seen.update(a.kind for a in out.alerts)
+        seen.update(out.counts)
+        for (p, k), v in sorted(out.writes.items()):  # a set's order: not behaviour
+            h.update(f"w{p}:{k}:".encode() + v)
+            store.put(p, k, v)
+        for p, k in out.deletes:
+            h.update(f"d{p}:{k}".encode())
+            store.delete(p, k)
+        for a in (*out.alerts, *out.scores):
+            h.update(f"a{a.partition}:{a.user_id}:{a.kind}:".encode() + a.payload)
+        for d in out.dead_letters:
+            h.update(f"x{d.record.partition}:{d.record.offset}:{d.reason}:{d.detail}".encode())
+        h.update(repr(sorted(out.counts.items())).encode())
+
+    for i in range(0, len(recs), batch):
+        out = proc.process(recs[i : i + batch])
+        apply(out)
+        forwards = [
+            Record(f.partition, n, f.record.key, f.record.value, f.record.timestamp)
+            for n, f in enumerate(out.forwards)
+        ]
+        if forwards:
+            apply(proc.process_forwarded(forwards))
+    return h.hexdigest()[:16] + " " + repr(dict(sorted(seen.items())))
 
 
 def measure(
