@@ -265,7 +265,12 @@ class Worker:
     # -- timers ----------------------------------------------------------------------------
 
     async def advance_idle_partitions(self) -> None:
+        """Live mode's idle clock (Processor.tick). Not while Faust holds the partitions (a
+        rebalance, a table recovery): a partition activated then would build its schedule
+        from a table still being restored and miss the rest of its deadlines for good."""
         async with self.lock:
+            if self.group.holding():
+                return
             partitions = sorted(self.assigned())
             await self.look_up_committed(partitions)
             assigned = {p: self.processor.committed.get(p, 0) for p in partitions}

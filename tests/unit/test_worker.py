@@ -350,6 +350,34 @@ def test_a_changelog_batch_refused_as_the_commit_flushes_is_seen_before_the_comm
     assert committed(log) == {}
 
 
+def test_the_idle_timer_leaves_partitions_alone_while_the_table_is_being_recovered() -> None:
+    """In live mode the idle timer activates assigned partitions that get no record. During
+    a recovery their table is not complete yet: a schedule built from it then would miss the
+    deadlines of the users still to be restored, for good."""
+    log, previous = MemoryLog(PARTITIONS), MemoryStore()
+    for u in range(4):  # one event each: their deadlines pass only on the idle clock
+        log.append(SETTINGS.events_topic, f"u{u}".encode(), event(f"u{u}", 0, T0))
+    first = build(log, previous)
+    assign(first, [0, 1])
+    run_all(first)
+    restored = {(p, k): v for p in range(PARTITIONS) for k, v in previous.scan(p)}
+    store, clock = MemoryStore(), [NOW]
+    worker = build(log, store)
+    worker.clock_ms = worker.processor.clock_ms = lambda: clock[0]
+    assign(worker, [0, 1])
+    group_of(worker).flow = False  # the table is being recovered
+    asyncio.run(worker.advance_idle_partitions())
+    assert alerts(log) == [] and list(store.scan(0)) == list(store.scan(1)) == []
+    for (p, k), v in restored.items():  # the recovery ends
+        store.put(p, k, v)
+    group_of(worker).flow = True
+    asyncio.run(worker.advance_idle_partitions())
+    clock[0] += int(SETTINGS.idle_s * 1000)  # idle for long enough: the clock moves
+    asyncio.run(worker.advance_idle_partitions())
+    dormant = sorted(str(a["user_id"]) for a in alerts(log) if a["kind"] == "dormant")
+    assert dormant == ["u0", "u1", "u2", "u3"]
+
+
 def test_an_erase_request_removes_the_user_and_is_confirmed() -> None:
     log, store = MemoryLog(PARTITIONS), MemoryStore()
     produce(log, users=3, rounds=2)
