@@ -33,11 +33,6 @@ K = TypeVar("K", bound=Hashable)
 
 # Never updated itself, only copied: a copy is cheaper than a new blake2b (its arguments).
 _BLAKE2B_8: Final = hashlib.blake2b(digest_size=8)
-_CODES: Final = tuple(bytes([c]) for c in range(256))
-# Per category count k, the codes rows may hold: 0..k-1 and NO_CATEGORY.
-_ALLOWED: Final = tuple(
-    bytes(range(min(k, NO_CATEGORY))) + bytes([NO_CATEGORY]) for k in range(257)
-)
 
 
 def id_key(event_id: str) -> bytes:
@@ -50,14 +45,6 @@ def id_key(event_id: str) -> bytes:
 def event_id_hash(event_id: str) -> int:
     """Stable 64-bit hash of an event id, kept in the window to drop duplicates."""
     return int.from_bytes(id_key(event_id), "little")
-
-
-def all_in_use(codes: bytes, k: int) -> bool:
-    """Whether the rows' category codes ``codes`` hold each of 0..k-1 and no other code
-    (NO_CATEGORY aside): then no category of the k is unused."""
-    if k > 256 or codes.translate(None, _ALLOWED[k]):
-        return False
-    return all(code in codes for code in _CODES[:k])
 
 
 class Held(Protocol):

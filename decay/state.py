@@ -40,12 +40,10 @@ from decay.rows import (
     ROW,
     ROW_KEYED,
     TS,
-    all_in_use,
     event_id_hash,
     holds_id,
     holds_key,
     id_key,
-    no_events,
     rows_of,
     window_of,
 )
@@ -76,8 +74,9 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet.
-    _rows: Any = field(default_factory=no_events, repr=False)
+    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet (a new
+    # state's no rows: b"", cheaper than an empty array made for each).
+    _rows: Any = field(default=None, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -88,7 +87,7 @@ class UserState:
     model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
     # The rows as bytes, as ``add`` keeps them (a numpy array per event costs more than all
     # the rest of it), made of ``_raw_of`` (None: of no array, ``_rows`` is made from it).
-    _raw: bytes | None = field(default=None, repr=False, compare=False)
+    _raw: bytes | None = field(default=b"", repr=False, compare=False)
     _raw_of: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -233,10 +232,7 @@ class UserState:
     def _prune_categories(self) -> None:
         """Forget categories no event in the window refers to; renumber the rest."""
         raw = self.packed()
-        codes = raw[CAT_AT :: ROW.size]
-        if all_in_use(codes, len(self.categories)):
-            return  # the usual case, cheaper to tell than to compute the set below
-        in_use = set(codes)
+        in_use = set(raw[CAT_AT :: ROW.size])
         in_use.discard(NO_CATEGORY)
         if len(in_use) == len(self.categories):
             return
