@@ -9,6 +9,7 @@ window as it was.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
@@ -22,11 +23,28 @@ EVENT_DTYPE: Final = np.dtype(
     [("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8")]
 )
 ROW = struct.Struct("<qBBfQ")  # one EVENT_DTYPE record (packed: no padding either side)
+ROW_KEYED = struct.Struct("<qBBf8s")  # the same, with the id hash as its 8 bytes (ID.pack)
 TS = struct.Struct("<q")  # a row's time, at its start
 CAT_AT: Final = 9  # of a category byte in its row
 ID = struct.Struct("<Q")
 ID_AT: Final = 14  # of an event id in its row
 K = TypeVar("K", bound=Hashable)
+
+
+# Never updated itself, only copied: a copy is cheaper than a new blake2b (its arguments).
+_BLAKE2B_8: Final = hashlib.blake2b(digest_size=8)
+
+
+def id_key(event_id: str) -> bytes:
+    """The 8 bytes of ``event_id_hash`` (ID.pack), as a row keeps them."""
+    h = _BLAKE2B_8.copy()
+    h.update(event_id.encode())
+    return h.digest()
+
+
+def event_id_hash(event_id: str) -> int:
+    """Stable 64-bit hash of an event id, kept in the window to drop duplicates."""
+    return int.from_bytes(id_key(event_id), "little")
 
 
 class Held(Protocol):
@@ -50,7 +68,11 @@ def rows_of(raw: bytes) -> Any:
 def holds_id(raw: bytes, h: int) -> bool:
     """Whether the rows ``raw`` hold event id hash ``h`` (a search of the bytes: the ids'
     positions only count)."""
-    key = ID.pack(h)
+    return holds_key(raw, ID.pack(h))
+
+
+def holds_key(raw: bytes, key: bytes) -> bool:
+    """``holds_id`` of the hash's 8 bytes (``ID.pack(h)``)."""
     at = raw.find(key, ID_AT)
     while at >= 0:
         if (at - ID_AT) % ROW.size == 0:

@@ -24,7 +24,6 @@ a shorter dictionary)::
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -34,7 +33,20 @@ import numpy.typing as npt
 
 from decay.engagement import Engagement
 from decay.events import Event
-from decay.rows import CAT_AT, EVENT_DTYPE, ROW, TS, holds_id, no_events, rows_of, window_of
+from decay.rows import (
+    CAT_AT,
+    EVENT_DTYPE,
+    ID,
+    ROW,
+    ROW_KEYED,
+    TS,
+    event_id_hash,
+    holds_id,
+    holds_key,
+    id_key,
+    rows_of,
+    window_of,
+)
 from decay.stored_alerts import CURRENT, StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
@@ -50,11 +62,6 @@ _CAT_TAIL = struct.Struct("<fqIIB")
 _ALERT_HEAD = struct.Struct("<qH")
 
 
-def event_id_hash(event_id: str) -> int:
-    """Stable 64-bit hash of an event id, kept in the window to drop duplicates."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
-
-
 @dataclass(slots=True)
 class UserState:
     """One user's window (sorted by event time, oldest first) and alert state."""
@@ -67,8 +74,9 @@ class UserState:
     dormant_since_ms: int = 0  # 0: no open dormancy episode; else the deadline that fired
     peak_score: float = 0.0  # interest right after the last event
     half_life_s: float = 0.0  # of the interest curve computed at the last event
-    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet.
-    _rows: Any = field(default_factory=no_events, repr=False)
+    # EVENT_DTYPE records, oldest first (``rows``); None: only in ``_raw`` as yet (a new
+    # state's no rows: b"", cheaper than an empty array made for each).
+    _rows: Any = field(default=None, repr=False)
     categories: list[str] = field(default_factory=list)
     # Category alert state by name: (peak interest, decay alert sent). Kept apart from the
     # window's category list, which event insertion prunes, so that only the alert logic
@@ -79,7 +87,7 @@ class UserState:
     model_state: bytes = b""  # an incremental scorer's own record of this user (opaque)
     # The rows as bytes, as ``add`` keeps them (a numpy array per event costs more than all
     # the rest of it), made of ``_raw_of`` (None: of no array, ``_rows`` is made from it).
-    _raw: bytes | None = field(default=None, repr=False, compare=False)
+    _raw: bytes | None = field(default=b"", repr=False, compare=False)
     _raw_of: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -145,29 +153,47 @@ class UserState:
         Returns False when the event is older than every event of a full window (it would be
         evicted at once); the caller counts it as late.
         """
+        key = id_key(event.event_id) if id_hash is None else ID.pack(id_hash)
+        return self._put(event, offset, max_events, key, self.packed())
+
+    def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
+        """``add``, unless the window holds the event already (then None)."""
+        key = id_key(event.event_id)
         raw = self.packed()
-        n, ts = len(raw) // ROW.size, event.ts_ms
+        if holds_key(raw, key):
+            return None
+        return self._put(event, offset, max_events, key, raw)
+
+    def _put(self, event: Event, offset: int, max_events: int, key: bytes, raw: bytes) -> bool:
+        """``add`` of an event whose id hash is ``key`` (ID.pack) to the rows ``raw``."""
+        size = ROW.size
+        n, ts = len(raw) // size, event.ts_ms
         if n >= max_events and ts < TS.unpack_from(raw, 0)[0]:
             return False
-        cat = self._category_index(event.category)  # may renumber the rows' categories
-        raw = self.packed()
+        name, names = event.category, self.categories
+        if name is None:
+            cat = NO_CATEGORY
+        elif name in names:
+            cat = names.index(name)
+        else:
+            cat = self._category_index(name)  # may renumber the rows' categories
+            raw = self.packed()
         price = event.price if event.price is not None else 0.0
-        h = event_id_hash(event.event_id) if id_hash is None else id_hash
         try:
-            record = ROW.pack(ts, event.type, cat, price, h)
+            record = ROW_KEYED.pack(ts, event.type, cat, price, key)
         except OverflowError:  # a price beyond float32: numpy stores inf, as it always did
             one = np.empty(1, dtype=EVENT_DTYPE)
-            one[0] = (ts, int(event.type), cat, price, h)
+            one[0] = (ts, int(event.type), cat, price, int.from_bytes(key, "little"))
             record = one.tobytes()
         # New bytes each time (never changed in place): snapshots hold the old ones.
-        if n == 0 or ts >= TS.unpack_from(raw, len(raw) - ROW.size)[0]:  # newest: usual
+        if n == 0 or ts >= TS.unpack_from(raw, len(raw) - size)[0]:  # newest: usual
             raw += record
         else:
-            at = int(np.searchsorted(self.ts, ts, side="right")) * ROW.size
+            at = int(np.searchsorted(self.ts, ts, side="right")) * size
             raw = raw[:at] + record + raw[at:]
         evicted = n + 1 - max_events
         if evicted > 0:
-            raw = raw[evicted * ROW.size :]
+            raw = raw[evicted * size :]
         self._raw, self._raw_of, self._rows = raw, None, None  # an array made when read
         if n == 0 or ts < self.first_ts_ms:
             self.first_ts_ms = ts
@@ -177,13 +203,6 @@ class UserState:
         if evicted > 0:
             self._prune_categories()
         return True
-
-    def add_new(self, event: Event, offset: int, max_events: int) -> bool | None:
-        """``add``, unless the window holds the event already (then None)."""
-        h = event_id_hash(event.event_id)
-        if holds_id(self.packed(), h):
-            return None
-        return self.add(event, offset, max_events, h)
 
     def window(self) -> Window:
         """An immutable snapshot for scoring. Cheap: ``add`` replaces arrays, never mutates."""

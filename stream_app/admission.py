@@ -46,34 +46,34 @@ def admit(
     is not applied here (held, invalid, forwarded, redelivered, erased). ``start``: where
     the partition's offsets start (the committed offset); ``owner``: a user's own partition,
     when events are routed there."""
-    forwarded = resend is not None
-    # A forwarded event's alerts and state count as caused by the partition's next
-    # events offset: re-sent (same ids) after a crash until a commit passes it; or by
-    # none (-1), when delivered before anything else.
-    offset, redelivered = (part.last_offset + 1 if resend else -1), False
-    if not forwarded:
+    if resend is None:
         again = part.next_offset(rec, start, out)
         if again is None:
             return None
-        offset, redelivered = rec.offset, again
+        offset = rec.offset
+    else:
+        # A forwarded event's alerts and state count as caused by the partition's next
+        # events offset: re-sent (same ids) after a crash until a commit passes it; or by
+        # none (-1), when delivered before anything else.
+        offset, again = (part.last_offset + 1 if resend else -1), False
     parsed = parse_event(rec.value, rec.key, limits)
     if isinstance(parsed, Invalid):
         # Sent again even when redelivered: its first copy may have died with the crash.
         out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.detail))
         out.counts["invalid"] += 1
         return None
-    if not forwarded and owner is not None:
+    if resend is None and owner is not None:
         own = owner(parsed.user_id)
         if own != rec.partition:  # sent on even when redelivered, as dead letters are
             out.forwards.append(Forward(rec, own, parsed.user_id))
             out.counts["forwarded"] += 1
             return None
-    if redelivered:
+    if again:
         out.counts["redelivered"] += 1
         return None
     if pseudonymize is not None:
         parsed = with_user_id(parsed, pseudonymize(parsed.user_id))
-    erased_at = part.erased.get(parsed.user_id)
+    erased_at = part.erased.get(parsed.user_id) if part.erased else None
     if erased_at is not None and rec.timestamp <= erased_at:
         out.counts["dropped_erased"] += 1  # produced before its user's erase request
         return None

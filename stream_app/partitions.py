@@ -161,21 +161,22 @@ class PartitionState:
         """The offset bookkeeping of an events topic record (``start``: the committed offset,
         where the consumer seeks): None when it is held behind a gap, else whether it was
         applied before (redelivered after a crash)."""
-        seen = self.seen
+        seen, offset = self.seen, rec.offset
         if seen is None:
             # The run starts at the committed offset: a first record past it means the ones
             # in between were skipped on their way here.
-            seen = (start if start <= rec.offset else rec.offset) - 1
-        if rec.partition in out.gaps or rec.offset > seen + 1:
+            seen = (start if start <= offset else offset) - 1
+        if offset > seen + 1 or (out.gaps and rec.partition in out.gaps):
             # A record went missing on its way here (seen after rebalances): applying the
             # later ones would lose it for good.
-            out.gaps.setdefault(rec.partition, (seen + 1, rec.offset))
+            out.gaps.setdefault(rec.partition, (seen + 1, offset))
             out.held.append(rec)
             return None
-        self.seen = max(seen, rec.offset)
-        redelivered = rec.offset <= self.last_offset  # after a crash: applied already
-        self.last_offset = max(self.last_offset, rec.offset)
-        return redelivered
+        self.seen = offset if offset > seen else seen
+        if offset <= self.last_offset:
+            return True  # after a crash: applied already
+        self.last_offset = offset
+        return False
 
     def expired_markers(self, hold_ms: int) -> list[str]:
         """Erasure markers the partition's record time has passed by ``hold_ms``: the

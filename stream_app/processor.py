@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from decay.events import Event, Limits
+from decay.events import Limits
 from decay.rows import Snapshot, WindowsOf
 from decay.scoring import AnyScorer, StepScorer
 from decay.state import StateError, UserState, decode_state, encode_state
@@ -159,54 +159,55 @@ class Processor(PartitionBook):
         """``resend`` None: the events topic's records; else forwarded ones (see above)."""
         out = BatchOutput()
         batch = _Batch(max_events=self.max_events)
-        now = self.clock_ms()
-        limits = Limits(max_ts_ms=now + self.config.max_future_ms)
-        owner = self.own_partition if self.config.partitions is not None else None
-        for rec in records:
-            part = self._partitions.get(rec.partition)
-            if part is None:
-                first = rec.offset if resend is None else 0
-                part = self._activate(rec.partition, first, out)
-            part.last_seen_wall_ms = now
-            part.max_record_ts = max(part.max_record_ts, rec.timestamp)
-            start = self.committed.get(rec.partition, rec.offset)
-            admitted = admit(rec, part, resend, limits, out, start, owner, self.pseudonymize)
-            if admitted is not None:
-                self._add(rec, part, *admitted, batch, out)
+        self._add_all(records, resend, batch, out)
         self.vectors.learn(batch.steps, self.store, out.writes)  # before the alert rules
         self._apply_scores(batch, out)
         apply_steps(self._partitions, batch.steps, out.writes)  # category trends
         self._finish(out, batch, {rec.partition for rec in records})
         return out
 
-    def _add(
-        self,
-        rec: Record,
-        part: PartitionState,
-        event: Event,
-        offset: int,
-        batch: _Batch,
-        out: BatchOutput,
+    def _add_all(
+        self, records: Sequence[Record], resend: bool | None, batch: _Batch, out: BatchOutput
     ) -> None:
-        """Pass 1 for an admitted event: into its user's window, unless a duplicate or older
-        than a full window."""
-        ukey = (rec.partition, event.user_id)
-        st = self._load(ukey, batch)
-        batch.touched.add(ukey)
-        added = st.add_new(event, offset, batch.max_events)
-        if added is None:
-            out.counts["duplicate"] += 1
-            return
-        if not added:
-            out.counts["late"] += 1  # older than a full window: nothing to update
-            return
-        newest = batch.max_ts.get(rec.partition, part.max_ts)
-        out.counts["late" if event.ts_ms < newest - self.config.grace_ms else "ok"] += 1
-        if st.n_total == 1:
-            part.users += 1
-        st.partition = rec.partition
-        newest = batch.max_ts[rec.partition] = max(newest, event.ts_ms)
-        batch.steps.append(Step(event, offset, ukey, st, newest))
+        """Pass 1: each record admitted (stream_app.admission), then its event into its
+        user's window, unless a duplicate or older than a full window; a Step per event
+        applied. One loop, what it looks up hoisted: it runs per event."""
+        now = self.clock_ms()
+        limits = Limits(max_ts_ms=now + self.config.max_future_ms)
+        owner = self._owners.of if self.config.partitions is not None else None
+        parts, committed, pseudonymize = self._partitions, self.committed, self.pseudonymize
+        cache, touched, steps, max_ts = batch.cache, batch.touched, batch.steps, batch.max_ts
+        grace, max_events = self.config.grace_ms, batch.max_events
+        duplicate = old = late = 0  # counted once, at the end (steps not late are ok)
+        for rec in records:
+            p = rec.partition
+            part = parts.get(p)
+            if part is None:
+                part = self._activate(p, rec.offset if resend is None else 0, out)
+            part.last_seen_wall_ms = now
+            if rec.timestamp > part.max_record_ts:
+                part.max_record_ts = rec.timestamp
+            start = committed.get(p, rec.offset)
+            admitted = admit(rec, part, resend, limits, out, start, owner, pseudonymize)
+            if admitted is None:
+                continue
+            event, offset = admitted
+            ukey = (p, event.user_id)
+            st = cache.get(ukey) or self._load(ukey, batch)
+            touched.add(ukey)
+            added = st.add_new(event, offset, max_events)
+            if not added:
+                duplicate += added is None
+                old += added is False  # older than a full window: nothing to update
+                continue
+            ts, newest = event.ts_ms, max_ts.get(p, part.max_ts)
+            late += ts < newest - grace
+            part.users += st.n_total == 1
+            st.partition = p
+            max_ts[p] = newest = ts if ts > newest else newest
+            steps.append(Step(event, offset, ukey, st, newest))
+        got = {"ok": len(steps) - late, "late": old + late, "duplicate": duplicate}
+        out.counts.update({name: n for name, n in got.items() if n})
 
     def _apply_scores(self, batch: _Batch, out: BatchOutput) -> None:
         """Pass 2: one scorer call for the batch's events, then, event by event in order,
