@@ -228,7 +228,44 @@ class UserState:
 
 
 def encode_state(state: UserState) -> bytes:
-    n = state.n_events
+    rows = state.rows
+    columns = [rows[name].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
+    return _encode(state, len(rows), columns)
+
+
+def encode_states(states: list[UserState]) -> list[bytes]:
+    """``encode_state`` of each, the event columns of all cut from one array (a few numpy
+    calls a batch instead of five a user)."""
+    raws: list[bytes | None] = []
+    for st in states:
+        rows = st._rows
+        if rows is None:
+            raws.append(st._raw or b"")
+        elif rows.dtype == EVENT_DTYPE:
+            raws.append(rows.tobytes())  # what encode_state reads: the rows as they are now
+        else:  # rows put in from elsewhere, of another layout: converted one by one
+            raws.append(None)
+    rows = np.frombuffer(b"".join([r for r in raws if r is not None]), dtype=EVENT_DTYPE)
+    columns = [rows[name].tobytes() for name, _ in _COLUMNS]
+    out, at = [], 0
+    for st, raw in zip(states, raws, strict=True):
+        if raw is None:
+            out.append(encode_state(st))
+            continue
+        n = len(raw) // ROW.size
+        cut = [col[at * w : (at + n) * w] for col, w in zip(columns, _WIDTHS, strict=True)]
+        out.append(_encode(st, n, cut))
+        at += n
+    return out
+
+
+# The rows' fields in the record's column order, and their widths in bytes.
+_COLUMNS: Final = (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8"))
+_WIDTHS: Final = tuple(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
+
+
+def _encode(state: UserState, n: int, columns: list[bytes]) -> bytes:
+    alerts = state.alerts
     parts = [
         _HEADER.pack(
             VERSION,
@@ -242,17 +279,13 @@ def encode_state(state: UserState) -> bytes:
             state.peak_score,
             state.half_life_s,
             len(state.categories),
-            len(state.alerts),
+            len(alerts),
             n,
             state.sessions,
-            max((a.cause_offset for a in state.alerts), default=-1),
+            max([a.cause_offset for a in alerts]) if alerts else -1,
             len(state.model_state),
         ),
-        state.ts.astype("<i8", copy=False).tobytes(),
-        state.types.tobytes(),
-        state.cats.tobytes(),
-        state.prices.astype("<f4", copy=False).tobytes(),
-        state.ids.astype("<u8", copy=False).tobytes(),
+        *columns,
         state.model_state,
     ]
     for name in state.categories:
@@ -266,7 +299,7 @@ def encode_state(state: UserState) -> bytes:
             raw,
             _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
         ]
-    for alert in state.alerts:
+    for alert in alerts:
         packed = alert.packed
         parts += [_ALERT_HEAD.pack(alert.cause_offset, len(packed)), packed]
     return b"".join(parts)

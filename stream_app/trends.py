@@ -23,9 +23,16 @@ def apply_steps(
 ) -> None:
     """Add a batch's applied events (in their order) to their partitions' trend tables, and
     put the records that changed among the batch's writes (they go out with the states)."""
-    for p in dict.fromkeys([step.partition for step in steps]):  # in order of appearance
+    of: dict[int, list[tuple[int, str | None]]] = {}  # partitions in order of appearance
+    for s in steps:
+        event = s.event
+        events = of.get(s.partition)
+        if events is None:
+            events = of[s.partition] = []
+        events.append((event.ts_ms, event.category))
+    for p, events in of.items():
         table = partitions[p].trends
-        table.add((s.event.ts_ms, s.event.category) for s in steps if s.partition == p)
+        table.add(events)
         for key, value in table.flush().items():
             writes[(p, key)] = value
 
