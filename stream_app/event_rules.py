@@ -55,25 +55,24 @@ class EventRules:
     def run(
         self,
         steps: Sequence[Step],
+        of_user: Mapping[UserKey, list[int]],
         cache: Mapping[UserKey, UserState],
         windows: MutableMapping[UserKey, Snapshot],
         scores: Scores,
         out: BatchOutput,
     ) -> None:
-        """``windows``: each user's window as pass 2 has reached it (a deadline that fires
-        mid-batch must not see the user's later events of the batch)."""
+        """``of_user``: each user's steps (batch_scores.users_of); ``windows``: each user's
+        window as pass 2 has reached it (a deadline that fires mid-batch must not see the
+        user's later events of the batch)."""
         # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
         # batch.f32: the same rounding, value by value.
         peaks = scores.peak.astype(np.float32).tolist()
         half_lives = scores.half_life_s.astype(np.float32).tolist()
         deadlines = scores.deadline_s.astype(np.float64).tolist()
-        rules, grace, parts, fire = (
-            self.config.engagement,
-            self.config.grace_ms,
-            self.partitions,
-            self.fire,
-        )
-        for step, *score in zip(steps, peaks, half_lives, deadlines, strict=True):
+        rules, grace = self.config.engagement, self.config.grace_ms
+        parts, fire = self.partitions, self.fire
+        bounds = replaced_below(steps, of_user, grace)
+        for step, *score in zip(steps, peaks, half_lives, deadlines, bounds, strict=True):
             ukey = step.ukey
             st, part = cache[ukey], parts[step.partition]
             if part.loading is not None and part.adopt(
@@ -102,7 +101,7 @@ class EventRules:
         out: BatchOutput,
     ) -> None:
         """The user's newest event: re-engagement, its score, category drops, the deadline."""
-        peak, half_life, deadline_s = score
+        peak, half_life, deadline_s, bound = score
         if st.dormant_since_ms:
             back = alerting.reengaged(st, step)
             if back is not None:
@@ -116,7 +115,7 @@ class EventRules:
                 self.emit(st, ukey, step.offset, self.vectors.relate(drop, st))
         if -_INF < deadline_s < _INF and not st.dormant_since_ms:  # finite: a deadline
             st.deadline_ms = step.last_ts_ms + int(deadline_s * 1000)
-            part.schedule(ukey[1], st.deadline_ms)
+            part.schedule(ukey[1], st.deadline_ms, push=st.deadline_ms <= bound)
         else:
             st.deadline_ms = 0
             part.cancel(ukey[1])
@@ -124,3 +123,23 @@ class EventRules:
             c.score_min_change == 0 or abs(peak - before) > c.score_min_change
         ):
             out.scores.append(alerting.score_message(ukey, st, step, self.version))
+
+
+def replaced_below(
+    steps: Sequence[Step], of_user: Mapping[UserKey, list[int]], grace_ms: int
+) -> list[float]:
+    """Per step: a deadline it sets above this is replaced by the user's next newest event
+    of the batch before it could fire (the partition's watermark there, grace_ms behind its
+    newest event, bounds every check in between), so it needs no entry in the heap (inf: the
+    user's last such event of the batch, or not a newest one)."""
+    bounds = [_INF] * len(steps)
+    for idx in of_user.values():
+        if len(idx) == 1:
+            continue
+        later = _INF
+        for i in reversed(idx):
+            s = steps[i]
+            if s.event.ts_ms >= s.last_ts_ms:  # the newest: it sets or cancels the deadline
+                bounds[i] = later
+                later = s.max_ts - grace_ms
+    return bounds

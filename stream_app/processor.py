@@ -46,7 +46,7 @@ from stream_app.batch import (
     Step,
     UserKey,
 )
-from stream_app.batch_scores import kept_events, score_steps, served_threshold
+from stream_app.batch_scores import kept_events, score_steps, served_threshold, users_of
 from stream_app.category_vectors import CategoryVectors
 from stream_app.erasure import erase_user, expire_users
 from stream_app.event_rules import EventRules
@@ -214,7 +214,8 @@ class Processor(PartitionBook):
         windows = WindowsOf(batch.windows)  # as loaded: only a step model reads them
         if not isinstance(self.scorer, StepScorer):  # a window scorer reads each step's
             Snapshot.prepare(steps)
-        scores = score_steps(self.scorer, steps, batch.cache, windows, self.threshold)
+        users = users_of(steps)
+        scores = score_steps(self.scorer, steps, users, batch.cache, windows, self.threshold)
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         rules = EventRules(
@@ -225,7 +226,7 @@ class Processor(PartitionBook):
             lambda p, part, offset: self._fire_due(p, part, offset, batch),
             lambda st, ukey, offset, spec: self._emit(batch, st, ukey, offset, spec),
         )
-        rules.run(steps, batch.cache, batch.windows, scores, out)
+        rules.run(steps, users, batch.cache, batch.windows, scores, out)
 
     # -- erasure, expiry, idle partitions ------------------------------------------------
 
