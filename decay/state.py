@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -264,6 +265,17 @@ _COLUMNS: Final = (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"
 _WIDTHS: Final = tuple(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
 
 
+@lru_cache(maxsize=256)
+def _row_order(n: int) -> npt.NDArray[np.intp]:
+    """Where each byte of ``n`` rows (EVENT_DTYPE, packed) is in the record's columns."""
+    i = np.arange(n)[:, None]
+    starts = np.cumsum([0, *_WIDTHS[:-1]]) * n  # of each column in the record
+    at = [starts[k] + i * w + np.arange(w) for k, w in enumerate(_WIDTHS)]
+    order = np.concatenate(at, axis=1).ravel()
+    order.flags.writeable = False  # shared: cached
+    return order
+
+
 def _encode(state: UserState, n: int, columns: list[bytes]) -> bytes:
     alerts = state.alerts
     parts = [
@@ -331,12 +343,12 @@ def peek_state(raw: bytes) -> Peek:
 
 def decode_state(raw: bytes) -> UserState:
     try:
-        return _decode(memoryview(raw))
+        return _decode(raw if type(raw) is bytes else bytes(raw))  # slices of bytes: cheap
     except (struct.error, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise StateError(f"cannot decode user state ({len(raw)} bytes): {exc}") from exc
 
 
-def _decode(buf: memoryview) -> UserState:
+def _decode(buf: bytes) -> UserState:
     version = buf[0]
     if version not in (1, 2, 3, VERSION):
         raise StateError(f"unknown state version {version}")
@@ -345,18 +357,12 @@ def _decode(buf: memoryview) -> UserState:
      half_life, n_cats, n_alerts, n, *more) = header.unpack_from(buf, 0)  # fmt: skip
     pos = header.size
 
-    def take(dtype: str, count: int) -> Any:
-        nonlocal pos
-        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos)
-        pos += arr.nbytes
-        return arr
-
-    rows = np.empty(n, dtype=EVENT_DTYPE)
-    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
-        rows[name] = take(dtype, n)
-    rows["id"] = take("<u8", n)
+    # The event columns, in one array, put in row order (add's bytes; an array when read).
+    columns = np.frombuffer(buf, dtype=np.uint8, count=n * ROW.size, offset=pos)
+    pos += n * ROW.size
     st = UserState(
-        _rows=rows,
+        _rows=None,
+        _raw=columns[_row_order(n)].tobytes(),
         partition=partition,
         last_offset=last_offset,
         n_total=n_total,
@@ -373,19 +379,16 @@ def _decode(buf: memoryview) -> UserState:
             raise StateError("model state cut short")
         pos += more[2]
 
-    def text() -> str:
-        nonlocal pos
-        length = buf[pos]
-        name = bytes(buf[pos + 1 : pos + 1 + length]).decode()
-        pos += 1 + length
-        return name
-
     for _ in range(n_cats):
-        st.categories.append(text())
+        length = buf[pos]
+        st.categories.append(buf[pos + 1 : pos + 1 + length].decode())
+        pos += 1 + length
     n_engaged = buf[pos]
     pos += 1
     for _ in range(n_engaged):
-        name = text()
+        length = buf[pos]
+        name = buf[pos + 1 : pos + 1 + length].decode()
+        pos += 1 + length
         if version == 1:  # no counts kept: they build up again from the next events
             _, fired = _CAT_TAIL_V1.unpack_from(buf, pos)
             pos += _CAT_TAIL_V1.size
