@@ -231,12 +231,12 @@ class UserState:
 def encode_state(state: UserState) -> bytes:
     rows = state.rows
     columns = [rows[name].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
-    return _encode(state, len(rows), columns)
+    return _encode(state, len(rows), columns, {})
 
 
 def encode_states(states: list[UserState]) -> list[bytes]:
     """``encode_state`` of each, the event columns of all cut from one array (a few numpy
-    calls a batch instead of five a user)."""
+    calls a batch instead of five a user), each category name encoded once."""
     raws: list[bytes | None] = []
     for st in states:
         rows = st._rows
@@ -249,13 +249,14 @@ def encode_states(states: list[UserState]) -> list[bytes]:
     rows = np.frombuffer(b"".join([r for r in raws if r is not None]), dtype=EVENT_DTYPE)
     columns = [rows[name].tobytes() for name, _ in _COLUMNS]
     out, at = [], 0
+    names: dict[str, bytes] = {}
     for st, raw in zip(states, raws, strict=True):
         if raw is None:
             out.append(encode_state(st))
             continue
         n = len(raw) // ROW.size
         cut = [col[at * w : (at + n) * w] for col, w in zip(columns, _WIDTHS, strict=True)]
-        out.append(_encode(st, n, cut))
+        out.append(_encode(st, n, cut, names))
         at += n
     return out
 
@@ -276,7 +277,9 @@ def _row_order(n: int) -> npt.NDArray[np.intp]:
     return order
 
 
-def _encode(state: UserState, n: int, columns: list[bytes]) -> bytes:
+def _encode(state: UserState, n: int, columns: list[bytes], names: dict[str, bytes]) -> bytes:
+    """The record, of the rows' ``columns``; ``names``: each name's bytes (length, utf-8),
+    as made so far (those missing are added)."""
     alerts = state.alerts
     parts = [
         _HEADER.pack(
@@ -301,20 +304,25 @@ def _encode(state: UserState, n: int, columns: list[bytes]) -> bytes:
         state.model_state,
     ]
     for name in state.categories:
-        raw = name.encode()[:255]
-        parts += [bytes([len(raw)]), raw]
+        got = names.get(name)
+        parts.append(_name_bytes(name, names) if got is None else got)
     parts.append(bytes([len(state.engagement)]))
     for name, e in state.engagement.items():
-        raw = name.encode()[:255]
+        got = names.get(name)
         parts += [
-            bytes([len(raw)]),
-            raw,
+            _name_bytes(name, names) if got is None else got,
             _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
         ]
     for alert in alerts:
         packed = alert.packed
         parts += [_ALERT_HEAD.pack(alert.cause_offset, len(packed)), packed]
     return b"".join(parts)
+
+
+def _name_bytes(name: str, names: dict[str, bytes]) -> bytes:
+    raw = name.encode()[:255]
+    made = names[name] = bytes([len(raw)]) + raw
+    return made
 
 
 @dataclass(frozen=True, slots=True)

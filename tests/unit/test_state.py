@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from decay import stored_alerts
+from decay.engagement import Engagement
 from decay.events import Event, EventType
 from decay.state import (
     StateError,
@@ -234,6 +235,8 @@ def test_a_batch_of_states_encodes_as_each_one_alone() -> None:
     wide.rows = wide.rows.astype([(n, "<i8") for n in ("ts", "type", "cat", "price", "id")])
     with_alert = filled(30)
     with_alert.remember_alert(StoredAlert(9, b'{"kind":"dormant"}'), keep=4, unconfirmed_from=0)
+    with_alert.engagement["c1"] = Engagement(1.5, 7, 3, 2, True)  # a name the rows have
+    with_alert.engagement["films"] = Engagement(0.5, 9, 1, 1, False)
     states = [filled(40), UserState(), decoded, changed, wide, with_alert, filled(1)]
     assert encode_states(states) == [encode_state(st) for st in states]
     assert encode_states([]) == []
