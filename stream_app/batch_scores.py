@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import overload
+from typing import cast, overload
 
-from decay.scoring import AnyScorer, Scores, StepScorer
+from decay.scoring import AnyScorer, Scorer, Scores, StepScorer
 from decay.state import UserState
 from decay.window import Window
 from stream_app.batch import Step
@@ -27,6 +27,7 @@ def users_of(steps: Sequence[Step]) -> dict[UserKey, list[int]]:
 
 def score_steps(
     scorer: AnyScorer,
+    incremental: bool,
     steps: list[Step],
     of_user: Mapping[UserKey, list[int]],
     cache: Mapping[UserKey, UserState],
@@ -34,13 +35,13 @@ def score_steps(
     threshold: float,
 ) -> Scores:
     """The scores right after each step, in steps' order (``of_user``: users_of(steps)). A
-    window scorer gets every step's window at once; an incremental one each user's events in
-    order (see step_rounds)."""
-    if isinstance(scorer, StepScorer):
-        return step_rounds(scorer, steps, of_user, cache, windows, threshold)
+    window scorer gets every step's window at once; an incremental one (``incremental``: the
+    scorer is a StepScorer) each user's events in order (see step_rounds)."""
+    if incremental:
+        return step_rounds(cast(StepScorer, scorer), steps, of_user, cache, windows, threshold)
     for ukey in of_user:  # a step model's state misses this event now: never resume from it
         cache[ukey].model_state = b""
-    return scorer.score([s.window for s in steps], threshold)
+    return cast(Scorer, scorer).score([s.window for s in steps], threshold)
 
 
 def step_rounds(

@@ -72,7 +72,9 @@ class EventRules:
         rules, grace = self.config.engagement, self.config.grace_ms
         parts, fire = self.partitions, self.fire
         bounds = replaced_below(steps, of_user, grace)
-        for step, *score in zip(steps, peaks, half_lives, deadlines, bounds, strict=True):
+        for step, peak, half_life, deadline_s, bound in zip(
+            steps, peaks, half_lives, deadlines, bounds, strict=True
+        ):
             ukey = step.ukey
             st, part = cache[ukey], parts[step.partition]
             if part.loading is not None and part.adopt(
@@ -81,7 +83,7 @@ class EventRules:
                 fire(step.partition, part, step.offset)  # not read yet
             windows[ukey] = step
             if alerting.count_session(st, step, rules):  # the user's newest event
-                self._newest(ukey, st, step, score, part, out)
+                self._newest(ukey, st, step, (peak, half_life, deadline_s, bound), part, out)
             max_ts = step.max_ts
             if max_ts > part.max_ts:
                 part.max_ts = max_ts
@@ -96,11 +98,12 @@ class EventRules:
         ukey: UserKey,
         st: UserState,
         step: Step,
-        score: list[float],
+        score: tuple[float, float, float, float],
         part: PartitionState,
         out: BatchOutput,
     ) -> None:
-        """The user's newest event: re-engagement, its score, category drops, the deadline."""
+        """The user's newest event: re-engagement, its score, category drops, the deadline
+        (``score``: peak, half-life, seconds to the deadline, and replaced_below's bound)."""
         peak, half_life, deadline_s, bound = score
         if st.dormant_since_ms:
             back = alerting.reengaged(st, step)

@@ -113,6 +113,7 @@ class Processor(PartitionBook):
         self.pseudonymize = pseudonymize
         self._owners = Owners(config.partitions)
         self.vectors = vectors or CategoryVectors(None, config.engagement)
+        self._kind: tuple[AnyScorer | None, bool] = (None, False)  # a scorer, incremental?
 
     @property
     def threshold(self) -> float:
@@ -212,10 +213,15 @@ class Processor(PartitionBook):
         started = time.perf_counter()
         steps = batch.steps
         windows = WindowsOf(batch.windows)  # as loaded: only a step model reads them
-        if not isinstance(self.scorer, StepScorer):  # a window scorer reads each step's
+        kind = self._kind
+        if kind[0] is not self.scorer:  # a Protocol's isinstance is slow: once a scorer
+            kind = self._kind = (self.scorer, isinstance(self.scorer, StepScorer))
+        if not kind[1]:  # a window scorer reads each step's
             Snapshot.prepare(steps)
         users = users_of(steps)
-        scores = score_steps(self.scorer, steps, users, batch.cache, windows, self.threshold)
+        scores = score_steps(
+            self.scorer, kind[1], steps, users, batch.cache, windows, self.threshold
+        )
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
         rules = EventRules(
