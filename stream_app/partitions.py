@@ -256,7 +256,8 @@ class PartitionBook:
         offsets: dict[int, list[int]] = {}
         for ukey in users:
             p, st = ukey[0], states[ukey]
-            cause = max((a.cause_offset for a in st.alerts), default=-1)
+            alerts = st.alerts
+            cause = max([a.cause_offset for a in alerts]) if alerts else -1
             offsets.setdefault(p, []).append(max(st.last_offset, cause))
         return {
             (p, WRITTEN_KEY): self._partitions[p].written_record(found)

@@ -322,7 +322,7 @@ class Processor(PartitionBook):
         st = batch.cache.get(ukey)
         if st is None:
             raw = self.store.get(*ukey)
-            st = UserState(partition=ukey[0])
+            st = None
             if raw is not None:
                 try:
                     st = decode_state(raw)
@@ -330,6 +330,8 @@ class Processor(PartitionBook):
                     log.exception(
                         "state of a user in partition %d is corrupt; starting anew", ukey[0]
                     )
+            if st is None:
+                st = UserState(partition=ukey[0])
             batch.cache[ukey] = st
             if st.n_events:
                 batch.windows[ukey] = Snapshot(st)
