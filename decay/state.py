@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -36,19 +35,22 @@ import numpy.typing as npt
 from decay.engagement import Engagement
 from decay.events import Event
 from decay.rows import CAT_AT, EVENT_DTYPE, ROW, TS, holds_id, no_events, rows_of, window_of
-from decay.stored_alerts import CURRENT, StateError, StoredAlert
+from decay.state_layout import ALERT_HEAD as _ALERT_HEAD
+from decay.state_layout import CAT_TAIL as _CAT_TAIL
+from decay.state_layout import CAT_TAIL_V1 as _CAT_TAIL_V1
+from decay.state_layout import COLUMNS as _COLUMNS
+from decay.state_layout import HEADER as _HEADER
+from decay.state_layout import HEADER_V1 as _HEADER_V1
+from decay.state_layout import VERSION as VERSION
+from decay.state_layout import WIDTHS as _WIDTHS
+from decay.state_layout import record, row_order
+from decay.stored_alerts import StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
 
-VERSION: Final = CURRENT  # the record's version is its alerts' dictionary's
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
-_HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
-_HEADER = struct.Struct("<BBhqIqqqffBBHIqH")  # v2+: + sessions, max_cause_offset, model_len
-_CAT_TAIL_V1 = struct.Struct("<fB")
-_CAT_TAIL = struct.Struct("<fqIIB")
-_ALERT_HEAD = struct.Struct("<qH")
 
 
 def event_id_hash(event_id: str) -> int:
@@ -231,7 +233,7 @@ class UserState:
 def encode_state(state: UserState) -> bytes:
     rows = state.rows
     columns = [rows[name].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
-    return _encode(state, len(rows), columns, {})
+    return record(state, len(rows), columns, {})
 
 
 def encode_states(states: list[UserState]) -> list[bytes]:
@@ -256,73 +258,9 @@ def encode_states(states: list[UserState]) -> list[bytes]:
             continue
         n = len(raw) // ROW.size
         cut = [col[at * w : (at + n) * w] for col, w in zip(columns, _WIDTHS, strict=True)]
-        out.append(_encode(st, n, cut, names))
+        out.append(record(st, n, cut, names))
         at += n
     return out
-
-
-# The rows' fields in the record's column order, and their widths in bytes.
-_COLUMNS: Final = (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4"), ("id", "<u8"))
-_WIDTHS: Final = tuple(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
-
-
-@lru_cache(maxsize=256)
-def _row_order(n: int) -> npt.NDArray[np.intp]:
-    """Where each byte of ``n`` rows (EVENT_DTYPE, packed) is in the record's columns."""
-    i = np.arange(n)[:, None]
-    starts = np.cumsum([0, *_WIDTHS[:-1]]) * n  # of each column in the record
-    at = [starts[k] + i * w + np.arange(w) for k, w in enumerate(_WIDTHS)]
-    order = np.concatenate(at, axis=1).ravel()
-    order.flags.writeable = False  # shared: cached
-    return order
-
-
-def _encode(state: UserState, n: int, columns: list[bytes], names: dict[str, bytes]) -> bytes:
-    """The record, of the rows' ``columns``; ``names``: each name's bytes (length, utf-8),
-    as made so far (those missing are added)."""
-    alerts = state.alerts
-    parts = [
-        _HEADER.pack(
-            VERSION,
-            0,
-            state.partition,
-            state.last_offset,
-            state.n_total,
-            state.first_ts_ms,
-            state.deadline_ms,
-            state.dormant_since_ms,
-            state.peak_score,
-            state.half_life_s,
-            len(state.categories),
-            len(alerts),
-            n,
-            state.sessions,
-            max([a.cause_offset for a in alerts]) if alerts else -1,
-            len(state.model_state),
-        ),
-        *columns,
-        state.model_state,
-    ]
-    for name in state.categories:
-        got = names.get(name)
-        parts.append(_name_bytes(name, names) if got is None else got)
-    parts.append(bytes([len(state.engagement)]))
-    for name, e in state.engagement.items():
-        got = names.get(name)
-        parts += [
-            _name_bytes(name, names) if got is None else got,
-            _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
-        ]
-    for alert in alerts:
-        packed = alert.packed
-        parts += [_ALERT_HEAD.pack(alert.cause_offset, len(packed)), packed]
-    return b"".join(parts)
-
-
-def _name_bytes(name: str, names: dict[str, bytes]) -> bytes:
-    raw = name.encode()[:255]
-    made = names[name] = bytes([len(raw)]) + raw
-    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +308,7 @@ def _decode(buf: bytes) -> UserState:
     pos += n * ROW.size
     st = UserState(
         _rows=None,
-        _raw=columns[_row_order(n)].tobytes(),
+        _raw=columns[row_order(n)].tobytes(),
         partition=partition,
         last_offset=last_offset,
         n_total=n_total,
