@@ -47,19 +47,22 @@ from decay.rows import (
     rows_of,
     window_of,
 )
-from decay.stored_alerts import CURRENT, StateError, StoredAlert
+from decay.state_layout import ALERT_HEAD as _ALERT_HEAD
+from decay.state_layout import CAT_TAIL as _CAT_TAIL
+from decay.state_layout import CAT_TAIL_V1 as _CAT_TAIL_V1
+from decay.state_layout import COLUMNS as _COLUMNS
+from decay.state_layout import HEADER as _HEADER
+from decay.state_layout import HEADER_V1 as _HEADER_V1
+from decay.state_layout import VERSION as VERSION
+from decay.state_layout import WIDTHS as _WIDTHS
+from decay.state_layout import record, row_order
+from decay.stored_alerts import StateError, StoredAlert
 from decay.window import NO_CATEGORY as NO_CATEGORY_
 from decay.window import Window
 
-VERSION: Final = CURRENT  # the record's version is its alerts' dictionary's
 NO_CATEGORY: Final = NO_CATEGORY_
 MAX_CATEGORIES: Final = 254
 MAX_ALERTS: Final = 255  # a hard bound on the alerts one state record holds
-_HEADER_V1 = struct.Struct("<BBhqIqqqffBBH")
-_HEADER = struct.Struct("<BBhqIqqqffBBHIqH")  # v2+: + sessions, max_cause_offset, model_len
-_CAT_TAIL_V1 = struct.Struct("<fB")
-_CAT_TAIL = struct.Struct("<fqIIB")
-_ALERT_HEAD = struct.Struct("<qH")
 
 
 @dataclass(slots=True)
@@ -247,48 +250,36 @@ class UserState:
 
 
 def encode_state(state: UserState) -> bytes:
-    n = state.n_events
-    parts = [
-        _HEADER.pack(
-            VERSION,
-            0,
-            state.partition,
-            state.last_offset,
-            state.n_total,
-            state.first_ts_ms,
-            state.deadline_ms,
-            state.dormant_since_ms,
-            state.peak_score,
-            state.half_life_s,
-            len(state.categories),
-            len(state.alerts),
-            n,
-            state.sessions,
-            max((a.cause_offset for a in state.alerts), default=-1),
-            len(state.model_state),
-        ),
-        state.ts.astype("<i8", copy=False).tobytes(),
-        state.types.tobytes(),
-        state.cats.tobytes(),
-        state.prices.astype("<f4", copy=False).tobytes(),
-        state.ids.astype("<u8", copy=False).tobytes(),
-        state.model_state,
-    ]
-    for name in state.categories:
-        raw = name.encode()[:255]
-        parts += [bytes([len(raw)]), raw]
-    parts.append(bytes([len(state.engagement)]))
-    for name, e in state.engagement.items():
-        raw = name.encode()[:255]
-        parts += [
-            bytes([len(raw)]),
-            raw,
-            _CAT_TAIL.pack(e.activity, e.last_ts_ms, e.visits, e.at_session, e.fired),
-        ]
-    for alert in state.alerts:
-        packed = alert.packed
-        parts += [_ALERT_HEAD.pack(alert.cause_offset, len(packed)), packed]
-    return b"".join(parts)
+    rows = state.rows
+    columns = [rows[name].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
+    return record(state, len(rows), columns, {})
+
+
+def encode_states(states: list[UserState]) -> list[bytes]:
+    """``encode_state`` of each, the event columns of all cut from one array (a few numpy
+    calls a batch instead of five a user), each category name encoded once."""
+    raws: list[bytes | None] = []
+    for st in states:
+        rows = st._rows
+        if rows is None:
+            raws.append(st._raw or b"")
+        elif rows.dtype == EVENT_DTYPE:
+            raws.append(rows.tobytes())  # what encode_state reads: the rows as they are now
+        else:  # rows put in from elsewhere, of another layout: converted one by one
+            raws.append(None)
+    rows = np.frombuffer(b"".join([r for r in raws if r is not None]), dtype=EVENT_DTYPE)
+    columns = [rows[name].tobytes() for name, _ in _COLUMNS]
+    out, at = [], 0
+    names: dict[str, bytes] = {}
+    for st, raw in zip(states, raws, strict=True):
+        if raw is None:
+            out.append(encode_state(st))
+            continue
+        n = len(raw) // ROW.size
+        cut = [col[at * w : (at + n) * w] for col, w in zip(columns, _WIDTHS, strict=True)]
+        out.append(record(st, n, cut, names))
+        at += n
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,12 +308,12 @@ def peek_state(raw: bytes) -> Peek:
 
 def decode_state(raw: bytes) -> UserState:
     try:
-        return _decode(memoryview(raw))
+        return _decode(raw if type(raw) is bytes else bytes(raw))  # slices of bytes: cheap
     except (struct.error, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise StateError(f"cannot decode user state ({len(raw)} bytes): {exc}") from exc
 
 
-def _decode(buf: memoryview) -> UserState:
+def _decode(buf: bytes) -> UserState:
     version = buf[0]
     if version not in (1, 2, 3, VERSION):
         raise StateError(f"unknown state version {version}")
@@ -331,18 +322,12 @@ def _decode(buf: memoryview) -> UserState:
      half_life, n_cats, n_alerts, n, *more) = header.unpack_from(buf, 0)  # fmt: skip
     pos = header.size
 
-    def take(dtype: str, count: int) -> Any:
-        nonlocal pos
-        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=pos)
-        pos += arr.nbytes
-        return arr
-
-    rows = np.empty(n, dtype=EVENT_DTYPE)
-    for name, dtype in (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")):
-        rows[name] = take(dtype, n)
-    rows["id"] = take("<u8", n)
+    # The event columns, in one array, put in row order (add's bytes; an array when read).
+    columns = np.frombuffer(buf, dtype=np.uint8, count=n * ROW.size, offset=pos)
+    pos += n * ROW.size
     st = UserState(
-        _rows=rows,
+        _rows=None,
+        _raw=columns[row_order(n)].tobytes(),
         partition=partition,
         last_offset=last_offset,
         n_total=n_total,
@@ -359,19 +344,16 @@ def _decode(buf: memoryview) -> UserState:
             raise StateError("model state cut short")
         pos += more[2]
 
-    def text() -> str:
-        nonlocal pos
-        length = buf[pos]
-        name = bytes(buf[pos + 1 : pos + 1 + length]).decode()
-        pos += 1 + length
-        return name
-
     for _ in range(n_cats):
-        st.categories.append(text())
+        length = buf[pos]
+        st.categories.append(buf[pos + 1 : pos + 1 + length].decode())
+        pos += 1 + length
     n_engaged = buf[pos]
     pos += 1
     for _ in range(n_engaged):
-        name = text()
+        length = buf[pos]
+        name = buf[pos + 1 : pos + 1 + length].decode()
+        pos += 1 + length
         if version == 1:  # no counts kept: they build up again from the next events
             _, fired = _CAT_TAIL_V1.unpack_from(buf, pos)
             pos += _CAT_TAIL_V1.size

@@ -111,12 +111,35 @@ class CategoryTrends:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, events: Iterable[tuple[int, str | None]]) -> None:
-        """Apply events (event time ms, category) in the order they were applied."""
+        """Apply events (event time ms, category) in the order they were applied. Each
+        category's value is summed in a Python float meanwhile (the same float64 additions,
+        in the same order, as into ``values``), put back before a midnight re-anchors it."""
         with self.lock:
+            sums: dict[int, float] = {}
+            index, h, exp2 = self.index, self.rules.half_life_ms, math.exp2
+            anchor, clock = self.anchor_ms, self.clock_ms
             for ts_ms, category in events:
-                self._add_one(ts_ms, category)
+                if not anchor or ts_ms > clock:
+                    if anchor and ts_ms // DAY_MS > anchor // DAY_MS:
+                        self._put_back(sums)
+                    self._move_clock(ts_ms)
+                    anchor, clock = self.anchor_ms, self.clock_ms
+                if category is None:
+                    continue
+                i = index.get(category)
+                if i is None:
+                    if len(self.names) >= self.rules.max_categories:
+                        self.untracked += 1
+                        continue
+                    i = self._new_row(category)
+                value = sums.get(i)
+                if value is None:
+                    value = float(self.values[i, 0])
+                sums[i] = value + exp2((ts_ms - anchor) / h)
+            self._put_back(sums)
 
-    def _add_one(self, ts_ms: int, category: str | None) -> None:
+    def _move_clock(self, ts_ms: int) -> None:
+        """An event newer than the clock (or the first): the clock moves, past midnights."""
         if not self.anchor_ms:
             self.anchor_ms = ts_ms // DAY_MS * DAY_MS
             self.clock_ms = ts_ms
@@ -126,16 +149,13 @@ class CategoryTrends:
                 self._pass_midnights(ts_ms // DAY_MS)
             self.clock_ms = ts_ms
             self.header_dirty = True
-        if category is None:
-            return
-        i = self.index.get(category)
-        if i is None:
-            if len(self.names) >= self.rules.max_categories:
-                self.untracked += 1
-                return
-            i = self._new_row(category)
-        self.values[i, 0] += math.exp2((ts_ms - self.anchor_ms) / self.rules.half_life_ms)
-        self.dirty.add(i)
+
+    def _put_back(self, sums: dict[int, float]) -> None:
+        """The values summed apart (see add) into their rows; emptied."""
+        for i, value in sums.items():
+            self.values[i, 0] = value
+        self.dirty.update(sums)
+        sums.clear()
 
     def _new_row(self, category: str) -> int:
         i = self.index[category] = len(self.names)

@@ -50,15 +50,20 @@ def reengaged(st: UserState, step: Step) -> AlertSpec | None:
     )
 
 
-def count_session(st: UserState, step: Step, rules: EngagementRules) -> None:
-    """The user's sessions and category visits, with this event (in event order)."""
-    ts = step.event.ts_ms
-    opens = False
+def count_session(st: UserState, step: Step, rules: EngagementRules) -> bool:
+    """The user's sessions and category visits, with this event (in event order); whether
+    it is the user's newest event (the end of its window)."""
+    event = step.event
+    ts = event.ts_ms
     if ts >= step.last_ts_ms:  # the newest: maybe a new session
-        previous = step.previous_ts_ms or 0
-        before, st.sessions = st.sessions, session_of(st.sessions, previous, ts, rules)
-        opens = st.sessions > before
-    add_event(st.engagement, step.event.category, ts, st.sessions, opens, rules)
+        before = st.sessions
+        st.sessions = now = session_of(before, step.previous_ts_ms or 0, ts, rules)
+        if event.category is not None:
+            add_event(st.engagement, event.category, ts, now, now > before, rules)
+        return True
+    if event.category is not None:
+        add_event(st.engagement, event.category, ts, st.sessions, False, rules)
+    return False
 
 
 def category_drops(st: UserState, step: Step, rules: EngagementRules) -> list[AlertSpec]:

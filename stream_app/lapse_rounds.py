@@ -52,6 +52,53 @@ def count_rounds(
     return counted, prev, in_order
 
 
+def count_all(
+    st: npt.NDArray[np.void],
+    m: I64,
+    starts: I64,
+    rounds: Rounds,
+    ts: I64,
+    amount: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.void], I64, npt.NDArray[np.bool_]]:
+    """``count_rounds``'s results, the rounds done at once on a users-by-rounds grid where it
+    is small (each user's events a row): the last time is a running maximum, the first a
+    running minimum, the amounts a running sum along each row (accumulate: one addition after
+    another, as round by round), each seeded with the user's stored counters."""
+    n0 = st["n_events"].astype(np.int64)
+    width = int(m.max()) + 1 if len(m) else 1
+    if len(m) * width > 8 * len(ts) + 1024 or int((n0 + m).max(initial=0)) >= 2**32:
+        return count_rounds(st, rounds, ts, amount)  # a few users with many: rounds
+    col = np.arange(width - 1)
+    held = col < m[:, None]  # [users, rounds]: the user has an r-th event
+    pos = np.where(held, starts[:, None] + col, 0)
+    seen = n0 > 0
+    grid = np.empty((len(m), width), np.int64)  # seed, then the events (padding after)
+    grid[:, 0] = np.where(seen, st["last_ts_ms"], np.iinfo(np.int64).min)
+    grid[:, 1:] = np.where(held, ts[pos], np.iinfo(np.int64).min)
+    last = np.maximum.accumulate(grid, axis=1)
+    grid[:, 0] = np.where(seen, st["first_ts_ms"], np.iinfo(np.int64).max)
+    grid[:, 1:] = np.where(held, ts[pos], np.iinfo(np.int64).max)
+    first = np.minimum.accumulate(grid, axis=1)
+    sums = np.empty((len(m), width), np.float64)
+    sums[:, 0] = st["amount_sum"]
+    sums[:, 1:] = np.where(held, np.maximum(amount[pos], 0.0), 0.0)
+    sums = np.add.accumulate(sums, axis=1)
+    at = pos[held]  # each event's position, user by user, round by round
+    before = last[:, :-1][held]  # the user's last time before each event
+    count = n0[:, None] + col + 1
+    counted = np.empty(len(ts), dtype=COUNTER_DTYPE)
+    counted["n_events"][at] = count[held]
+    counted["first_ts_ms"][at] = first[:, 1:][held]
+    counted["last_ts_ms"][at] = last[:, 1:][held]
+    counted["amount_sum"][at] = sums[:, 1:][held]
+    had = (count - 1)[held] > 0
+    prev = np.empty(len(ts), np.int64)
+    prev[at] = np.where(had, before, ts[at])
+    in_order = np.empty(len(ts), dtype=bool)
+    in_order[at] = ~had | (ts[at] >= before)
+    return counted, prev, in_order
+
+
 def recur_rounds(
     run: Callable[[dict[str, F32]], list[F32]],  # one onnxruntime call: the feeds -> outputs
     st: npt.NDArray[np.void],
@@ -67,13 +114,14 @@ def recur_rounds(
     r's with more than r + 1 events (``m``), in the same order."""
     order = np.concatenate([idx for idx, _ in rounds])  # the events, round by round
     go_all, rows, stat = in_order[order], feats[order], static[order]
+    every = bool(go_all.all())  # the usual case: no event older than its user's last
     now = [st[name][rounds[0][1]] for name in ("h", "c", "params")]  # this round's users'
     out = [np.empty((len(order), *v.shape[1:]), np.float32) for v in now]
     start = 0
     for r, (idx, users) in enumerate(rounds):
         end = start + len(idx)
         go = go_all[start:end]
-        if go.all():
+        if every or go.all():
             feeds = {
                 "event": rows[start:end],
                 "h": now[0],

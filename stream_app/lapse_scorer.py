@@ -21,6 +21,8 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,7 +43,7 @@ from decay.lapse_state import (
 )
 from decay.scoring import HOUR_S, Scores
 from decay.window import NO_CATEGORY, Window
-from stream_app.lapse_rounds import batch_rounds, count_rounds, recur_rounds
+from stream_app.lapse_rounds import batch_rounds, count_all, recur_rounds
 from stream_app.onnx_scorer import ModelMismatchError, check_features, open_model
 
 INPUTS: Final = ("event", "h", "c", "static")
@@ -57,6 +59,7 @@ WINDOW_EVENTS: Final = 10
 # batch; against another search (the 80 bisections of earlier versions) a deadline whose
 # crossing lies within 1 us below a whole ms comes out 1 ms later, as after a model rollout.
 ROOT_TOL_S: Final = 1e-6
+_TS, _TYPE, _CATEGORY = attrgetter("ts_ms"), attrgetter("type"), attrgetter("category")
 # the state layout this worker knows: these keys, with these values where fixed
 LAYOUT_KEYS: Final = frozenset(
     {"h", "c", "counters", "static", "unit_h", "dropout", "params", "heads"}
@@ -224,17 +227,17 @@ class LapseScorer:
         computed first (they do not depend on the model), then the LSTM steps in rounds, round
         r holding every user's r-th event: one onnxruntime call per round."""
         m = np.fromiter(map(len, events), np.int64, len(events))
-        flat = [e for evs in events for e in evs]
+        flat = list(chain.from_iterable(events))
         if not flat:
             return [[] for _ in events]
         st = unpack_states(list(states), self.tag, self.units)
-        ts = np.fromiter((e.ts_ms for e in flat), np.int64, len(flat))
+        ts = np.fromiter(map(_TS, flat), np.int64, len(flat))
         prices = np.array([e.price if e.price is not None else 0.0 for e in flat])
         qty = np.array([e.quantity if e.quantity is not None else 1 for e in flat], np.float64)
         amount = np.nan_to_num(prices * qty, nan=0.0)  # as training.landmarks.event_amounts
         starts = np.cumsum(m) - m
         rounds = batch_rounds(m, starts)
-        counted, prev, in_order = count_rounds(st, rounds, ts, amount)
+        counted, prev, in_order = count_all(st, m, starts, rounds, ts, amount)
         count = counted["n_events"].astype(np.int64)
         feats = self._features(flat, in_order, ts, prev, count, counted["first_ts_ms"], prices)
         static = static_features(
@@ -269,15 +272,15 @@ class LapseScorer:
         ts, prev, count, first, prices = columns
         rows = np.nonzero(in_order)[0]
         feats = np.zeros((len(flat), self.spec.n_features), dtype=np.float32)
-        stepped = [flat[i] for i in rows.tolist()]
-        names = [e.category for e in stepped]
+        stepped = flat if len(rows) == len(flat) else [flat[i] for i in rows.tolist()]
+        names = list(map(_CATEGORY, stepped))
         # one crc32 per name, not per event
         bucket = {name: category_bucket(name, self.spec.cat_buckets) for name in set(names)}
         feats[rows] = event_features(
             ts[rows],
             prev[rows],
-            np.array([int(e.type) for e in stepped], dtype=np.int64),
-            np.array([bucket[name] for name in names], np.int64),
+            np.fromiter(map(_TYPE, stepped), np.int64, len(stepped)),
+            np.fromiter(map(bucket.__getitem__, names), np.int64, len(names)),
             prices[rows].astype(np.float32),
             count[rows],
             first[rows],

@@ -99,10 +99,15 @@ class PartitionState:
     def watermark_record(self) -> bytes:
         return _WM.pack(self.max_ts, self.last_offset)
 
-    def schedule(self, user_id: str, deadline_ms: int) -> None:
+    def schedule(self, user_id: str, deadline_ms: int, push: bool = True) -> None:
+        """``push`` False: the caller knows the deadline is replaced (or cancelled) before the
+        watermark can reach it, so the heap needs no entry for it (see ``pop_due``: only the
+        current deadline fires; the user's earlier entries are skipped)."""
         if self.loading is not None:
             self.touched.add(user_id)
         self.current[user_id] = deadline_ms
+        if not push:
+            return
         heapq.heappush(self.heap, (deadline_ms, user_id))
         if len(self.heap) > 2 * len(self.current) + 1024:
             # The live entries, once each, the same tuples: new ones by the thousand, all
@@ -252,7 +257,8 @@ class PartitionBook:
         offsets: dict[int, list[int]] = {}
         for ukey in users:
             p, st = ukey[0], states[ukey]
-            cause = max((a.cause_offset for a in st.alerts), default=-1)
+            alerts = st.alerts
+            cause = max([a.cause_offset for a in alerts]) if alerts else -1
             offsets.setdefault(p, []).append(max(st.last_offset, cause))
         return {
             (p, WRITTEN_KEY): self._partitions[p].written_record(found)

@@ -22,17 +22,14 @@ before it, never on where the batch boundaries fell.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from decay.events import Limits
 from decay.rows import Snapshot, WindowsOf
 from decay.scoring import AnyScorer, StepScorer
-from decay.state import StateError, UserState, decode_state, encode_state
+from decay.state import StateError, UserState, decode_state, encode_states
 from stream_app import alerting
 from stream_app.activation import activate
 from stream_app.admission import Owners, admit
@@ -49,9 +46,10 @@ from stream_app.batch import (
     Step,
     UserKey,
 )
-from stream_app.batch_scores import kept_events, score_steps, served_threshold
+from stream_app.batch_scores import kept_events, score_steps, served_threshold, users_of
 from stream_app.category_vectors import CategoryVectors
 from stream_app.erasure import erase_user, expire_users
+from stream_app.event_rules import EventRules
 from stream_app.explaining import Pending, emit
 from stream_app.partitions import (
     ERASED_PREFIX,
@@ -115,6 +113,7 @@ class Processor(PartitionBook):
         self.pseudonymize = pseudonymize
         self._owners = Owners(config.partitions)
         self.vectors = vectors or CategoryVectors(None, config.engagement)
+        self._kind: tuple[AnyScorer | None, bool] = (None, False)  # a scorer, incremental?
 
     @property
     def threshold(self) -> float:
@@ -215,61 +214,26 @@ class Processor(PartitionBook):
         started = time.perf_counter()
         steps = batch.steps
         windows = WindowsOf(batch.windows)  # as loaded: only a step model reads them
-        if not isinstance(self.scorer, StepScorer):  # a window scorer reads each step's
+        kind = self._kind
+        if kind[0] is not self.scorer:  # a Protocol's isinstance is slow: once a scorer
+            kind = self._kind = (self.scorer, isinstance(self.scorer, StepScorer))
+        if not kind[1]:  # a window scorer reads each step's
             Snapshot.prepare(steps)
-        scores = score_steps(self.scorer, steps, batch.cache, windows, self.threshold)
+        users = users_of(steps)
+        scores = score_steps(
+            self.scorer, kind[1], steps, users, batch.cache, windows, self.threshold
+        )
         out.score_seconds = time.perf_counter() - started
         out.peaks = scores.peak.tolist()
-        # Converted once per batch (numpy scalars one at a time are slow); to float32 as in
-        # batch.f32: the same rounding, value by value.
-        peaks = scores.peak.astype(np.float32).tolist()
-        half_lives = scores.half_life_s.astype(np.float32).tolist()
-        deadlines = scores.deadline_s.astype(np.float64).tolist()
-        rules, grace = self.config.engagement, self.config.grace_ms
-        for step, *score in zip(steps, peaks, half_lives, deadlines, strict=True):
-            ukey, st, part = step.ukey, batch.cache[step.ukey], self._partitions[step.partition]
-            if part.loading is not None and part.adopt(
-                ukey[1], st.deadline_ms, st.dormant_since_ms
-            ):
-                self._fire_due(step.partition, part, step.offset, batch)  # not read yet
-            batch.windows[ukey] = step
-            alerting.count_session(st, step, rules)
-            if step.event.ts_ms >= step.last_ts_ms:
-                self._on_newest(ukey, st, step, score, batch, out)
-            if step.max_ts > part.max_ts:
-                part.max_ts = step.max_ts
-            if part.heap and part.heap[0][0] <= part.watermark(grace):  # else nothing is due
-                self._fire_due(step.partition, part, step.offset, batch)
-
-    def _on_newest(
-        self,
-        ukey: UserKey,
-        st: UserState,
-        step: Step,
-        score: list[float],
-        batch: _Batch,
-        out: BatchOutput,
-    ) -> None:
-        """The user's newest event: re-engagement, its score, category drops, the deadline."""
-        peak, half_life, deadline_s = score
-        back = alerting.reengaged(st, step)
-        if back is not None:
-            self._emit(batch, st, ukey, step.offset, back)
-        before = st.peak_score
-        st.peak_score = peak
-        st.half_life_s = half_life
-        for drop in alerting.category_drops(st, step, self.config.engagement):
-            self._emit(batch, st, ukey, step.offset, self.vectors.relate(drop, st))
-        part = self._partitions[step.partition]
-        if math.isfinite(deadline_s) and not st.dormant_since_ms:
-            st.deadline_ms = step.last_ts_ms + int(deadline_s * 1000)
-            part.schedule(step.event.user_id, st.deadline_ms)
-        else:
-            st.deadline_ms = 0
-            part.cancel(step.event.user_id)
-        moved = abs(st.peak_score - before) > self.config.score_min_change
-        if self.config.publish_scores and (moved or self.config.score_min_change == 0):
-            out.scores.append(alerting.score_message(ukey, st, step, self.scorer.version))
+        rules = EventRules(
+            self.config,
+            self._partitions,
+            self.vectors,
+            self.scorer.version,
+            lambda p, part, offset: self._fire_due(p, part, offset, batch),
+            lambda st, ukey, offset, spec: self._emit(batch, st, ukey, offset, spec),
+        )
+        rules.run(steps, users, batch.cache, batch.windows, scores, out)
 
     # -- erasure, expiry, idle partitions ------------------------------------------------
 
@@ -343,8 +307,9 @@ class Processor(PartitionBook):
         c = self.config
         emit(batch.alerts, out, self.scorer, c.explain_events, c.keep_alerts, self.committed)
         out.writes = {**self.written_records(batch.touched, batch.cache), **out.writes}
-        for ukey in batch.touched:
-            out.writes[ukey] = encode_state(batch.cache[ukey])
+        users = list(batch.touched)
+        for ukey, raw in zip(users, encode_states([batch.cache[k] for k in users]), strict=True):
+            out.writes[ukey] = raw
         # The watermark record goes last: the changelog keeps per-partition order, so a
         # recovered watermark implies the user records written before it were recovered too.
         for p in sorted(partitions):
@@ -358,7 +323,7 @@ class Processor(PartitionBook):
         st = batch.cache.get(ukey)
         if st is None:
             raw = self.store.get(*ukey)
-            st = UserState(partition=ukey[0])
+            st = None
             if raw is not None:
                 try:
                     st = decode_state(raw)
@@ -366,6 +331,8 @@ class Processor(PartitionBook):
                     log.exception(
                         "state of a user in partition %d is corrupt; starting anew", ukey[0]
                     )
+            if st is None:
+                st = UserState(partition=ukey[0])
             batch.cache[ukey] = st
             if st.n_events:
                 batch.windows[ukey] = Snapshot(st)

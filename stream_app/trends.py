@@ -23,9 +23,19 @@ def apply_steps(
 ) -> None:
     """Add a batch's applied events (in their order) to their partitions' trend tables, and
     put the records that changed among the batch's writes (they go out with the states)."""
-    for p in dict.fromkeys([step.partition for step in steps]):  # in order of appearance
+    # Per partition (in order of appearance), its events' times and categories: two lists,
+    # not a tuple an event (which a batch's garbage collections would scan).
+    of: dict[int, tuple[list[int], list[str | None]]] = {}
+    for s in steps:
+        event = s.event
+        columns = of.get(s.partition)
+        if columns is None:
+            columns = of[s.partition] = ([], [])
+        columns[0].append(event.ts_ms)
+        columns[1].append(event.category)
+    for p, (times, categories) in of.items():
         table = partitions[p].trends
-        table.add((s.event.ts_ms, s.event.category) for s in steps if s.partition == p)
+        table.add(zip(times, categories, strict=True))
         for key, value in table.flush().items():
             writes[(p, key)] = value
 

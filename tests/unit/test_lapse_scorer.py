@@ -78,3 +78,31 @@ def test_scores_are_the_closed_form_with_roots_to_a_microsecond(scorer: LapseSco
     curve = btyd.interest_curve(p, k, beta, h)  # at the crossing or past it (to the seconds' ulp)
     assert (curve(got.deadline_s / to_s) <= 0.125 * (1 + 1e-12)).all()
     assert (curve(got.half_life_s / to_s) <= got.peak / 2 * (1 + 1e-12)).all()
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+def test_the_counters_counted_at_once_are_those_counted_round_by_round(heavy: bool) -> None:
+    from decay.lapse_state import state_dtype
+    from stream_app.lapse_rounds import batch_rounds, count_all, count_rounds
+
+    rng = np.random.default_rng(5)
+    users = 40
+    m = rng.integers(1, 6, users)
+    if heavy:  # one user with most of the events: too wide a grid, counted in rounds
+        m[3] = 2000
+    st = np.zeros(users, dtype=state_dtype(4))
+    old = rng.random(users) < 0.6  # the others are new users
+    st["n_events"] = np.where(old, rng.integers(1, 50, users), 0)
+    st["first_ts_ms"] = np.where(old, 1_000_000, 0)
+    st["last_ts_ms"] = np.where(old, 5_000_000 + rng.integers(0, 100_000, users), 0)
+    st["amount_sum"] = np.where(old, rng.random(users) * 100, 0.0)
+    n = int(m.sum())
+    ts = 5_000_000 + rng.integers(-200_000, 200_000, n)  # some older than the user's last
+    amount = np.where(rng.random(n) < 0.3, 0.0, rng.random(n) * 37.3)
+    starts = np.cumsum(m) - m
+    rounds = batch_rounds(m, starts)
+    want = count_rounds(st.copy(), rounds, ts, amount)
+    got = count_all(st.copy(), m, starts, rounds, ts, amount)
+    assert got[0].tobytes() == want[0].tobytes()
+    assert got[1].tolist() == want[1].tolist() and got[2].tolist() == want[2].tolist()
+    assert not want[2].all() and want[2].any()

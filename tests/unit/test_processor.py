@@ -77,6 +77,30 @@ def test_dormant_fires_when_watermark_passes_deadline_then_reengaged() -> None:
     assert "back after 3.0 days" in back["reasons"][0]
 
 
+def test_a_deadline_replaced_in_the_batch_fires_only_if_the_watermark_got_there_first() -> None:
+    records = [
+        rec(0, "alice", T0),  # deadline T0+48h: the watermark passes it (bob) before ...
+        rec(1, "bob", T0 + 49 * HOUR + 1),
+        rec(2, "alice", T0 + 50 * HOUR),  # ... her next event: dormant, then back
+        rec(3, "carol", T0 + 51 * HOUR),  # replaced long before it could fire:
+        rec(4, "carol", T0 + 52 * HOUR),  # no heap entry for the first
+    ]
+    kinds = []
+    for size in (1, len(records)):
+        proc, outs = run(MemoryStore(), batches_of(records, size))
+        kinds.append([(a["kind"], a["user_id"]) for a in alerts_of(outs)])
+        part = proc._partitions[0]
+        assert sorted(part.current.items()) == [
+            ("alice", T0 + 98 * HOUR),
+            ("bob", T0 + 97 * HOUR + 1),
+            ("carol", T0 + 100 * HOUR),
+        ]
+        live = [e for e in part.heap if part.current[e[1]] == e[0]]
+        assert sorted(live) == sorted((d, u) for u, d in part.current.items())
+    assert kinds[0] == kinds[1] == [("dormant", "alice"), ("reengaged", "alice")]
+    assert (T0 + 99 * HOUR, "carol") not in part.heap  # in one batch: never pushed
+
+
 def test_an_event_before_the_watermark_passes_cancels_the_deadline() -> None:
     store = MemoryStore()
     records = [rec(0, "alice", T0), rec(1, "alice", T0 + 40 * HOUR), rec(2, "bob", T0 + 60 * HOUR)]

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from decay import stored_alerts
+from decay.engagement import Engagement
 from decay.events import Event, EventType
 from decay.state import (
     StateError,
@@ -9,6 +10,7 @@ from decay.state import (
     UserState,
     decode_state,
     encode_state,
+    encode_states,
     peek_state,
 )
 
@@ -221,3 +223,20 @@ def test_rows_put_in_from_elsewhere_are_what_add_goes_on_from() -> None:
     st.add(event(9, 2_000_000, cat="c1"), 9, 8)
     assert st.ts.tolist() == [*other["ts"].tolist(), 2_000_000]
     assert decode_state(encode_state(st)).ts.tolist() == st.ts.tolist()
+
+
+def test_a_batch_of_states_encodes_as_each_one_alone() -> None:
+    decoded = decode_state(encode_state(filled(12)))  # rows as an array, no bytes yet
+    changed = filled(6)
+    changed.rows = filled(3).rows.copy()
+    changed.packed()
+    changed.ts[0] = 5  # changed in place, after its bytes were made
+    wide = filled(4)  # rows of another layout (unpacked, wider fields): converted
+    wide.rows = wide.rows.astype([(n, "<i8") for n in ("ts", "type", "cat", "price", "id")])
+    with_alert = filled(30)
+    with_alert.remember_alert(StoredAlert(9, b'{"kind":"dormant"}'), keep=4, unconfirmed_from=0)
+    with_alert.engagement["c1"] = Engagement(1.5, 7, 3, 2, True)  # a name the rows have
+    with_alert.engagement["films"] = Engagement(0.5, 9, 1, 1, False)
+    states = [filled(40), UserState(), decoded, changed, wide, with_alert, filled(1)]
+    assert encode_states(states) == [encode_state(st) for st in states]
+    assert encode_states([]) == []
