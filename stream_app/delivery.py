@@ -53,7 +53,9 @@ class Delivery:
         )
         request_max = max(limits.values(), default=dead_letters.DEFAULT_MAX_MESSAGE_BYTES)
         self.txns = (
-            PartitionTransactions(settings, self.dead_letter_failed, max_request_size=request_max)
+            PartitionTransactions(
+                settings, self.dead_letter_failed, limits, max_request_size=request_max
+            )
             if settings.exactly_once
             else None
         )

@@ -6,25 +6,41 @@ are appended, in their order, to aiokafka ``BatchBuilder``s (a new one when one 
 each is handed over with one ``send_batch``: the records are those ``send`` would write (key,
 value, headers, the given timestamp or the producer's time, the partition the key hashes to
 with Kafka's default partitioner when none is given). Delivery is per batch: every message
-of a batch fails or succeeds with it.
+of a batch fails or succeeds with it. A batch holds up to what its topic takes
+(``record_batch_bytes``), not the producer's ``max_batch_size`` (see
+stream_app.runtime.record_batch).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from stream_app.outbox import Outgoing
 from stream_app.queries import partition_for
+from stream_app.runtime.record_batch import new_batch
+
+# The largest record batch sent to any topic: the broker's default max.message.bytes
+# (1,048,588) less a margin.
+MAX_BATCH_BYTES = 1_000_000
+
+
+def record_batch_bytes(limits: Mapping[str, int], topic: str) -> int:
+    """The size of the record batches sent to ``topic``: its ``max.message.bytes`` where
+    ``limits`` has it (decay_kafka.topics.message_limits), at most ``MAX_BATCH_BYTES``."""
+    return max(min(limits.get(topic, MAX_BATCH_BYTES), MAX_BATCH_BYTES), 1)
 
 
 async def send_batches(
-    producer: AIOKafkaProducer, messages: Sequence[Outgoing]
+    producer: AIOKafkaProducer,
+    messages: Sequence[Outgoing],
+    limits: Mapping[str, int] | None = None,
 ) -> list[asyncio.Future[Any]]:
-    """Hand ``messages`` over; per message, the future of the batch that holds it."""
+    """Hand ``messages`` over; per message, the future of the batch that holds it.
+    ``limits``: the topics' ``max.message.bytes`` (see record_batch_bytes)."""
     counts: dict[str, int] = {}
     groups: dict[tuple[str, int], list[int]] = {}
     for i, m in enumerate(messages):
@@ -38,11 +54,12 @@ async def send_batches(
         groups.setdefault((m.topic, partition), []).append(i)
     futures: list[Any] = [None] * len(messages)
     for (topic, partition), members in groups.items():
-        batch, held = producer.create_batch(), list[int]()
+        size = record_batch_bytes(limits or {}, topic)
+        batch, held = new_batch(producer, size), list[int]()
         for i in members:
             if not _append(batch, messages[i]):  # full
                 _assign(futures, held, await _send(producer, batch, topic, partition))
-                batch, held = producer.create_batch(), list[int]()
+                batch, held = new_batch(producer, size), list[int]()
                 _append(batch, messages[i])  # an empty batch takes any record
             held.append(i)
         _assign(futures, held, await _send(producer, batch, topic, partition))
