@@ -220,9 +220,7 @@ def test_what_a_record_batch_of_a_given_size_uses_is_where_it_looks() -> None:
         "is_transactional=is_transactional,",
     ):
         assert used in made, used
-    assert "key_serializer=self._key_serializer" in inspect.getsource(
-        AIOKafkaProducer.create_batch
-    )
+    assert "key_serializer=self._key_serializer" in inspect.getsource(AIOKafkaProducer.create_batch)
 
     async def batches() -> tuple[BatchBuilder, BatchBuilder]:
         producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", compression_type="gzip")
