@@ -242,8 +242,8 @@ class Delivery:
         m, processor = self.metrics, self.processor
         for result, n in out.counts.items():
             m.events.labels(result).inc(n)
-        for peak in out.peaks:
-            m.interest.observe(peak)
+        if out.peaks:
+            m.interest.observe(out.peaks)
         m.pending_deadlines.set(processor.pending_deadlines())
         m.schedules_loading.set(len(processor.schedules_loading()))
         m.users_tracked.set(processor.users_tracked())

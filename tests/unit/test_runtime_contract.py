@@ -249,3 +249,23 @@ def test_what_a_record_batch_of_a_given_size_uses_is_where_it_looks() -> None:
     batch.append(key=b"k", value=b"v", timestamp=None)
     batch.close()
     assert DefaultRecordBatch(bytes(batch._build())).is_transactional
+
+
+def test_a_consumer_record_has_the_fields_of_a_record() -> None:
+    """stream_app.worker.Worker.applicable hands aiokafka's records to the processor as they
+    come from the fetch, read as Records: every field of a Record is one of theirs."""
+    import dataclasses
+
+    from aiokafka.structs import ConsumerRecord
+
+    from stream_app.batch import Record
+
+    theirs = {f.name: f.type for f in dataclasses.fields(ConsumerRecord)}
+    ours = {f.name: f.type for f in dataclasses.fields(Record)}
+    assert {name: theirs.get(name) for name in ours} == {
+        "partition": "int",
+        "offset": "int",
+        "key": "KT | None",
+        "value": "VT | None",
+        "timestamp": "int",
+    }
