@@ -341,6 +341,9 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
         out = process(records)
         probe.extra["process_cpu_s"] += time.thread_time() - started
         seen[0] += len(records)
+        if "t_tenth" not in probe.extra and seen[0] >= probe.n // 10:
+            # Past the warm-up (first batches, caches): bench/latency.py's steady rate.
+            probe.extra["t_tenth"], probe.extra["n_tenth"] = time.time(), seen[0]
         return out
 
     processor.process = counted  # type: ignore[method-assign]
