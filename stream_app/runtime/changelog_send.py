@@ -5,8 +5,8 @@ buffer, ``publish_message`` and aiokafka's ``send``, each with its futures and c
 on delivery ``Table._on_changelog_sent`` stores the record's offset in the partition's RocksDB
 (``Store.set_persisted_offset``), so that a restart knows how far its local state is. That
 was a large share of the worker's CPU per event outside the processor. Here the records of a
-partition's writes go into aiokafka batches (``create_batch``/``send_batch`` of the app's
-producer, a new batch when one is full, as large as the changelog topic takes: see
+partition's writes go into aiokafka batches (``send_batch`` of the app's producer, a new
+batch when one is full, each as large as the changelog topic takes: see
 stream_app.runtime.record_batch) sent to the same partition of the changelog topic,
 in the same format (the raw codec's bytes: the key and value as they are, a tombstone's value
 None, no headers, the producer's time), and the last offset of each delivered batch is stored
