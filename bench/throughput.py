@@ -117,6 +117,7 @@ class Probe:
         self.n_first = 1  # events in hand at t_first (the raw consumer gets a whole fetch)
         self.cpu_first = 0.0
         self.done = False
+        self.threads_first: dict[str, float] = {}
         self.extra: dict[str, Any] = {}
 
     def first(self, n_first: int = 1) -> None:
@@ -125,6 +126,7 @@ class Probe:
             self.n_first = n_first
             ru = resource.getrusage(resource.RUSAGE_SELF)
             self.cpu_first = ru.ru_utime + ru.ru_stime
+            self.threads_first = thread_cpu()
 
     def finish(self, count: int) -> None:
         if self.done:
@@ -151,11 +153,39 @@ class Probe:
             # tenants of a shared machine (wall-clock rates are not), blind to the broker's.
             "cpu_interval_s": cpu - self.cpu_first,
             "events_per_cpu_s": rest / (cpu - self.cpu_first) if cpu > self.cpu_first else None,
+            # Per thread (the Python threads by name, the others by their OS name; the
+            # threads of one name summed), between the first and the last event.
+            "threads_cpu_s": {
+                name: round(cpu - self.threads_first.get(name, 0.0), 4)
+                for name, cpu in thread_cpu().items()
+                if cpu - self.threads_first.get(name, 0.0) > 0.0005
+            },
             "loadavg_at_end": os.getloadavg(),
             "peak_rss_mb": peak_rss_mb(),
             **self.extra,
         }
         Path(self.spec["out"]).write_text(json.dumps(result))
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads so far, summed per name: a
+    Python thread's name (``MainThread``, the batch thread's ``decay-batch_0``, ...) where
+    it has one, else the OS thread name (RocksDB's ``rocksdb:low``, onnxruntime's, ...)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            comm, fields = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        tid = int(task.name)
+        name = names.get(tid) or comm.split("(", 1)[1]
+        cpu = (int(fields.split()[11]) + int(fields.split()[12])) / hz
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 def peak_rss_mb() -> float | None:
@@ -311,6 +341,9 @@ def build_worker(settings: Any, probe: Probe, scorer_kind: str) -> Any:
         out = process(records)
         probe.extra["process_cpu_s"] += time.thread_time() - started
         seen[0] += len(records)
+        if "t_tenth" not in probe.extra and seen[0] >= probe.n // 10:
+            # Past the warm-up (first batches, caches): bench/latency.py's steady rate.
+            probe.extra["t_tenth"], probe.extra["n_tenth"] = time.time(), seen[0]
         return out
 
     processor.process = counted  # type: ignore[method-assign]
@@ -523,6 +556,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def by_thread(r: dict[str, Any], per_event: float) -> str:
+    """A run's CPU per event of each thread (the busiest first), in us."""
+    threads = sorted(r.get("threads_cpu_s", {}).items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {cpu * per_event:.1f}" for name, cpu in threads[:6])
+
+
 def cpu_us_per_event(r: dict[str, Any]) -> float:
     """CPU of the child (all threads) between its first and last event, per event after
     the first delivery."""
@@ -642,8 +681,9 @@ def main() -> int:
                         extra = (
                             f", alerts in topic {r['alerts_in_topic']:,}, "
                             f"results {r.get('results')}; CPU per event between first and "
-                            f"last: {r['cpu_interval_s'] * per_event:.0f} us, of which the "
-                            f"processor {r['process_cpu_s'] * per_event:.0f} us"
+                            f"last: {r['cpu_interval_s'] * per_event:.1f} us, of which the "
+                            f"processor {r['process_cpu_s'] * per_event:.1f} us; by thread: "
+                            f"{by_thread(r, per_event)}"
                         )
                     elif kind.startswith("faust_"):
                         # Per event after the first delivery (1 event for faust_count).

@@ -141,7 +141,8 @@ def create_app(
     app = faust_app(settings, request_max)
     topics = declare_topics(app, settings)
     table = state_table(app, settings)
-    store = FaustTableStore(table, settings.events_topic, TableChangelog(app, table))
+    changelog = TableChangelog(app, table, message_limits)
+    store = FaustTableStore(table, settings.events_topic, changelog)
     pseudonym = pseudonymizer(settings)
     config = processor_config(settings)
     vectors = CategoryVectors.load(config.engagement, metrics)  # off without the embed extra
@@ -159,7 +160,7 @@ def create_app(
         ),
         committed=offsets.GroupOffsets(settings),
         reader=offsets.GapReader(settings),
-        producer=FaustProducer(app, topics),
+        producer=FaustProducer(app, topics, message_limits),
     )
     delivery = Delivery(
         settings, ports.group, ports.producer, processor, store, metrics, message_limits

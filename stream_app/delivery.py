@@ -53,7 +53,9 @@ class Delivery:
         )
         request_max = max(limits.values(), default=dead_letters.DEFAULT_MAX_MESSAGE_BYTES)
         self.txns = (
-            PartitionTransactions(settings, self.dead_letter_failed, max_request_size=request_max)
+            PartitionTransactions(
+                settings, self.dead_letter_failed, limits, max_request_size=request_max
+            )
             if settings.exactly_once
             else None
         )
@@ -240,8 +242,8 @@ class Delivery:
         m, processor = self.metrics, self.processor
         for result, n in out.counts.items():
             m.events.labels(result).inc(n)
-        for peak in out.peaks:
-            m.interest.observe(peak)
+        if out.peaks:
+            m.interest.observe(out.peaks)
         m.pending_deadlines.set(processor.pending_deadlines())
         m.schedules_loading.set(len(processor.schedules_loading()))
         m.users_tracked.set(processor.users_tracked())

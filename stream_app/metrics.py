@@ -41,7 +41,7 @@ class Metrics:
     consumer_lag: Gauge
     event_to_score: RecordHistogram
     stages: RecordHistogram
-    interest: Histogram
+    interest: RecordHistogram  # observed a batch at a time: one value per event
     users_tracked: Gauge
     recovery_remaining: Gauge
     model_info: Gauge
@@ -192,10 +192,10 @@ def _histograms(registry: CollectorRegistry) -> dict[str, Any]:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry,
         ),
-        interest=Histogram(
+        interest=RecordHistogram(
             "decay_interest_score",
             "Interest right after each event",
-            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
             registry=registry,
         ),
     )

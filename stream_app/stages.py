@@ -23,17 +23,20 @@ def observe_batch(
     were handed to the producer."""
     if not fetched:
         return
-    stamps = np.fromiter(
-        (r.timestamp for f in fetched for r in f.records), dtype=np.float64
-    )  # Kafka timestamps, ms
-    arrived = np.concatenate([np.full(len(f.records), f.fetched_at) for f in fetched])
-    stamped = stamps > 0  # a record without a timestamp has no fetch stage
-    n = len(stamps)
+    # Kafka timestamps (ms) -> s; a record without one (0) has no fetch or event-to-score time.
+    stamps = np.array([r.timestamp for f in fetched for r in f.records], dtype=np.float64)
+    arrived = np.repeat([f.fetched_at for f in fetched], [len(f.records) for f in fetched])
+    stamped = stamps > 0
+    if not stamped.all():
+        stamps, arrived = stamps[stamped], arrived[stamped]
+    stamps /= 1000.0
+    n = sum(len(f.records) for f in fetched)
     stages = metrics.stages
-    stages.observe(np.maximum(arrived[stamped] - stamps[stamped] / 1000.0, 0.0), "fetch")
-    stages.observe(np.maximum(started - arrived, 0.0), "queue")
+    stages.observe(np.maximum(arrived - stamps, 0.0), "fetch")
+    for f in fetched:  # one value per fetch: its records were queued together
+        stages.observe(max(started - f.fetched_at, 0.0), "queue", len(f.records))
     stages.observe(max(handed - started, 0.0), "process", n)
-    metrics.event_to_score.observe(np.maximum(handed - stamps[stamped] / 1000.0, 0.0))
+    metrics.event_to_score.observe(np.maximum(handed - stamps, 0.0))
 
 
 def observe_sent(metrics: Metrics, sent: Sequence[Any], handed: float, n: int) -> None:

@@ -43,9 +43,18 @@ def aiokafka_send(producer: AIOKafkaProducer) -> outbox.Send:
 
 
 class PartitionTransactions:
-    def __init__(self, settings: Settings, on_failed: outbox.OnFailed, **producer: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_failed: outbox.OnFailed,
+        limits: dict[str, int] | None = None,
+        **producer: Any,
+    ) -> None:
+        """``limits``: the topics' ``max.message.bytes`` (the size of the record batches
+        sent, see stream_app.producer_batches); ``producer``: AIOKafkaProducer options."""
         self.settings = settings
         self.on_failed = on_failed  # a best-effort message that could not be sent
+        self.limits = limits or {}
         self.producer_kwargs = producer
         self.group_id = settings.app_id  # Faust's consumer group is the app id
         self._producers: dict[int, AIOKafkaProducer] = {}
@@ -90,7 +99,7 @@ class PartitionTransactions:
                     await outbox.send(aiokafka_send(producer), m, self.on_failed)
                 else:
                     bulk.append(m)
-            await send_batches(producer, bulk)  # delivered (or raising) by the commit
+            await send_batches(producer, bulk, self.limits)  # delivered (or raising) by the commit
             if next_offset is not None:
                 tp = TopicPartition(self.settings.events_topic, partition)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)

@@ -158,17 +158,18 @@ class Worker:
         """The records of ``fetched`` this worker may apply now. One fetched before the
         latest rebalance is not: its partition's owner (maybe this worker again) reads it
         anew from the committed offset, and applying it could write over the owner's state
-        in the changelog. As a Faust stream: nothing while a rebalance holds the flow."""
+        in the changelog. As a Faust stream: nothing while a rebalance holds the flow.
+        The records are not copied: aiokafka's have the fields of a Record (partition,
+        offset, key, value, timestamp in ms; tests/unit/test_runtime_contract.py)."""
         generation = self.group.generation()
         if not self.group.flowing():
             return []
         assigned = self.assigned()
-        return [
-            Record(f.partition, r.offset, r.key, r.value, r.timestamp)
-            for f in fetched
-            if f.generation == generation and f.partition in assigned
-            for r in f.records
-        ]
+        records: list[Record] = []
+        for f in fetched:  # the consumer's records as they are: they have a Record's fields
+            if f.generation == generation and f.partition in assigned:
+                records += f.records
+        return records
 
     async def consume(self) -> None:
         """The events topic, a micro-batch at a time, straight from the consumer's fetches

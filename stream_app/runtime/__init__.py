@@ -7,6 +7,7 @@ of faust-streaming, mode-streaming or aiokafka fails a test instead of changing 
 - ``changelog_send``: the state table's changelog written a batch at a time;
 - ``intake``: the events topic taken whole from each fetch (Faust's drain loop replaced);
 - ``offsets``: the worker's own commits against Faust's consumer, the gap and tail readers;
+- ``record_batch``: aiokafka record batches as large as their topic takes;
 - ``rocks``: one RocksDB memory budget for all partitions of the state table;
 - ``table_store``: the Faust table as the processor's store, addressed by partition.
 """

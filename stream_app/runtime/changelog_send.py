@@ -5,8 +5,9 @@ buffer, ``publish_message`` and aiokafka's ``send``, each with its futures and c
 on delivery ``Table._on_changelog_sent`` stores the record's offset in the partition's RocksDB
 (``Store.set_persisted_offset``), so that a restart knows how far its local state is. That
 was a large share of the worker's CPU per event outside the processor. Here the records of a
-partition's writes go into aiokafka batches (``create_batch``/``send_batch`` of the app's
-producer, a new batch when one is full) sent to the same partition of the changelog topic,
+partition's writes go into aiokafka batches (``send_batch`` of the app's producer, a new
+batch when one is full, each as large as the changelog topic takes: see
+stream_app.runtime.record_batch) sent to the same partition of the changelog topic,
 in the same format (the raw codec's bytes: the key and value as they are, a tombstone's value
 None, no headers, the producer's time), and the last offset of each delivered batch is stored
 as Faust's callback would.
@@ -19,14 +20,16 @@ by tests/unit/test_runtime_contract.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from faust.types import TP
 
 from decay.errors import DecayError
+from stream_app.producer_batches import record_batch_bytes
 from stream_app.runtime.faust_ports import aiokafka_producer
+from stream_app.runtime.record_batch import new_batch
 
 # A changelog record: key, value (None: a tombstone).
 Change = tuple[bytes, bytes | None]
@@ -38,9 +41,12 @@ class TableChangelog:
     At least once only (what the worker runs Faust with): Faust's own exactly-once mode
     stores the offset at its commits instead (``persist_offset_on_commit``)."""
 
-    def __init__(self, app: Any, table: Any) -> None:
+    def __init__(self, app: Any, table: Any, limits: Mapping[str, int] | None = None) -> None:
+        """``limits``: the topics' ``max.message.bytes`` (decay_kafka.topics.message_limits),
+        which size the changelog's record batches (producer_batches.record_batch_bytes)."""
         self.app = app
         self.table = table
+        self.limits = limits or {}
 
     def _producer(self) -> Any:
         if self.app.in_transaction:
@@ -54,12 +60,13 @@ class TableChangelog:
             return []
         producer = self._producer()
         topic = self.table.changelog_topic.get_topic_name()
+        size = record_batch_bytes(self.limits, topic)
         futures = []
-        batch, n = producer.create_batch(), 0
+        batch, n = new_batch(producer, size), 0
         for key, value in changes:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
                 futures.append(await self._send(producer, batch, topic, partition, n))
-                batch, n = producer.create_batch(), 0
+                batch, n = new_batch(producer, size), 0
                 # An empty batch takes any record; one too large fails on the broker.
                 batch.append(key=key, value=value, timestamp=None)
             n += 1

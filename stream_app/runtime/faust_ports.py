@@ -93,14 +93,19 @@ def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
 class FaustProducer:
     """``stream_app.ports.Producer`` over the app's topics (declared raw bytes both ways)."""
 
-    def __init__(self, app: faust.App, topics: dict[str, Any]) -> None:
+    def __init__(
+        self, app: faust.App, topics: dict[str, Any], limits: Mapping[str, int] | None = None
+    ) -> None:
+        """``limits``: the topics' ``max.message.bytes``, the size of the record batches
+        ``send_batches`` hands over (stream_app.producer_batches.record_batch_bytes)."""
         self.app = app
         self.topics = topics
+        self.limits = limits or {}
 
     async def send_batches(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
         if not messages:
             return []
-        return await send_batches(aiokafka_producer(self.app), messages)
+        return await send_batches(aiokafka_producer(self.app), messages, self.limits)
 
     async def send(self, m: Outgoing) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = await self.topics[m.topic].send(

@@ -1,6 +1,7 @@
 """Messages handed over a record batch per topic partition (stream_app.producer_batches)
 land as ``AIOKafkaProducer.send`` puts them: same partition (the key's, or the one given),
-key, value, headers and timestamp, in order, however many batches they fill."""
+key, value, headers and timestamp, in order, however many batches they fill: one per
+partition when the topic takes them all in one, several when its limit is lower."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ DEADLINE_S = 30.0
 
 def messages(topic: str) -> list[Outgoing]:
     out = []
-    for i in range(300):  # ~1 KB each: several 16 KB batches per partition
+    for i in range(300):  # ~1 KB each: several batches per partition at a 16 KB limit
         key = f"user-{i % 40}".encode()
         value = bytes([i % 256]) * 1000
         if i % 3 == 0:
@@ -53,7 +54,7 @@ async def _read(bootstrap: str, topic: str, n: int) -> list[Any]:
         await consumer.stop()
 
 
-async def _send_both(bootstrap: str) -> tuple[list[Any], list[Any], int]:
+async def _send_both(bootstrap: str, limit: int | None) -> tuple[list[Any], list[Any], int]:
     one, batched = f"one-{uuid.uuid4().hex[:8]}", f"batched-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -69,7 +70,8 @@ async def _send_both(bootstrap: str) -> tuple[list[Any], list[Any], int]:
                 one, m.value, key=m.key, partition=m.partition, timestamp_ms=m.timestamp_ms,
                 headers=list(m.headers),
             )  # fmt: skip
-        futures = await send_batches(producer, messages(batched))
+        limits = {} if limit is None else {batched: limit}
+        futures = await send_batches(producer, messages(batched), limits)
         await producer.flush()
         results = await asyncio.gather(*futures)
     finally:
@@ -83,8 +85,11 @@ def _fields(r: Any) -> tuple[Any, ...]:
 
 
 @pytest.mark.kafka
-def test_batched_messages_land_as_one_by_one_sends_put_them(bootstrap: str) -> None:
-    one, batched, batches = asyncio.run(_send_both(bootstrap))
+@pytest.mark.parametrize("limit", [16_384, None])
+def test_batched_messages_land_as_one_by_one_sends_put_them(
+    bootstrap: str, limit: int | None
+) -> None:
+    one, batched, batches = asyncio.run(_send_both(bootstrap, limit))
     assert len(one) == len(batched) == 300
     order = sorted(one, key=lambda r: (r.partition, r.offset))
     got = sorted(batched, key=lambda r: (r.partition, r.offset))
@@ -96,4 +101,7 @@ def test_batched_messages_land_as_one_by_one_sends_put_them(bootstrap: str) -> N
 
     assert len(given(got)) == 200 and given(got) == given(order)
     assert all(r.timestamp_type == 0 for r in got)  # CreateTime, as the producer's
-    assert PARTITIONS < batches < 300  # a few batches per partition, not one per message
+    if limit is None:  # 100 KB a partition: one batch each
+        assert batches == PARTITIONS
+    else:  # a few batches per partition, not one per message
+        assert PARTITIONS < batches < 300

@@ -1,7 +1,8 @@
 """The state table's changelog written a batch at a time (stream_app.runtime.changelog_send)
 lands on the broker as Faust's own table writes do: same partition, key, value, tombstone and
 headers, record for record; and each delivered batch stores its last offset in the
-partition's RocksDB, where Faust's recovery reads how far the local state is."""
+partition's RocksDB, where Faust's recovery reads how far the local state is, also when a
+write fills several batches (the topic's limit is smaller than it)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ async def _both_paths(bootstrap: str, datadir: Path) -> tuple[list[Any], FaustTa
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    store = FaustTableStore(table, "events", TableChangelog(app, table))
+    # 2 KB batches on this topic: the 10 records of 500 B below take several.
+    store = FaustTableStore(table, "events", TableChangelog(app, table, {topic: 2048}))
     await app.producer.start()
     try:
         # Faust's own path (the worker's before), then the batch path, on partition 1.
@@ -70,10 +72,16 @@ async def _both_paths(bootstrap: str, datadir: Path) -> tuple[list[Any], FaustTa
         await store.write({(1, "user-ü"): STATE}, [])
         await store.write({}, [(1, "user-ü"), (1, "never-there")])
         await store.write({(0, "other"): b"x", (1, "\x00watermark"): b"w"}, [])
+        sent = await store.write({(0, f"many-{i}"): bytes(500) for i in range(10)}, [])
+        assert 1 < len(sent) < 10  # batches of a few records
         await app.producer.flush()
         await asyncio.sleep(0)  # the delivery callbacks
     finally:
         await app.producer.stop()
+    many = await _read(bootstrap, topic, 0, 11)
+    assert [(r.offset, r.key) for r in many[1:]] == [
+        (i + 1, f"many-{i}".encode()) for i in range(10)
+    ]
     return await _read(bootstrap, topic, 1, 5), store
 
 
@@ -94,7 +102,7 @@ def test_batch_changelog_records_are_faust_records_and_book_their_offset(
         data = store.table.data
         changelog = store.table.changelog_topic.get_topic_name()
         assert data.persisted_offset(TP(changelog, 1)) == 4
-        assert data.persisted_offset(TP(changelog, 0)) == 0
+        assert data.persisted_offset(TP(changelog, 0)) == 10  # the last of several batches
         assert store.get(1, "user-ü") is None and store.get(1, "\x00watermark") == b"w"
     finally:
         store.table.data.reset_state()

@@ -196,3 +196,76 @@ def test_what_the_changelog_batches_use_is_where_they_look() -> None:
     assert "if self.app.in_transaction:" in sent
     table = app.Table("contract", key_type=bytes, value_type=bytes)
     assert table.changelog_topic.get_topic_name() == "contract-contract-changelog"
+
+
+def test_what_a_record_batch_of_a_given_size_uses_is_where_it_looks() -> None:
+    """stream_app.runtime.record_batch: what ``create_batch`` gives (through the accumulator's
+    ``create_builder``) is the batch it makes, but for the size it is given."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    from stream_app.runtime.record_batch import new_batch
+
+    assert str(inspect.signature(BatchBuilder.__init__)) == (
+        "(self, batch_size, compression_type, *, is_transactional=0, key_serializer=None, "
+        "value_serializer=None)"
+    )
+    made = inspect.getsource(MessageAccumulator.create_builder)
+    for used in (
+        "self._txn_manager is not None",
+        "and self._txn_manager.transactional_id is not None",
+        "self._batch_size,",
+        "self._compression_type,",
+        "is_transactional=is_transactional,",
+    ):
+        assert used in made, used
+    assert "key_serializer=self._key_serializer" in inspect.getsource(AIOKafkaProducer.create_batch)
+
+    async def batches() -> tuple[BatchBuilder, BatchBuilder]:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", compression_type="gzip")
+        try:
+            return producer.create_batch(), new_batch(producer, 100_000)
+        finally:
+            await producer.stop()
+
+    theirs, ours = asyncio.run(batches())
+    for batch in (theirs, ours):  # 50 records of 1 KB: more than one 16 KB batch holds
+        taken = [batch.append(key=b"k", value=bytes(1000), timestamp=None) for _ in range(50)]
+        batch.close()
+        built = DefaultRecordBatch(bytes(batch._build()))
+        assert (built.compression_type, built.is_transactional) == (1, False)  # the producer's
+    assert taken.count(None) == 0
+    assert theirs.record_count() < 20 < ours.record_count() == 50
+
+    async def transactional() -> BatchBuilder:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", transactional_id="t")
+        try:
+            return new_batch(producer, 100_000)
+        finally:
+            await producer.stop()
+
+    batch = asyncio.run(transactional())
+    batch.append(key=b"k", value=b"v", timestamp=None)
+    batch.close()
+    assert DefaultRecordBatch(bytes(batch._build())).is_transactional
+
+
+def test_a_consumer_record_has_the_fields_of_a_record() -> None:
+    """stream_app.worker.Worker.applicable hands aiokafka's records to the processor as they
+    come from the fetch, read as Records: every field of a Record is one of theirs."""
+    import dataclasses
+
+    from aiokafka.structs import ConsumerRecord
+
+    from stream_app.batch import Record
+
+    theirs = {f.name: f.type for f in dataclasses.fields(ConsumerRecord)}
+    ours = {f.name: f.type for f in dataclasses.fields(Record)}
+    assert {name: theirs.get(name) for name in ours} == {
+        "partition": "int",
+        "offset": "int",
+        "key": "KT | None",
+        "value": "VT | None",
+        "timestamp": "int",
+    }
