@@ -26,9 +26,14 @@ COLUMNS: Final = (("ts", "<i8"), ("type", "u1"), ("cat", "u1"), ("price", "<f4")
 WIDTHS: Final = tuple(np.dtype(dtype).itemsize for _, dtype in COLUMNS)
 
 
-@lru_cache(maxsize=256)
 def row_order(n: int) -> npt.NDArray[np.intp]:
-    """Where each byte of ``n`` rows (EVENT_DTYPE, packed) is in the record's columns."""
+    """Where each byte of ``n`` rows (EVENT_DTYPE, packed) is in the record's columns.
+    Cached for the usual window lengths only: 22 * 8 bytes a row, 0.7 MB at 4,096 rows."""
+    return _row_order(n) if n <= 256 else _row_order.__wrapped__(n)
+
+
+@lru_cache(maxsize=257)
+def _row_order(n: int) -> npt.NDArray[np.intp]:
     i = np.arange(n)[:, None]
     starts = np.cumsum([0, *WIDTHS[:-1]]) * n  # of each column in the record
     at = [starts[k] + i * w + np.arange(w) for k, w in enumerate(WIDTHS)]

@@ -94,8 +94,11 @@ async def message_limits(settings: Settings, topics: Sequence[str] | None = None
     limits = {}
     for response in responses:
         for error_code, _, _, name, entries in response.resources:
-            if error_code == 0:  # else the topic is missing: the broker's default applies
+            if error_code == 0:
                 for key, value, *_ in entries:
                     if key == limit:
                         limits[name] = int(value)
+    unknown = sorted(set(names) - set(limits))
+    if unknown:  # missing, or not ours to describe: record batches stay small there
+        log.warning("max.message.bytes not readable for topics %s: 16 KB batches", unknown)
     return limits

@@ -26,12 +26,17 @@ from stream_app.runtime.record_batch import new_batch
 # The largest record batch sent to any topic: the broker's default max.message.bytes
 # (1,048,588) less a margin.
 MAX_BATCH_BYTES = 1_000_000
+# A topic whose limit is not known (not readable: no DescribeConfigs permission; created
+# later): the producer's own batch size, which any broker takes. A guess above its real
+# limit would be refused whole, and the same uncommitted records would build it again.
+UNKNOWN_LIMIT_BATCH_BYTES = 16_384
 
 
 def record_batch_bytes(limits: Mapping[str, int], topic: str) -> int:
     """The size of the record batches sent to ``topic``: its ``max.message.bytes`` where
-    ``limits`` has it (decay_kafka.topics.message_limits), at most ``MAX_BATCH_BYTES``."""
-    return max(min(limits.get(topic, MAX_BATCH_BYTES), MAX_BATCH_BYTES), 1)
+    ``limits`` has it (decay_kafka.topics.message_limits), at most ``MAX_BATCH_BYTES``;
+    ``UNKNOWN_LIMIT_BATCH_BYTES`` where it does not."""
+    return max(min(limits.get(topic, UNKNOWN_LIMIT_BATCH_BYTES), MAX_BATCH_BYTES), 1)
 
 
 async def send_batches(

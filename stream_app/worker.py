@@ -274,6 +274,8 @@ class Worker:
                 return
             partitions = sorted(self.assigned())
             await self.look_up_committed(partitions)
+            if self.group.holding():  # it began during the lookup's round trips
+                return
             assigned = {p: self.processor.committed.get(p, 0) for p in partitions}
             idle_ms = int(self.settings.idle_s * 1000)
             out = self.processor.tick(self.clock_ms(), idle_ms, assigned)
