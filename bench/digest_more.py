@@ -12,16 +12,14 @@ digests behave the same on these records.
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from dataclasses import replace
 
 import orjson
 
-from bench.processor import records, spoiled
+from bench.processor import Digest, records, spoiled
 from decay.settings import Settings
 from stream_app.app import processor_config
-from stream_app.processor import BatchOutput, Processor, Record
+from stream_app.processor import Processor, Record
 from stream_app.rollout import load_scorer
 from stream_app.store import MemoryStore
 
@@ -42,38 +40,6 @@ def more_spoiled(recs: list[Record]) -> list[Record]:
     return out
 
 
-class _Digest:
-    """A SHA-256 over a run's outputs (as bench/processor.py's digest takes them, forwards
-    and gaps too), applying their writes and deletes to ``store``."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.h = hashlib.sha256()
-        self.seen: Counter[str] = Counter()
-
-    def apply(self, out: BatchOutput) -> None:
-        h, store = self.h, self.store
-        self.seen.update(a.kind for a in out.alerts)
-        self.seen.update(out.counts)
-        for (p, k), v in sorted(out.writes.items()):
-            h.update(f"w{p}:{k}:".encode() + v)
-            store.put(p, k, v)
-        for p, k in out.deletes:
-            h.update(f"d{p}:{k}".encode())
-            store.delete(p, k)
-        for a in (*out.alerts, *out.scores):
-            h.update(f"a{a.partition}:{a.user_id}:{a.kind}:".encode() + a.payload)
-        for d in out.dead_letters:
-            h.update(f"x{d.record.partition}:{d.record.offset}:{d.reason}:{d.detail}".encode())
-        for f in out.forwards:
-            h.update(f"f{f.partition}:{f.user_id}:{f.record.offset}".encode())
-        h.update(repr(sorted(out.counts.items())).encode())
-        h.update(repr(sorted(out.gaps.items())).encode())
-
-    def hexdigest(self) -> str:
-        return self.h.hexdigest()[:16] + " " + repr(dict(sorted(self.seen.items())))
-
-
 def run(recs: list[Record], batch: int, clock: int, pseudo: bool) -> str:
     """The digest of everything the processor gave, fed as the docstring says."""
     settings = Settings(partitions=4)
@@ -81,7 +47,7 @@ def run(recs: list[Record], batch: int, clock: int, pseudo: bool) -> str:
     store = MemoryStore()
     pseudonymize = (lambda u: "p-" + u) if pseudo else None
     proc = Processor(config, load_scorer(settings), store, lambda: clock, pseudonymize)
-    d = _Digest(store)
+    d = Digest(store)
     apply = d.apply
 
     def process(chunk: list[Record]) -> None:

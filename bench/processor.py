@@ -45,7 +45,7 @@ from decay.eventlog import frame_to_records
 from decay.settings import Settings
 from decay_cli.replay import encode
 from stream_app.app import processor_config
-from stream_app.processor import Processor, ProcessorConfig, Record
+from stream_app.processor import BatchOutput, Processor, ProcessorConfig, Record
 from stream_app.queries import partition_for
 from stream_app.rollout import load_scorer
 from stream_app.store import MemoryStore
@@ -97,6 +97,38 @@ def main() -> None:
             print(label, measure(recs, cfg, settings, args.batch, args.users, False))
 
 
+class Digest:
+    """A SHA-256 over a run's outputs (writes in key order: a set's order is not behaviour),
+    applying their writes and deletes to ``store``; also bench/digest_more.py's."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.h = hashlib.sha256()
+        self.seen: Counter[str] = Counter()
+
+    def apply(self, out: BatchOutput) -> None:
+        h, store = self.h, self.store
+        self.seen.update(a.kind for a in out.alerts)
+        self.seen.update(out.counts)
+        for (p, k), v in sorted(out.writes.items()):
+            h.update(f"w{p}:{k}:".encode() + v)
+            store.put(p, k, v)
+        for p, k in out.deletes:
+            h.update(f"d{p}:{k}".encode())
+            store.delete(p, k)
+        for a in (*out.alerts, *out.scores):
+            h.update(f"a{a.partition}:{a.user_id}:{a.kind}:".encode() + a.payload)
+        for d in out.dead_letters:
+            h.update(f"x{d.record.partition}:{d.record.offset}:{d.reason}:{d.detail}".encode())
+        for f in out.forwards:
+            h.update(f"f{f.partition}:{f.user_id}:{f.record.offset}".encode())
+        h.update(repr(sorted(out.counts.items())).encode())
+        h.update(repr(sorted(out.gaps.items())).encode())
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()[:16] + " " + repr(dict(sorted(self.seen.items())))
+
+
 def spoiled(recs: list[Record]) -> list[Record]:
     """The records with every 97th duplicated, every 101st not JSON, every 103rd on the next
     partition (a forward), every 89th sent an hour back in time (late); offsets renumbered."""
@@ -131,34 +163,18 @@ def digest(
     store = MemoryStore()
     config = replace(config, publish_scores=True, score_min_change=0.0)
     proc = Processor(config, load_scorer(settings), store, lambda: clock)
-    h = hashlib.sha256()
-    seen: Counter[str] = Counter()
-
-    def apply(out: Any) -> None:
-        seen.update(a.kind for a in out.alerts)
-        seen.update(out.counts)
-        for (p, k), v in sorted(out.writes.items()):  # a set's order: not behaviour
-            h.update(f"w{p}:{k}:".encode() + v)
-            store.put(p, k, v)
-        for p, k in out.deletes:
-            h.update(f"d{p}:{k}".encode())
-            store.delete(p, k)
-        for a in (*out.alerts, *out.scores):
-            h.update(f"a{a.partition}:{a.user_id}:{a.kind}:".encode() + a.payload)
-        for d in out.dead_letters:
-            h.update(f"x{d.record.partition}:{d.record.offset}:{d.reason}:{d.detail}".encode())
-        h.update(repr(sorted(out.counts.items())).encode())
+    d = Digest(store)
 
     for i in range(0, len(recs), batch):
         out = proc.process(recs[i : i + batch])
-        apply(out)
+        d.apply(out)
         forwards = [
             Record(f.partition, n, f.record.key, f.record.value, f.record.timestamp)
             for n, f in enumerate(out.forwards)
         ]
         if forwards:
-            apply(proc.process_forwarded(forwards))
-    return h.hexdigest()[:16] + " " + repr(dict(sorted(seen.items())))
+            d.apply(proc.process_forwarded(forwards))
+    return d.hexdigest()
 
 
 def measure(
