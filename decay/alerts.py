@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import numpy as np
 
 from decay.durations import DAY_MS
 
@@ -34,6 +37,20 @@ def rfc3339(ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+# Below this (2242) ``ms / 1000`` as a float is exact to well under a microsecond, so
+# rfc3339's float path and numpy's integer one give the same string.
+_EXACT_MS: Final = 2**33 * 1000
+
+
+def rfc3339_many(ms: Sequence[int]) -> list[str]:
+    """``rfc3339`` of each value, in one numpy call (a batch's score messages: the scalar
+    one costs about 2 µs a value, as much as the rest of the message)."""
+    stamps = np.asarray(ms, dtype=np.int64)
+    if not len(stamps) or stamps.min() < 0 or stamps.max() >= _EXACT_MS:
+        return [rfc3339(int(v)) for v in ms]
+    return [s + "Z" for s in np.datetime_as_string(stamps.astype("datetime64[ms]")).tolist()]
 
 
 @dataclass(frozen=True, slots=True)

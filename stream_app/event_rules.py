@@ -72,6 +72,7 @@ class EventRules:
         rules, grace = self.config.engagement, self.config.grace_ms
         parts, fire = self.partitions, self.fire
         bounds = replaced_below(steps, of_user, grace)
+        rows: list[alerting.ScoreRow] = []  # the score messages, built at the end at once
         for step, peak, half_life, deadline_s, bound in zip(
             steps, peaks, half_lives, deadlines, bounds, strict=True
         ):
@@ -83,7 +84,7 @@ class EventRules:
                 fire(step.partition, part, step.offset)  # not read yet
             windows[ukey] = step
             if alerting.count_session(st, step, rules):  # the user's newest event
-                self._newest(ukey, st, step, (peak, half_life, deadline_s, bound), part, out)
+                self._newest(ukey, st, step, (peak, half_life, deadline_s, bound), part, rows)
             max_ts = step.max_ts
             if max_ts > part.max_ts:
                 part.max_ts = max_ts
@@ -92,6 +93,7 @@ class EventRules:
             heap = part.heap  # due: its watermark (part.watermark) passed the first deadline
             if heap and heap[0][0] <= (max_ts - grace if max_ts else _NO_WATERMARK):
                 fire(step.partition, part, step.offset)
+        out.scores += alerting.score_messages(rows, self.version)
 
     def _newest(
         self,
@@ -100,10 +102,11 @@ class EventRules:
         step: Step,
         score: tuple[float, float, float, float],
         part: PartitionState,
-        out: BatchOutput,
+        rows: list[alerting.ScoreRow],
     ) -> None:
         """The user's newest event: re-engagement, its score, category drops, the deadline
-        (``score``: peak, half-life, seconds to the deadline, and replaced_below's bound)."""
+        (``score``: peak, half-life, seconds to the deadline, and replaced_below's bound);
+        its score message's row into ``rows``."""
         peak, half_life, deadline_s, bound = score
         if st.dormant_since_ms:
             back = alerting.reengaged(st, step)
@@ -125,7 +128,7 @@ class EventRules:
         if c.publish_scores and (
             c.score_min_change == 0 or abs(peak - before) > c.score_min_change
         ):
-            out.scores.append(alerting.score_message(ukey, st, step, self.version))
+            rows.append(alerting.score_row(ukey, st, step))
 
 
 def replaced_below(
