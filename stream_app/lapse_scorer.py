@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from decay import btyd, lifetime
 from decay.card import ModelCard
-from decay.events import Event, EventType
+from decay.events import Event
 from decay.features import FeatureSpec, category_bucket, event_features
 from decay.lapse_state import (
     COUNTERS,
@@ -42,9 +42,10 @@ from decay.lapse_state import (
     unpack_states,
 )
 from decay.scoring import HOUR_S, Scores
-from decay.window import NO_CATEGORY, Window
+from decay.window import Window
 from stream_app.lapse_rounds import batch_rounds, count_all, recur_rounds
 from stream_app.onnx_scorer import ModelMismatchError, check_features, open_model
+from stream_app.window_steps import window_events
 
 INPUTS: Final = ("event", "h", "c", "static")
 OUTPUTS: Final = ("h_next", "c_next", "params")
@@ -206,20 +207,21 @@ class LapseScorer:
         quantity). Exact for a user whose whole history is in the window, at quantity 1."""
         if not windows:
             return []
-        after = self.step(
-            [self.start()] * len(windows),
-            [
-                [] if w is None else [_window_event(w, r) for r in range(w.ts.shape[0])]
-                for w in windows
-            ],
-        )
-        st = unpack_states([a[-1] if a else self.start() for a in after], self.tag, self.units)
+        made: dict[tuple[Any, ...], Event] = {}
+        events = [[] if w is None else window_events(w, made) for w in windows]
+        st = unpack_states(self._stepped(events), self.tag, self.units)
         seen = np.array([w is not None and w.ts.shape[0] > 0 for w in windows])
         before = [w.n_total - w.ts.shape[0] if w is not None else 0 for w in windows]
         st["n_events"] += np.where(seen, before, 0).astype(np.uint32)
         firsts = [w.first_ts_ms if w is not None else 0 for w in windows]
         st["first_ts_ms"] = np.where(seen, firsts, st["first_ts_ms"])
         return pack_states(st)
+
+    def _stepped(self, events: Sequence[Sequence[Event]]) -> list[bytes]:
+        """The state after each list of events, stepped from a new user's state."""
+        start = self.start()
+        after = self.step([start] * len(events), events)
+        return [a[-1] if a else start for a in after]
 
     def step(self, states: Sequence[bytes], events: Sequence[Sequence[Event]]) -> list[list[bytes]]:
         """Per user: the stored state and the user's events of the batch, in order; returns
@@ -349,15 +351,3 @@ class LapseScorer:
         if not math.isfinite(half_life_s) or half_life_s <= 0:
             return peak if math.isinf(half_life_s) else 0.0
         return peak * 2.0 ** (-max(silent_s, 0.0) / half_life_s)
-
-
-def _window_event(w: Window, r: int) -> Event:
-    cat = int(w.cats[r])
-    return Event(
-        event_id="",
-        user_id="",
-        ts_ms=int(w.ts[r]),
-        type=EventType(int(w.types[r])),
-        category=None if cat == NO_CATEGORY else w.categories[cat],
-        price=float(w.prices[r]),
-    )

@@ -12,8 +12,10 @@ import pytest
 from decay import btyd
 from decay.events import Event, EventType
 from decay.lapse_state import unpack_states
-from decay.scoring import HOUR_S
+from decay.scoring import HOUR_S, without_event
+from decay.window import NO_CATEGORY, Window
 from stream_app.lapse_scorer import ROOT_TOL_S, LapseScorer
+from stream_app.window_steps import window_events
 
 MODEL = Path(__file__).resolve().parents[2] / "stream_app" / "models" / "cdnow-lapse.onnx"
 DAY_MS = 86_400_000
@@ -106,3 +108,36 @@ def test_the_counters_counted_at_once_are_those_counted_round_by_round(heavy: bo
     assert got[0].tobytes() == want[0].tobytes()
     assert got[1].tolist() == want[1].tolist() and got[2].tolist() == want[2].tolist()
     assert not want[2].all() and want[2].any()
+
+
+def _window(rng: np.random.Generator, n: int, n_total: int) -> Window:
+    ts = 850_000_000_000 + np.cumsum(rng.integers(0, 5 * DAY_MS, n)).astype(np.int64)
+    cats = rng.integers(0, 3, n).astype(np.uint8)
+    cats[rng.random(n) < 0.3] = NO_CATEGORY
+    return Window(
+        ts,
+        rng.integers(0, 8, n).astype(np.uint8),
+        cats,
+        rng.choice([0.0, 9.99, 40.0], n).astype(np.float32),
+        ("a", "b", "c"),
+        n_total,
+        int(ts[0]) - (n_total - n) * DAY_MS,
+    )
+
+
+def test_explanations_windows_are_each_window_stepped_alone(scorer: LapseScorer) -> None:
+    """occlusion's windows (each whole window, then without each of its last events), warmed
+    up together with their events built once: the interest is bit for bit each window's
+    stepped alone, from events of its own."""
+    rng = np.random.default_rng(9)
+    windows = [_window(rng, int(rng.integers(1, 11)), int(rng.integers(10, 40))) for _ in range(8)]
+    variants = [v for w in windows for v in [w, *(without_event(w, j) for j in range(len(w.ts)))]]
+    variants.insert(5, windows[0])  # the same window twice
+    silent = np.array([[0.0, 3600.0, 86_400.0 * 9]])
+    together = scorer.curves(variants, silent)
+    alone = np.concatenate([scorer.curves([v], silent) for v in variants])
+    assert together.tobytes() == alone.tobytes()
+    made: dict = {}
+    events = [window_events(v, made) for v in variants]
+    assert sum(map(len, events)) > 3 * len(made)  # shared, not built again
+    assert [e.ts_ms for e in events[0]] == windows[0].ts.tolist()
