@@ -1,11 +1,11 @@
 """``bench/processor.py --digest`` over more of the processor's paths: the same spoiled records
-plus a price beyond float32 every 211th, every 5th batch led by the previous batch's last 3
-records again (redelivered: same offsets), every 7th missing its second record (a gap: the
-record comes once the processor reports it, with the records held behind it, as the worker
-hands them in), five users erased a third of the way in, and all of it again with user ids
-pseudonymised. Prints a SHA-256 of everything the processor gave per batch size (lapse or
-window model as ``DECAY_MODEL_PATH`` says): two versions of the code that print the same
-digests behave the same on these records.
+plus a price beyond float32 every 211th (a dead letter), every 5th batch led by the previous
+batch's last 3 records again (redelivered: same offsets), every 7th missing its second record
+(a gap: the record comes once the processor reports it, with the records held behind it, as
+the worker hands them in), five users erased a third of the way in, and all of it again with
+user ids pseudonymised. Prints a SHA-256 of everything the processor gave per batch size
+(lapse or window model as ``DECAY_MODEL_PATH`` says): two versions of the code that print the
+same digests behave the same on these records.
 
     PYTHONPATH=. .venv/bin/python bench/digest_more.py
 """
@@ -25,7 +25,8 @@ from stream_app.store import MemoryStore
 
 
 def more_spoiled(recs: list[Record]) -> list[Record]:
-    """A price beyond float32 every 211th; record times that go up (erasure reads them)."""
+    """A price beyond float32 every 211th (invalid_value); record times that go up (erasure
+    reads them)."""
     out = []
     for i, r in enumerate(recs):
         value = r.value or b""

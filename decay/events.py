@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
+import numpy as np
 import orjson
 
 from decay.event_json import is_plain, loads, parse_timestamp
@@ -151,6 +152,8 @@ def with_user_id(event: Event, user_id: str) -> Event:
 
 
 _FLOAT_MAX: Final = int(sys.float_info.max)
+# The largest price a state row holds (float32, decay.state): above it the row would keep inf.
+PRICE_MAX: Final = float(np.finfo(np.float32).max)
 # The contract's fields, as JSON keys: Event's, with ts for ts_ms.
 _FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Event)) - {"ts_ms"} | {"ts"}
 
@@ -328,6 +331,8 @@ def parse_any_event(raw: bytes | None, key: bytes | None, limits: Limits) -> Eve
             return Invalid(INVALID_VALUE, f"price of {len(str(abs(price)))} digits")
         if not math.isfinite(price) or price < 0:
             return Invalid(INVALID_VALUE, f"price {price!r}")
+        if price > PRICE_MAX:
+            return Invalid(INVALID_VALUE, f"price {price!r} above {PRICE_MAX:.4g}")
         price = float(price)
     quantity = obj.get("quantity")
     if quantity is not None:

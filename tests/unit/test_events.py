@@ -190,3 +190,20 @@ def test_a_price_beyond_any_float_is_an_invalid_value_not_an_overflow(price: int
     got = parse_event(b'{"price": %d, ' % price + json.dumps(base).encode()[1:], None, LIMITS)
     assert isinstance(got, Invalid) and got.reason == ev.INVALID_VALUE
     assert got.detail == f"price of {len(str(price))} digits"
+
+
+@pytest.mark.parametrize("price", ["3.5e38", "1e300", str(2**200)])
+def test_a_price_beyond_float32_is_an_invalid_value_not_an_infinite_row(price: str) -> None:
+    # A state row keeps prices as float32 (decay.state): 3.5e38 would be stored as inf.
+    base = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": 1_700_000_000_000}
+    got = parse_event(
+        b'{"price": %s, ' % price.encode() + json.dumps(base).encode()[1:], None, LIMITS
+    )
+    assert isinstance(got, Invalid) and got.reason == ev.INVALID_VALUE
+    assert got.detail.startswith("price ") and "above 3.403e+38" in got.detail
+
+
+def test_the_largest_float32_price_is_valid() -> None:
+    base = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": 1_700_000_000_000}
+    got = parse_event(json.dumps({**base, "price": ev.PRICE_MAX}).encode(), None, LIMITS)
+    assert not isinstance(got, Invalid) and got.price == ev.PRICE_MAX
