@@ -183,9 +183,13 @@ class Worker:
         (see stream_app.runtime.intake), until a batch fails (then the worker stops)."""
         s = self.settings
         heap.settle()  # started: see stream_app.heap
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        while await self.handle(await self.batches.take(s.batch_max, s.batch_within_s)):
-            pass
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # process-wide: put back when consuming ends
+        try:
+            while await self.handle(await self.batches.take(s.batch_max, s.batch_within_s)):
+                pass
+        finally:
+            sys.setswitchinterval(before)
 
     async def handle(self, fetched: Sequence[Fetched]) -> bool:
         """One micro-batch; False when it failed and the worker is stopping. Offsets are

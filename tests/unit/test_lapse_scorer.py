@@ -141,3 +141,22 @@ def test_explanations_windows_are_each_window_stepped_alone(scorer: LapseScorer)
     events = [window_events(v, made) for v in variants]
     assert sum(map(len, events)) > 3 * len(made)  # shared, not built again
     assert [e.ts_ms for e in events[0]] == windows[0].ts.tolist()
+
+
+def test_window_events_are_the_rows_events_even_when_times_tie() -> None:
+    """Events shared between windows only when time, type, category and price all match:
+    rows at one time that differ in any of them stay apart."""
+    ts = np.array([5_000, 5_000, 5_000, 5_000, 7_000], dtype=np.int64)
+    types = np.array([1, 4, 1, 1, 1], dtype=np.uint8)
+    cats = np.array([0, 0, 1, 0, NO_CATEGORY], dtype=np.uint8)
+    prices = np.array([9.99, 9.99, 9.99, 40.0, 0.0], dtype=np.float32)
+    w = Window(ts, types, cats, prices, ("a", "b"), 5, 5_000)
+    made: dict = {}
+    got = window_events(w, made) + window_events(w, made)
+    rows = []
+    columns = (ts.tolist(), types.tolist(), cats.tolist(), prices.tolist())
+    for t, code, cat, price in zip(*columns, strict=True):
+        name = None if cat == NO_CATEGORY else ("a", "b")[cat]
+        rows.append(Event("", "", t, EventType(code), category=name, price=price))
+    assert got == rows + rows
+    assert len(made) == 5

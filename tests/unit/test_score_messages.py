@@ -5,6 +5,8 @@ import json
 import math
 import random
 
+import numpy as np
+
 from decay import alerts as al
 from stream_app.alerting import ScoreRow, score_messages
 
@@ -26,9 +28,15 @@ def dumped(row: ScoreRow, version: str) -> bytes:
 
 def test_rfc3339_many_is_rfc3339_value_by_value() -> None:
     rng = random.Random(11)
-    values = [rng.randrange(0, 2**33 * 1000) for _ in range(20_000)]
-    values += [0, 1, 999, 1000, 86_399_999, 2**33 * 1000 - 1, 2**33 * 1000, 2**34 * 1000]
-    assert al.rfc3339_many(values) == [al.rfc3339(v) for v in values]
+    cut = 2**33 * 1000  # below it the numpy path; a value at or past it sends all to rfc3339
+    values = [rng.randrange(0, cut) for _ in range(20_000)]
+    values += [0, 1, 999, 1000, 86_399_999, *range(cut - 100_000, cut, 997), cut - 1]
+    expected = [al.rfc3339(v) for v in values]
+    assert al.rfc3339_many(values) == expected
+    # The numpy path itself, not the fallback: the same strings from numpy's formatter.
+    stamps = np.asarray(values, dtype=np.int64).astype("datetime64[ms]")
+    assert [s + "Z" for s in np.datetime_as_string(stamps).tolist()] == expected
+    assert al.rfc3339_many([cut, 2**34 * 1000]) == [al.rfc3339(cut), al.rfc3339(2**34 * 1000)]
     assert al.rfc3339_many([]) == []
     assert al.rfc3339_many([-1, 5]) == [al.rfc3339(-1), al.rfc3339(5)]  # before 1970
 
