@@ -143,7 +143,8 @@ def score_row(ukey: tuple[int, str], st: UserState, step: Step) -> ScoreRow:
 
 
 # json.dumps of the message's dict, field by field: the same bytes (its separators, ASCII
-# escapes and float repr) for a fifth of the cost, the times converted for all at once.
+# escapes and float repr) without its per-call dict walk, the times converted for all at
+# once (one message per event cost a fifth of the batch thread: py-spy of bench/latency.py).
 _SCORE = (
     '{"user_id": %s, "event_id": %s, "event_time": "%s", "score": %s, '
     '"half_life_hours": %s, "deadline": %s, "model_version": %s}'
